@@ -1,0 +1,1 @@
+"""Model training (torch + torchvision), exported to ONNX. Never imported by the runtime."""
