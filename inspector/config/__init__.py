@@ -1,0 +1,1 @@
+"""Validated configuration models (pydantic). Every file the station reads is one of these."""
