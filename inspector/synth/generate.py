@@ -1,0 +1,178 @@
+"""Generate labelled image sets (PNG + manifest.jsonl) from the renderer, in parallel."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from inspector.manifest import MANIFEST_NAME, ManifestEntry, sha256_bytes, write_manifest
+from inspector.synth import MAX_NUISANCE, derive_seed, render
+from inspector.synth.base import MAX_SEED
+from inspector.taxonomy import OK, Product, defects
+
+# Fast PNG: level 1 is ~2x faster to write than the default and only ~10% larger.
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    product: str
+    label: str
+    seed: int
+    nuisance: float
+    out: str
+    masks: bool
+
+
+def choose_label(product: Product, base_seed: int, index: int, defect_rate: float) -> str:
+    """Label of image ``index``: ``ok`` with probability 1 - rate, else a uniform defect class."""
+    rng = np.random.default_rng([int(base_seed), int(index), 0x1ABE1])
+    if rng.random() >= defect_rate:
+        return OK
+    codes = [d.code for d in defects(product)]
+    return codes[int(rng.integers(len(codes)))]
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image, PNG_PARAMS)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _run_job(job: Job) -> str:
+    r = render(job.product, job.label, job.seed, job.nuisance)
+    name = f"{job.product}_{job.index:06d}.png"
+    data = encode_png(r.image)
+    Path(job.out, name).write_bytes(data)
+    mask_name = None
+    if job.masks:
+        mask_name = f"masks/{name}"
+        Path(job.out, mask_name).write_bytes(encode_png(r.mask))
+    entry = ManifestEntry(
+        file=name,
+        product=r.product,
+        label=r.label,
+        criticality=r.criticality,
+        seed=job.seed,
+        sha256=sha256_bytes(data),
+        pockets=list(r.pockets) if r.pockets is not None else None,
+        mask=mask_name,
+        source="synth",
+        nuisance=job.nuisance,
+    )
+    return entry.to_json()
+
+
+def _init_worker() -> None:
+    # One OpenCV thread per worker process: the processes already use every core.
+    cv2.setNumThreads(1)
+
+
+def validate_args(product: str, count: int, seed: int, defect_rate: float, nuisance: float) -> Product:
+    try:
+        prod = Product(product)
+    except ValueError:
+        raise ValueError(f"unknown product {product!r}; choose one of: {', '.join(p.value for p in Product)}") from None
+    if count < 1:
+        raise ValueError(f"--count must be at least 1, got {count}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed must be in 0..{MAX_SEED}, got {seed}")
+    if not 0.0 <= defect_rate <= 1.0:
+        raise ValueError(f"--defect-rate must be in 0..1, got {defect_rate}")
+    if not 0.0 <= nuisance <= MAX_NUISANCE:
+        raise ValueError(f"--nuisance must be in 0..{MAX_NUISANCE}, got {nuisance}")
+    return prod
+
+
+def prepare_out(out: Path) -> None:
+    """Refuse to write into a folder that already holds files: never overwrite a set."""
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a folder")
+        if any(out.iterdir()):
+            raise ValueError(f"--out {out} is not empty; choose a new folder (existing sets are never overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def generate(
+    product: str,
+    count: int,
+    seed: int,
+    out: str | os.PathLike[str],
+    *,
+    defect_rate: float = 0.5,
+    nuisance: float = 1.0,
+    labels: Sequence[str] | None = None,
+    masks: bool = True,
+    workers: int | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> list[ManifestEntry]:
+    """Render ``count`` images into ``out`` and write its manifest.
+
+    ``labels`` (one per image) overrides the random label choice; it is used to build
+    sets with a fixed class balance such as the committed sample set.
+    """
+    prod = validate_args(product, count, seed, defect_rate, nuisance)
+    if labels is not None and len(labels) != count:
+        raise ValueError(f"got {len(labels)} labels for {count} images")
+    root = Path(out)
+    prepare_out(root)
+    if masks:
+        (root / "masks").mkdir()
+    jobs = [
+        Job(
+            index=i,
+            product=prod.value,
+            label=labels[i] if labels is not None else choose_label(prod, seed, i, defect_rate),
+            seed=derive_seed(seed, i),
+            nuisance=nuisance,
+            out=str(root),
+            masks=masks,
+        )
+        for i in range(count)
+    ]
+    n_workers = max(1, min(workers or os.cpu_count() or 1, count))
+    lines: list[str] = []
+    start = time.perf_counter()
+    tmp = root / (MANIFEST_NAME + ".partial")
+    # The partial manifest grows as images land, so an interrupted run shows what it made.
+    with open(tmp, "w", encoding="utf-8") as fh:
+        if n_workers == 1:
+            _init_worker()
+            results = map(_run_job, jobs)
+            lines = _collect(results, fh, count, start, progress)
+        else:
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(n_workers, initializer=_init_worker) as pool:
+                lines = _collect(pool.imap(_run_job, jobs, chunksize=16), fh, count, start, progress)
+    entries = [ManifestEntry.model_validate_json(line) for line in lines]
+    write_manifest(root, entries)
+    tmp.unlink()
+    return entries
+
+
+def _collect(
+    results: Iterable[str],
+    fh: TextIO,
+    count: int,
+    start: float,
+    progress: Callable[[int, int, float], None] | None,
+) -> list[str]:
+    lines: list[str] = []
+    for line in results:
+        lines.append(line)
+        fh.write(line + "\n")
+        done = len(lines)
+        if progress is not None and (done % 250 == 0 or done == count):
+            progress(done, count, time.perf_counter() - start)
+    return lines
