@@ -1,0 +1,1 @@
+"""Model packages (verified ONNX files with their records) and the ONNX Runtime session."""

@@ -1,0 +1,1 @@
+"""Acquisition -> bounded queue -> inference -> decision -> sinks, under a per-item deadline."""

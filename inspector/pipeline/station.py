@@ -1,0 +1,415 @@
+"""The inspection station: an explicit state machine running the fail-safe pipeline.
+
+Threads (owned here, never by the UI):
+- *acquisition* grabs frames with a timeout, checks them, and puts them in a bounded
+  queue; a full queue, a corrupt frame or a frame-id gap become ``not_inspected``
+  rejects with an alarm; a camera fault moves the station to FAULT and paced
+  reconnect attempts follow;
+- *inference* takes frames, skips those already past their deadline, runs the model,
+  decides, and checks the deadline again before anything may be accepted.
+
+Deadline = frame time + the recipe's latency budget. ONNX Runtime cannot abort a running
+inference, so the deadline is enforced around the call: a late result is never used.
+Every decision goes to the sinks (PLC link, records, display tap) and to listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from inspector.camera.base import Camera, CameraError, CameraEvent, CameraEventKind, CameraFault, Frame
+from inspector.config.recipe import Recipe
+from inspector.inference.session import InferenceEngine, ModelError
+from inspector.inference.units import to_units
+from inspector.pipeline.decision import decide
+from inspector.pipeline.summary import RunSummary
+from inspector.pipeline.types import (
+    ALLOWED_TRANSITIONS,
+    Alarm,
+    AlarmSeverity,
+    EventKind,
+    ItemDecision,
+    NotInspected,
+    StageTimes,
+    StationEvent,
+    StationState,
+)
+from inspector.taxonomy import RejectReason
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[StationEvent], None]
+GRAB_TIMEOUT_S = 0.2
+RECOVER_INTERVAL_S = 0.5
+
+
+class StationError(RuntimeError):
+    """A station operation is not allowed now (wrong state, refused configuration)."""
+
+
+class DecisionSink(Protocol):
+    """Receives every decision in item order. Must return quickly (hand off to a thread)."""
+
+    name: str
+
+    def on_decision(self, decision: ItemDecision) -> None: ...
+
+
+class Station:
+    def __init__(
+        self,
+        recipe: Recipe,
+        camera: Camera,
+        engine: InferenceEngine,
+        *,
+        sinks: Sequence[DecisionSink] = (),
+        keep_images: bool = True,
+    ) -> None:
+        rec = engine.package.record
+        if rec.product is not recipe.product:
+            raise StationError(f"model is for {rec.product.value}, recipe for {recipe.product.value}")
+        if recipe.pocket_grid is not None and rec.pocket_grid is not None and recipe.pocket_grid != rec.pocket_grid:
+            raise StationError("the recipe's pocket grid differs from the one the model was trained with")
+        self.recipe = recipe
+        self.camera = camera
+        self.engine = engine
+        self.sinks = list(sinks)
+        self.keep_images = keep_images
+        th = recipe.thresholds or rec.thresholds
+        self.confidence_threshold = th.confidence
+        self.anomaly_threshold = th.anomaly
+        self.accept_minor = frozenset(recipe.accept_minor)
+        self.budget_s = recipe.latency_budget_ms / 1e3
+        self._rois = recipe.pocket_grid.rois() if recipe.pocket_grid is not None else None
+        self._expected_shape = recipe.frame.shape
+
+        self._state = StationState.IDLE
+        self._state_lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._queue: queue.Queue[tuple[Frame, float]] = queue.Queue(maxsize=recipe.queue_depth)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_frame_id: int | None = None
+        self._in_flight = 0
+        self._flight_lock = threading.Lock()
+        self._latest: tuple[Frame, ItemDecision | None] | None = None
+        self._latest_lock = threading.Lock()
+        self.summary = RunSummary(recipe.product, self.accept_minor)
+        self.alarms: list[Alarm] = []
+        self.batch_id: str | None = None
+        self._acq_done = threading.Event()
+        self._next_recover = 0.0
+        camera.subscribe(self._on_camera_event)
+
+    # -- state machine ------------------------------------------------------------------
+    @property
+    def state(self) -> StationState:
+        return self._state
+
+    def _transition(self, new: StationState) -> None:
+        with self._state_lock:
+            old = self._state
+            if old is new:
+                return
+            if new not in ALLOWED_TRANSITIONS[old]:
+                raise StationError(f"transition {old.value} -> {new.value} is not allowed")
+            self._state = new
+        log.info("station %s -> %s", old.value, new.value)
+        self._emit(StationEvent(EventKind.STATE, state=new))
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, event: StationEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener must not stop inspection
+                log.exception("station listener failed")
+
+    def raise_alarm(
+        self, code: str, message: str, source: str, severity: AlarmSeverity = AlarmSeverity.WARNING, **detail: Any
+    ) -> Alarm:
+        alarm = Alarm(code=code, message=message, source=source, severity=severity, detail=detail)
+        self.alarms.append(alarm)
+        log.warning("alarm %s: %s", code, message)
+        self._emit(StationEvent(EventKind.ALARM, alarm=alarm))
+        return alarm
+
+    # -- control ------------------------------------------------------------------------
+    def start(self, batch_id: str) -> None:
+        """Open and start the camera and the pipeline threads; the station is RUNNING after."""
+        self._transition(StationState.STARTING)
+        self.batch_id = batch_id
+        self.summary = RunSummary(self.recipe.product, self.accept_minor)
+        self._stop.clear()
+        self._acq_done.clear()
+        self._last_frame_id = None
+        try:
+            if self.camera.state.value == "closed":
+                self.camera.open()
+            self.camera.start()
+        except (CameraError, CameraFault) as exc:
+            self.raise_alarm("CAMERA_START", f"camera did not start: {exc}", "camera", AlarmSeverity.FAULT)
+            self._transition(StationState.IDLE)
+            raise StationError(f"camera did not start: {exc}") from exc
+        self._threads = [
+            threading.Thread(target=self._inference_loop, name="station-inference", daemon=True),
+            threading.Thread(target=self._acquisition_loop, name="station-acquisition", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        self._transition(StationState.RUNNING)
+
+    def stop(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Stop acquisition, finish the items already queued, and return the summary."""
+        with self._state_lock:
+            if self._state not in (StationState.RUNNING, StationState.FAULT):
+                raise StationError(f"stop() in state {self._state.value}")
+            self._transition(StationState.STOPPING)
+        self._stop.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        self._threads = []
+        try:
+            self.camera.stop()
+        except Exception:
+            log.exception("camera stop failed")
+        summary = self.summary.as_dict()
+        summary["batch_id"] = self.batch_id
+        summary["camera"] = self.camera.stats.as_dict()
+        if alive:
+            summary["threads_not_stopped"] = alive
+        self._transition(StationState.IDLE)
+        self._emit(StationEvent(EventKind.BATCH_END, summary=summary))
+        return summary
+
+    def wait_finished(self, timeout_s: float) -> bool:
+        """For finite sources: wait until every item was delivered and decided."""
+        if not self._acq_done.wait(timeout_s):
+            return False
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            with self._flight_lock:
+                if self._in_flight == 0 and self._queue.empty():
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def ready_for_frame(self) -> bool:
+        """True when nothing is queued or in inference (closed-loop benchmarks)."""
+        with self._flight_lock:
+            return self._in_flight == 0
+
+    def latest(self) -> tuple[Frame, ItemDecision | None] | None:
+        """Display tap: the newest frame and its decision, if any. The display may skip."""
+        with self._latest_lock:
+            return self._latest
+
+    # -- acquisition ----------------------------------------------------------------------
+    def _on_camera_event(self, event: CameraEvent) -> None:
+        if event.kind is CameraEventKind.FAULT:
+            self.raise_alarm("CAMERA_FAULT", event.message, "camera", AlarmSeverity.FAULT)
+            if self._state is StationState.RUNNING:
+                self._transition(StationState.FAULT)
+        elif event.kind is CameraEventKind.RECOVERED:
+            self.raise_alarm("CAMERA_RECOVERED", event.message, "camera", AlarmSeverity.INFO)
+            if self._state is StationState.FAULT:
+                self._transition(StationState.RUNNING)
+
+    def _acquisition_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._state is StationState.FAULT:
+                    self._try_recover()
+                    continue
+                try:
+                    frame = self.camera.grab(GRAB_TIMEOUT_S)
+                except CameraFault:
+                    self._next_recover = time.monotonic() + RECOVER_INTERVAL_S
+                    continue
+                except CameraError as exc:
+                    if self._stop.is_set():
+                        break
+                    self.raise_alarm("CAMERA_ERROR", str(exc), "camera", AlarmSeverity.FAULT)
+                    time.sleep(GRAB_TIMEOUT_S)
+                    continue
+                if frame is None:
+                    if getattr(self.camera, "finished", False):
+                        self._account_tail()
+                        break
+                    continue
+                self._accept_frame(frame)
+        finally:
+            self._acq_done.set()
+
+    def _try_recover(self) -> None:
+        now = time.monotonic()
+        if now < self._next_recover:
+            self._stop.wait(min(0.05, self._next_recover - now))
+            return
+        self._next_recover = now + RECOVER_INTERVAL_S
+        self.camera.recover()
+
+    def _account_tail(self) -> None:
+        """A finite batch ended: items lost after the last delivered frame are not inspected."""
+        total = getattr(self.camera, "items", None)
+        last = self._last_frame_id or 0
+        if total is not None and last < total:
+            self._gap(last, total + 1)
+
+    def _gap(self, last: int, next_id: int) -> None:
+        missed = list(range(last + 1, next_id))
+        if not missed:
+            return
+        self.raise_alarm(
+            "FRAME_GAP",
+            f"{len(missed)} item(s) without a frame ({missed[0]}..{missed[-1]})",
+            "camera",
+            missed=len(missed),
+        )
+        for item_id in missed:
+            self._not_inspected(item_id, None, NotInspected.FRAME_GAP, "no frame for this item", StageTimes())
+
+    def _accept_frame(self, frame: Frame) -> None:
+        if self._last_frame_id is not None and frame.frame_id > self._last_frame_id + 1:
+            self._gap(self._last_frame_id, frame.frame_id)
+        elif self._last_frame_id is None and self.camera.item_ids_from_one and frame.frame_id > 1:
+            self._gap(0, frame.frame_id)
+        self._last_frame_id = max(frame.frame_id, self._last_frame_id or 0)
+        t_acq = frame.t_acquired
+        img = frame.image
+        if img.dtype != np.uint8 or img.shape != self._expected_shape:
+            self.raise_alarm(
+                "CORRUPT_FRAME",
+                f"item {frame.item_id}: frame {img.dtype}{list(img.shape)} is not uint8{list(self._expected_shape)}",
+                "camera",
+            )
+            self._not_inspected(
+                frame.item_id, frame, NotInspected.CORRUPT_FRAME, "wrong size or type", StageTimes(t_acquired=t_acq)
+            )
+            return
+        with self._flight_lock:
+            self._in_flight += 1
+        try:
+            self._queue.put_nowait((frame, time.monotonic()))
+        except queue.Full:
+            with self._flight_lock:
+                self._in_flight -= 1
+            self.raise_alarm("QUEUE_OVERFLOW", f"item {frame.item_id}: inspection queue full", "pipeline")
+            self._not_inspected(
+                frame.item_id, frame, NotInspected.QUEUE_OVERFLOW, "inspection queue full", StageTimes(t_acquired=t_acq)
+            )
+        with self._latest_lock:
+            self._latest = (frame, None)
+
+    # -- inference ------------------------------------------------------------------------
+    def _units(self, image: np.ndarray) -> np.ndarray:
+        return to_units(image, self._rois)
+
+    def _inference_loop(self) -> None:
+        rec = self.engine.package.record
+        while True:
+            try:
+                frame, t_queued = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                if self._stop.is_set() and self._acq_done.is_set():
+                    return
+                continue
+            try:
+                self._inspect(frame, t_queued, rec.classes)
+            finally:
+                with self._flight_lock:
+                    self._in_flight -= 1
+
+    def _inspect(self, frame: Frame, t_queued: float, classes: list[str]) -> None:
+        t_deq = time.monotonic()
+        deadline = frame.t_acquired + self.budget_s
+        times = StageTimes(t_acquired=frame.t_acquired, t_queued=t_queued, t_dequeued=t_deq)
+        if t_deq >= deadline:
+            self._not_inspected(frame.item_id, frame, NotInspected.LATE, "deadline passed before inference", times)
+            return
+        try:
+            scores, anomaly = self.engine.run(self._units(frame.image))
+        except ModelError as exc:
+            self.raise_alarm("MODEL_ERROR", f"item {frame.item_id}: {exc}", "model", AlarmSeverity.FAULT)
+            self._not_inspected(frame.item_id, frame, NotInspected.MODEL_ERROR, str(exc), times)
+            return
+        t_inf = time.monotonic()
+        verdict = decide(
+            self.recipe.product,
+            classes,
+            scores,
+            anomaly,
+            confidence_threshold=self.confidence_threshold,
+            anomaly_threshold=self.anomaly_threshold,
+            accept_minor=self.accept_minor,
+        )
+        t_dec = time.monotonic()
+        times = StageTimes(frame.t_acquired, t_queued, t_deq, t_inf, t_dec)
+        if t_dec > deadline:
+            self._not_inspected(
+                frame.item_id,
+                frame,
+                NotInspected.LATE,
+                f"decided {(t_dec - deadline) * 1e3:.1f} ms after the deadline",
+                times,
+            )
+            return
+        decision = ItemDecision(
+            item_id=frame.item_id,
+            frame_id=frame.frame_id,
+            accept=verdict.accept,
+            reason=verdict.reason,
+            times=times,
+            deadline_met=True,
+            camera_serial=frame.camera_serial,
+            label=verdict.label,
+            pocket_index=verdict.pocket_index,
+            confidence=verdict.confidence,
+            anomaly=verdict.anomaly,
+            scores=dict(zip(classes, verdict.scores, strict=True)),
+            unit_reasons=verdict.unit_reasons,
+            truth=frame.truth,
+            image=frame.image if self.keep_images else None,
+        )
+        self._deliver(decision, frame)
+
+    def _not_inspected(
+        self, item_id: int, frame: Frame | None, cause: NotInspected, detail: str, times: StageTimes
+    ) -> None:
+        decision = ItemDecision(
+            item_id=item_id,
+            frame_id=frame.frame_id if frame is not None else None,
+            accept=False,
+            reason=RejectReason.NOT_INSPECTED.value,
+            times=times,
+            deadline_met=False,
+            camera_serial=frame.camera_serial if frame is not None else self.camera.serial,
+            not_inspected=cause,
+            detail=detail,
+            truth=frame.truth if frame is not None else None,
+            image=frame.image if frame is not None and self.keep_images else None,
+        )
+        self._deliver(decision, frame)
+
+    def _deliver(self, decision: ItemDecision, frame: Frame | None) -> None:
+        self.summary.add(decision)
+        for sink in self.sinks:
+            try:
+                sink.on_decision(decision)
+            except Exception as exc:
+                self.raise_alarm("SINK_ERROR", f"{sink.name}: {exc}", sink.name, AlarmSeverity.FAULT)
+        if frame is not None:
+            with self._latest_lock:
+                self._latest = (frame, decision)
+        self._emit(StationEvent(EventKind.DECISION, decision=decision))
