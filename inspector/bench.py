@@ -1,0 +1,171 @@
+"""``inspector bench``: pre-rendered frames through the full pipeline at the maximum rate.
+
+Closed loop: the next frame is released the moment the previous decision is out, so
+the figures are the pipeline's own latency, not queueing. Rendering is done before the
+clock starts. In the same run, the bare ``session.run`` on the same frames gives the
+floor, so the pipeline's overhead reads as a difference; the same model in torch eager
+mode is measured in a separate process when the training extra is installed (the
+runtime never imports torch).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspector.camera.base import GroundTruth
+from inspector.camera.sim import MemoryCamera, SimCamera
+from inspector.inference.units import to_units
+from inspector.pipeline.station import Station
+from inspector.pipeline.summary import percentile
+from inspector.records import RecordStore, RecordWriter
+from inspector.runner import RecordsSink, new_batch_id, open_station
+
+MAX_DISTINCT_FRAMES = 400
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def prerender(product: str, n: int, seed: int, defect_rate: float = 0.1) -> list[tuple[np.ndarray, GroundTruth | None]]:
+    sim = SimCamera(product, line_rate_per_min=60, seed=seed, defect_rate=defect_rate)
+    out: list[tuple[np.ndarray, GroundTruth | None]] = []
+    for i in range(min(n, MAX_DISTINCT_FRAMES)):
+        img, truth = sim.render_item(i)
+        out.append((img, truth))
+    return out
+
+
+def bench(
+    recipe: str,
+    frames: int,
+    *,
+    seed: int = 1,
+    line_rate: float | None = None,
+    root: Path | None = None,
+    threads: int = 1,
+    with_torch: bool = True,
+) -> dict[str, Any]:
+    if frames < 10:
+        raise ValueError("--frames must be at least 10")
+    session = open_station(recipe, camera="sim", items=1, db=None, root=root, threads=threads)
+    session.camera.close()
+    rec = session.recipe.recipe
+    engine = session.engine
+    pre = prerender(rec.product.value, frames, seed)
+
+    with tempfile.TemporaryDirectory(prefix="inspector-bench-") as tmp:
+        db = Path(tmp) / "bench.sqlite"
+        writer = RecordWriter(db, Path(tmp) / "images", synchronous="FULL")
+        station_ref: list[Station] = []
+        cam = MemoryCamera(
+            pre,
+            items=frames,
+            line_rate_per_min=line_rate,
+            ready=None if line_rate else (lambda: station_ref[0].ready_for_frame()),
+        )
+        station = Station(rec, cam, engine)
+        station_ref.append(station)
+        batch_id = new_batch_id("bench")
+        with RecordStore(db) as store:
+            store.start_batch(
+                batch_id,
+                product=rec.product.value,
+                recipe_id=rec.recipe_id,
+                recipe_version=rec.version,
+                recipe_sha256=session.recipe.sha256,
+                model_id=engine.package.record.model_id,
+                model_version=engine.package.record.version,
+                model_sha256=engine.package.sha256,
+                camera_serial=cam.serial,
+                camera_settings=cam.describe(),
+            )
+        station.sinks = [RecordsSink(writer, batch_id)]
+        t0 = time.perf_counter()
+        station.start(batch_id)
+        finished = station.wait_finished(timeout_s=max(60.0, frames * 0.2))
+        elapsed = time.perf_counter() - t0
+        summary = station.stop()
+        writer.close()
+        cam.close()
+        if not finished:
+            raise RuntimeError("benchmark did not finish in time")
+
+    # Bare session.run on the same frames, same process, same thread settings.
+    bare: list[float] = []
+    units = [to_units(img, rec.pocket_grid.rois() if rec.pocket_grid else None) for img, _ in pre]
+    feed = engine.input_name
+    for i in range(frames):
+        u = units[i % len(units)]
+        t = time.perf_counter()
+        engine.session.run(None, {feed: u})
+        bare.append((time.perf_counter() - t) * 1e3)
+
+    result: dict[str, Any] = {
+        "recipe": rec.recipe_id,
+        "product": rec.product.value,
+        "model_sha256": engine.package.sha256,
+        "frames": frames,
+        "distinct_frames": len(pre),
+        "mode": "paced" if line_rate else "closed_loop",
+        "latency_ms_p50": summary["latency_ms_p50"],
+        "latency_ms_p99": summary["latency_ms_p99"],
+        "latency_ms_max": summary["latency_ms_max"],
+        "items_per_s": round(frames / elapsed, 1),
+        "bare_ms_p50": _r(percentile(bare, 50)),
+        "bare_ms_p99": _r(percentile(bare, 99)),
+        "overhead_ms_p50": None,
+        "torch_ms_p50": None,
+        "not_inspected": summary["not_inspected"],
+        "not_inspected_by_cause": summary["not_inspected_by_cause"],
+        "accepted": summary["accepted"],
+        "rejected": summary["rejected"],
+        "budget_ms": rec.latency_budget_ms,
+        "intra_op_threads": threads,
+    }
+    if result["latency_ms_p50"] is not None and result["bare_ms_p50"] is not None:
+        result["overhead_ms_p50"] = round(result["latency_ms_p50"] - result["bare_ms_p50"], 4)
+    if with_torch:
+        result.update(torch_eager(session.package.path, rec.product.value, frames, seed))
+    return result
+
+
+def torch_eager(model_dir: Path, product: str, frames: int, seed: int) -> dict[str, Any]:
+    """Time the same model in torch eager mode in a child process, if torch and training/ exist."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("training") is None:
+        return {"torch_ms_p50": None, "torch_note": "training extra not installed"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "training",
+        "bench-torch",
+        "--model",
+        str(model_dir),
+        "--product",
+        product,
+        "--frames",
+        str(min(frames, 300)),
+        "--seed",
+        str(seed),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return {"torch_ms_p50": None, "torch_note": "torch benchmark timed out"}
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"torch_ms_p50": None, "torch_note": f"torch benchmark failed: {last}"}
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {"torch_ms_p50": None, "torch_note": "torch benchmark printed no JSON"}
+    return {"torch_ms_p50": data.get("torch_ms_p50"), "torch_ms_p99": data.get("torch_ms_p99")}

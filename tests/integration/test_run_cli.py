@@ -1,0 +1,136 @@
+"""``inspector run`` and ``inspector bench`` in a real child process, on a throwaway project root."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inspector.taxonomy import IMAGE_SPECS, Product
+from tests.support.onnx_models import make_package
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project(tmp: Path, product: Product, *, budget_ms: float = 200, rate: float = 1200) -> Path:
+    record = make_package(tmp / "models" / product.value / "0.0.1", product, defect_class=None, dark_below=5)
+    spec = IMAGE_SPECS[product]
+    recipe = {
+        "schema_version": 1,
+        "recipe_id": f"{product.value}-test",
+        "version": "1.0.0",
+        "product": product.value,
+        "camera": "sim.yaml",
+        "frame": {"width": spec.width, "height": spec.height, "channels": spec.channels},
+        "model": {"path": f"models/{product.value}/0.0.1", "sha256": record.sha256},
+        "latency_budget_ms": budget_ms,
+        "line_rate_per_min": rate,
+    }
+    if product is Product.BLISTER:
+        from inspector.config.roi import DEFAULT_BLISTER_GRID
+
+        recipe["pocket_grid"] = DEFAULT_BLISTER_GRID.model_dump(mode="json")
+    (tmp / "recipes").mkdir(exist_ok=True)
+    (tmp / "recipes" / f"{product.value}.yaml").write_text(yaml.safe_dump(recipe))
+    return tmp
+
+
+def _inspector(root: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "INSPECTOR_HOME": str(root)}
+    return subprocess.run(
+        [sys.executable, "-m", "inspector", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("product", [Product.TABLET, Product.BLISTER])
+def test_run_sim_batch_writes_summary_and_records(tmp_path: Path, product: Product) -> None:
+    root = _project(tmp_path, product)
+    out = tmp_path / "summary.json"
+    proc = _inspector(
+        root,
+        "run",
+        "--recipe",
+        product.value,
+        "--camera",
+        "sim",
+        "--items",
+        "40",
+        "--line-rate",
+        "1200",
+        "--defect-rate",
+        "0.3",
+        "--json",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(out.read_text())
+    for key in (
+        "items",
+        "accepted",
+        "rejected",
+        "not_inspected",
+        "escapes",
+        "false_rejects",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "latency_ms_max",
+    ):
+        assert key in s, key
+    assert s["items"] == 40 and s["accepted"] + s["rejected"] == 40
+    assert "items |" in proc.stderr, "live progress line"
+    db = root / "var" / "inspector.sqlite"
+    with sqlite3.connect(db) as conn:
+        (n,) = conn.execute("SELECT count(*) FROM item_trace WHERE batch_id = ?", (s["batch_id"],)).fetchone()
+        assert n == 40
+        (sha,) = conn.execute("SELECT DISTINCT model_sha256 FROM item_trace").fetchone()
+        assert sha == s["model_sha256"]
+        (state,) = conn.execute("SELECT state FROM batches WHERE batch_id = ?", (s["batch_id"],)).fetchone()
+        assert state == "ended"
+
+
+def test_run_refuses_a_tampered_model(tmp_path: Path) -> None:
+    root = _project(tmp_path, Product.VIAL)
+    model = root / "models" / "vial" / "0.0.1" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    proc = _inspector(root, "run", "--recipe", "vial", "--items", "5")
+    assert proc.returncode == 2
+    assert "station refuses to start" in proc.stderr and "sha256" in proc.stderr
+
+
+def test_run_refuses_a_malformed_recipe(tmp_path: Path) -> None:
+    root = _project(tmp_path, Product.VIAL)
+    path = root / "recipes" / "vial.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["latency_budget_ms"] = "fast"
+    data["colour"] = "blue"
+    path.write_text(yaml.safe_dump(data))
+    proc = _inspector(root, "run", "--recipe", "vial", "--items", "5")
+    assert proc.returncode == 2
+    assert "latency_budget_ms" in proc.stderr and "colour" in proc.stderr
+
+
+def test_bench_prints_json_figures(tmp_path: Path) -> None:
+    root = _project(tmp_path, Product.TABLET)
+    proc = _inspector(root, "bench", "--recipe", "tablet", "--frames", "200", "--no-torch")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in (
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "latency_ms_max",
+        "items_per_s",
+        "bare_ms_p50",
+        "bare_ms_p99",
+        "torch_ms_p50",
+    ):
+        assert key in r, key
+    assert r["frames"] == 200 and r["items_per_s"] > 0
+    assert r["latency_ms_p50"] >= r["bare_ms_p50"] > 0
