@@ -18,8 +18,19 @@ from inspector.synth import MAX_NUISANCE, derive_seed, render
 from inspector.synth.base import MAX_SEED
 from inspector.taxonomy import OK, Product, defects
 
-# Fast PNG: level 1 is ~2x faster to write than the default and only ~10% larger.
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+# Camera-like images carry sensor noise, which deflate cannot squeeze: Huffman-only coding
+# after the SUB filter writes a 640x480 card ~3x faster than level 1 and a little smaller.
+PNG_PARAMS = [
+    cv2.IMWRITE_PNG_COMPRESSION, 1,
+    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+    cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB,
+]  # fmt: skip
+# Masks are long runs of 0 and 255: run-length coding without filtering.
+MASK_PNG_PARAMS = [
+    cv2.IMWRITE_PNG_COMPRESSION, 1,
+    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE,
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,8 @@ def choose_label(product: Product, base_seed: int, index: int, defect_rate: floa
     return codes[int(rng.integers(len(codes)))]
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", image, PNG_PARAMS)
+def encode_png(image: np.ndarray, params: list[int] = PNG_PARAMS) -> bytes:
+    ok, buf = cv2.imencode(".png", image, params)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
@@ -57,7 +68,7 @@ def _run_job(job: Job) -> str:
     mask_name = None
     if job.masks:
         mask_name = f"masks/{name}"
-        Path(job.out, mask_name).write_bytes(encode_png(r.mask))
+        Path(job.out, mask_name).write_bytes(encode_png(r.mask, MASK_PNG_PARAMS))
     entry = ManifestEntry(
         file=name,
         product=r.product,
