@@ -106,6 +106,7 @@ class Station:
         self.batch_id: str | None = None
         self._acq_done = threading.Event()
         self._next_recover = 0.0
+        self._fault_sources: set[str] = set()
         camera.subscribe(self._on_camera_event)
 
     # -- state machine ------------------------------------------------------------------
@@ -215,6 +216,27 @@ class Station:
         with self._latest_lock:
             return self._latest
 
+    # -- faults from other parts (PLC link, records) --------------------------------------
+    def report_fault(self, source: str, message: str) -> None:
+        """A part the station depends on failed (e.g. the PLC link): alarm and FAULT until it recovers."""
+        with self._state_lock:
+            new = source not in self._fault_sources
+            self._fault_sources.add(source)
+        if new:
+            self.raise_alarm(f"{source.upper()}_FAULT", message, source, AlarmSeverity.FAULT)
+        if self._state is StationState.RUNNING:
+            self._transition(StationState.FAULT)
+
+    def report_recovered(self, source: str, message: str) -> None:
+        with self._state_lock:
+            if source not in self._fault_sources:
+                return
+            self._fault_sources.discard(source)
+            clear = not self._fault_sources and self.camera.state.value == "acquiring"
+        self.raise_alarm(f"{source.upper()}_RECOVERED", message, source, AlarmSeverity.INFO)
+        if clear and self._state is StationState.FAULT:
+            self._transition(StationState.RUNNING)
+
     # -- acquisition ----------------------------------------------------------------------
     def _on_camera_event(self, event: CameraEvent) -> None:
         if event.kind is CameraEventKind.FAULT:
@@ -223,13 +245,13 @@ class Station:
                 self._transition(StationState.FAULT)
         elif event.kind is CameraEventKind.RECOVERED:
             self.raise_alarm("CAMERA_RECOVERED", event.message, "camera", AlarmSeverity.INFO)
-            if self._state is StationState.FAULT:
+            if self._state is StationState.FAULT and not self._fault_sources:
                 self._transition(StationState.RUNNING)
 
     def _acquisition_loop(self) -> None:
         try:
             while not self._stop.is_set():
-                if self._state is StationState.FAULT:
+                if self.camera.state.value == "fault":
                     self._try_recover()
                     continue
                 try:
