@@ -223,6 +223,10 @@ class SimCamera(ScheduledCamera):
         return r.image, GroundTruth(label=r.label, pockets=r.pockets, source="sim")
 
     def _do_start(self) -> None:
+        # Render the first item before the line clock starts: the first render builds the
+        # renderer's caches and would otherwise show up as station latency.
+        if self._next not in self._cache:
+            self._cache[self._next] = self.render_item(self._next)
         super()._do_start()
         self._stop_render = False
         self._render_thread = threading.Thread(target=self._render_loop, name=f"sim-render-{self.serial}", daemon=True)
