@@ -26,8 +26,8 @@ from inspector.camera.sim import MemoryCamera, SimCamera
 from inspector.inference.units import to_units
 from inspector.pipeline.station import Station
 from inspector.pipeline.summary import percentile
-from inspector.records import RecordStore, RecordWriter
-from inspector.runner import RecordsSink, new_batch_id, open_station
+from inspector.records import RecordWriter
+from inspector.runner import RecordsSink, new_batch_id, open_station, record_batch_start
 
 MAX_DISTINCT_FRAMES = 400
 
@@ -76,19 +76,7 @@ def bench(
         station = Station(rec, cam, engine)
         station_ref.append(station)
         batch_id = new_batch_id("bench")
-        with RecordStore(db) as store:
-            store.start_batch(
-                batch_id,
-                product=rec.product.value,
-                recipe_id=rec.recipe_id,
-                recipe_version=rec.version,
-                recipe_sha256=session.recipe.sha256,
-                model_id=engine.package.record.model_id,
-                model_version=engine.package.record.version,
-                model_sha256=engine.package.sha256,
-                camera_serial=cam.serial,
-                camera_settings=cam.describe(),
-            )
+        record_batch_start(db, batch_id, session.recipe, session.package, cam)
         station.sinks = [RecordsSink(writer, batch_id)]
         t0 = time.perf_counter()
         station.start(batch_id)

@@ -29,6 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inspector.config.loader import format_validation_error
 from inspector.taxonomy import Criticality, Product, criticality, labels, worst
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -122,8 +123,7 @@ def parse_line(line: str, where: str) -> ManifestEntry:
     try:
         return ManifestEntry.model_validate(obj)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors())
-        raise ManifestError(f"{where}: {details}") from None
+        raise ManifestError(f"{where}: {format_validation_error(exc)}") from None
 
 
 def read_manifest(folder: str | os.PathLike[str], *, verify: bool = False) -> list[ManifestEntry]:

@@ -23,7 +23,7 @@ from inspector.inference.package import ModelPackage, load_package
 from inspector.inference.session import InferenceEngine
 from inspector.pipeline.station import DecisionSink, Station
 from inspector.pipeline.types import ItemDecision, StationEvent
-from inspector.records import ItemRecord, RecordWriter
+from inspector.records import ItemRecord, RecordStore, RecordWriter
 
 DEFAULT_DB = "var/inspector.sqlite"
 
@@ -65,6 +65,32 @@ class RecordsSink:
         self.writer.submit(record, image)
 
 
+def record_batch_start(
+    store_path: Path,
+    batch_id: str,
+    loaded: LoadedRecipe,
+    package: ModelPackage,
+    camera: Camera,
+    operator: str | None = None,
+) -> None:
+    """Open the batch record: recipe, model and camera are fixed for every item of the batch."""
+    rec = loaded.recipe
+    with RecordStore(store_path) as store:
+        store.start_batch(
+            batch_id,
+            product=rec.product.value,
+            recipe_id=rec.recipe_id,
+            recipe_version=rec.version,
+            recipe_sha256=loaded.sha256,
+            model_id=package.record.model_id,
+            model_version=package.record.version,
+            model_sha256=package.sha256,
+            camera_serial=camera.serial,
+            camera_settings=camera.describe(),
+            operator=operator,
+        )
+
+
 @dataclass
 class StationSession:
     """A ready station and what it owns; ``close()`` releases everything."""
@@ -83,22 +109,7 @@ class StationSession:
         bid = batch_id or new_batch_id(rec.product.value)
         sinks: list[DecisionSink] = list(self.extra_sinks)
         if self.writer is not None:
-            from inspector.records import RecordStore
-
-            with RecordStore(self.writer.store_path) as store:
-                store.start_batch(
-                    bid,
-                    product=rec.product.value,
-                    recipe_id=rec.recipe_id,
-                    recipe_version=rec.version,
-                    recipe_sha256=self.recipe.sha256,
-                    model_id=self.package.record.model_id,
-                    model_version=self.package.record.version,
-                    model_sha256=self.package.sha256,
-                    camera_serial=self.camera.serial,
-                    camera_settings=self.camera.describe(),
-                    operator=operator,
-                )
+            record_batch_start(self.writer.store_path, bid, self.recipe, self.package, self.camera, operator)
             sinks.append(RecordsSink(self.writer, bid))
         self.station.sinks = sinks
         self.station.start(bid)
@@ -108,8 +119,6 @@ class StationSession:
         summary = self.station.stop(timeout_s)
         if self.writer is not None:
             self.writer.flush(timeout=30)
-            from inspector.records import RecordStore
-
             with RecordStore(self.writer.store_path) as store:
                 store.end_batch(str(summary["batch_id"]), summary)
         return summary

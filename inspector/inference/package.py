@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from inspector.config.loader import format_validation_error
 from inspector.config.roi import PocketGrid
 from inspector.manifest import sha256_bytes, sha256_file
 from inspector.taxonomy import OK, Product, labels
@@ -132,8 +133,7 @@ def read_record(folder: str | os.PathLike[str]) -> ModelRecord:
     try:
         return ModelRecord.model_validate_json(raw)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors())
-        raise ModelIntegrityError(f"{path}: invalid model record: {details}") from None
+        raise ModelIntegrityError(f"{path}: invalid model record: {format_validation_error(exc)}") from None
 
 
 def load_package(folder: str | os.PathLike[str], expected_sha256: str | None = None) -> ModelPackage:
