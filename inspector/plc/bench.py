@@ -1,0 +1,146 @@
+"""Decision round-trip benchmark: write + PLC acknowledgement per protocol against the line simulator.
+
+For each protocol a line simulator child runs on 127.0.0.1 (port 0); a PLC link sends
+``decisions`` decisions, one every ``interval_ms``, with exposure times on the simulator's
+schedule, and the link measures each round trip: decision words written, sequence
+strobe written, PLC block polled until the echo of that sequence and item id (the same
+path production uses). Prints JSON with p50/p90/p99/max per protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, LinkEventKind, create_link
+from inspector.plc.config import PROTOCOLS, parse_plc_url
+from inspector.plc.layout import U32_MAX, StationStateCode
+from inspector.plc.linesim import LineSimProcess
+from inspector.taxonomy import PLC_CODE_OK
+
+TARGET_P99_MS = 2.0
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "p99": None, "max": None, "mean": None}
+    s = sorted(values)
+
+    def q(x: float) -> float:
+        return round(s[min(len(s) - 1, int(x * len(s)))], 4)
+
+    return {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(s[-1], 4), "mean": round(sum(s) / len(s), 4)}
+
+
+def bench_protocol(
+    protocol: str, *, decisions: int = 1000, interval_ms: float = 5.0, warmup: int = 50
+) -> dict[str, Any]:
+    """Round trips of one protocol (ms), the ack results, and the simulator's own count."""
+    period_s = interval_ms / 1e3
+    rate = 60.0 / period_s
+    sim = LineSimProcess.start(protocol, "--line-rate", f"{rate:.6f}", "--gate-delay-ms", "500")
+    acks: list[ItemAck] = []
+
+    def on_event(event: LinkEvent) -> None:
+        if event.kind is LinkEventKind.ACK and event.ack is not None:
+            acks.append(event.ack)
+
+    try:
+        link = create_link(parse_plc_url(f"{protocol}://127.0.0.1:{sim.port}"))
+        link.subscribe(on_event)
+        link.start()
+        try:
+            link.set_station_state(StationStateCode.RUNNING)
+            time.sleep(0.05)
+            t0 = time.time() + 0.01
+            total = warmup + decisions
+            for i in range(1, total + 1):
+                t_exp = t0 + (i - 1) * period_s
+                delay = t_exp - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                accept = i % 10 != 0
+                link.submit(DecisionRequest(i, accept, PLC_CODE_OK if accept else 101, int(t_exp * 1000) & U32_MAX))
+            link.drain(10.0)
+            link.set_station_state(StationStateCode.IDLE)
+            time.sleep(0.6)  # the last items reach the simulator's gate (500 ms behind the camera)
+        finally:
+            link.close()
+    finally:
+        summary = sim.stop()
+    measured = [a for a in acks if a.request.item_id > warmup]
+    rtt = [a.round_trip_ms for a in measured if a.round_trip_ms is not None]
+    results = {r.value: sum(1 for a in measured if a.result is r) for r in AckResult}
+    stats = _stats(rtt)
+    p99 = stats["p99"]
+    return {
+        "decisions": len(measured),
+        "interval_ms": interval_ms,
+        "round_trip_ms": stats,
+        "results": results,
+        "meets_target": p99 is not None and p99 <= TARGET_P99_MS and results[AckResult.ACKED] == len(measured),
+        "sim": {k: summary.get(k) for k in ("items", "accepted", "rejected", "decision_late", "decision_missing")},
+    }
+
+
+def run_plc_bench(
+    protocols: tuple[str, ...] = PROTOCOLS, *, decisions: int = 1000, interval_ms: float = 5.0, warmup: int = 50
+) -> dict[str, Any]:
+    """Benchmark every protocol in turn; returns the JSON-ready result."""
+    out: dict[str, Any] = {
+        "what": "decision write + strobe + acknowledgement poll, station link thread -> line simulator (loopback)",
+        "target_p99_ms": TARGET_P99_MS,
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "protocols": {},
+    }
+    for protocol in protocols:
+        out["protocols"][protocol] = bench_protocol(
+            protocol, decisions=decisions, interval_ms=interval_ms, warmup=warmup
+        )
+    return out
+
+
+def cmd_plc_bench(args: argparse.Namespace) -> int:
+    protocols = tuple(args.protocol) if args.protocol else PROTOCOLS
+    result = run_plc_bench(protocols, decisions=args.decisions, interval_ms=args.interval_ms, warmup=args.warmup)
+    print(json.dumps(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", action="append", choices=PROTOCOLS, help="repeat for several (default: all)")
+    p.add_argument("--decisions", type=int, default=1000)
+    p.add_argument("--interval-ms", type=float, default=5.0, help="time between decisions")
+    p.add_argument("--warmup", type=int, default=50, help="decisions not measured")
+    p.add_argument("--json", default=None, help="also write the result here")
+
+
+def add_plc_bench_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``inspector plc-bench`` on the CLI's sub-parsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "plc-bench", help="decision + acknowledgement round trip per PLC protocol against the line simulator (JSON)"
+    )
+    configure_parser(p)
+    p.set_defaults(func=cmd_plc_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="inspector plc-bench")
+    configure_parser(p)
+    return cmd_plc_bench(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""OPC UA driver (asyncua client on an asyncio loop owned by the link thread).
+
+Security: Basic256Sha256 with SignAndEncrypt, the station's application certificate,
+and a trust list (asyncua ``TrustStore`` + ``CertificateValidator``): a server whose
+certificate is not trusted is refused, and the server in turn refuses an untrusted station
+certificate. Policy ``None`` is accepted only in demo mode (the config refuses it
+otherwise) and logs a warning at every connect.
+
+Every value goes with an explicit variant type (UInt32 / UInt16); a value read back with
+another type, a bad status or out of range is refused (:class:`PlcValueError`). Writes go
+only to the station's own tags. Each request runs under ``asyncio.wait_for`` with the I/O
+timeout, so a dead server is a lost link within the watchdog budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.common.utils import ServiceError
+from asyncua.crypto import security_policies
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+
+from inspector.plc.base import PlcIoError, PlcLink, PlcProtocolError, PlcSecurityError, PlcValueError
+from inspector.plc.config import OpcUaConfig
+from inspector.plc.layout import U16_MAX, U32_MAX, DecisionWords, PlcWords, StationStateCode
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+UINT32 = ua.VariantType.UInt32
+UINT16 = ua.VariantType.UInt16
+_DISCONNECT_TIMEOUT_S = 0.3
+_STATION_TAGS = ("item_id", "decision", "reason_code", "exposure_ms", "sequence", "station_heartbeat", "station_state")
+_PLC_TAGS = ("ack_sequence", "ack_item_id", "ack_status", "plc_heartbeat")
+TAG_TYPES: dict[str, ua.VariantType] = {
+    "item_id": UINT32,
+    "decision": UINT16,
+    "reason_code": UINT16,
+    "exposure_ms": UINT32,
+    "sequence": UINT32,
+    "station_heartbeat": UINT16,
+    "station_state": UINT16,
+    "ack_sequence": UINT32,
+    "ack_item_id": UINT32,
+    "ack_status": UINT16,
+    "plc_heartbeat": UINT16,
+}
+_MAX = {UINT32: U32_MAX, UINT16: U16_MAX}
+
+
+def _status_name(code: int) -> str:
+    try:
+        return str(ua.StatusCode(ua.UInt32(code)).name)
+    except Exception:
+        return hex(code)
+
+
+def _is_security_failure(exc: BaseException) -> bool:
+    name = _status_name(exc.code) if isinstance(exc, ServiceError) else type(exc).__name__
+    return any(word in name for word in ("Certificate", "Security", "UserAccessDenied", "IdentityToken"))
+
+
+class OpcUaLink(PlcLink):
+    protocol = "opcua"
+
+    def __init__(self, config: OpcUaConfig) -> None:
+        super().__init__(config)
+        self.cfg = config
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Client | None = None
+        self._nodes: dict[str, ua.NodeId] = {}
+
+    # -- running coroutines on the link thread's loop -----------------------------------------
+    def _run_io(self, coro: Coroutine[Any, Any, T], timeout_s: float, what: str) -> T:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            return self._loop.run_until_complete(asyncio.wait_for(coro, timeout_s))
+        except TimeoutError as exc:
+            raise PlcIoError(f"OPC UA {what}: no answer within {timeout_s * 1e3:.0f} ms") from exc
+        except (ServiceError, UaStatusCodeError) as exc:
+            if _is_security_failure(exc):
+                raise PlcSecurityError(f"OPC UA {what} refused: {exc} ({type(exc).__name__})") from exc
+            raise PlcIoError(f"OPC UA {what}: {type(exc).__name__}: {exc}") from exc
+        except (OSError, UaError, ConnectionError) as exc:
+            raise PlcIoError(f"OPC UA {what}: {type(exc).__name__}: {exc}") from exc
+
+    # -- tag access (link thread) ------------------------------------------------------------
+    def write_tags(self, values: dict[str, int]) -> None:
+        """Write station tags in one request; any other tag is refused (PlcSecurityError)."""
+        foreign = [k for k in values if k not in _STATION_TAGS]
+        if foreign:
+            raise PlcSecurityError(f"OPC UA write to {', '.join(foreign)} refused: not a station tag")
+        client = self._require()
+        ids = [self._nodes[k] for k in values]
+        dvs = [ua.DataValue(ua.Variant(int(v), TAG_TYPES[k])) for k, v in values.items()]
+        write = client.uaclient.write_attributes(ids, dvs, AttributeIds.Value)
+        results = self._run_io(write, self.io_timeout_s, "write")
+        bad = [f"{k}: {r.name}" for k, r in zip(values, results, strict=True) if not r.is_good()]
+        if bad:
+            raise PlcProtocolError(f"OPC UA write refused: {'; '.join(bad)}")
+
+    def read_tags(self, names: tuple[str, ...]) -> dict[str, int]:
+        """Read tags in one request; a bad status, another variant type or a value out of range is refused."""
+        client = self._require()
+        ids = [self._nodes[k] for k in names]
+        dvs = self._run_io(client.uaclient.read_attributes(ids, AttributeIds.Value), self.io_timeout_s, "read")
+        if len(dvs) != len(names):
+            raise PlcValueError(f"OPC UA read: {len(dvs)} values for {len(names)} tags")
+        out: dict[str, int] = {}
+        faults: list[str] = []
+        for name, dv in zip(names, dvs, strict=True):
+            fault = self._check_value(name, dv)
+            if fault or dv.Value is None:
+                faults.append(fault or f"{name}: no value")
+            else:
+                out[name] = int(dv.Value.Value)
+        if faults:
+            raise PlcValueError("; ".join(faults), heartbeat=out.get("plc_heartbeat"))
+        return out
+
+    @staticmethod
+    def _check_value(name: str, dv: ua.DataValue) -> str:
+        """Why a value read back is refused ('' when it is valid)."""
+        if dv.StatusCode is not None and not dv.StatusCode.is_good():
+            return f"{name}: status {dv.StatusCode.name}"
+        var = dv.Value
+        expected = TAG_TYPES[name]
+        if var is None or var.VariantType != expected:
+            got = "nothing" if var is None else var.VariantType.name
+            return f"{name}: expected {expected.name}, got {got}"
+        value = var.Value
+        if type(value) is not int or not 0 <= value <= _MAX[expected]:
+            return f"{name}: value {value!r} out of range for {expected.name}"
+        return ""
+
+    def _require(self) -> Client:
+        if self._client is None:
+            raise PlcIoError("OPC UA client not connected")
+        return self._client
+
+    # -- hooks --------------------------------------------------------------------------------
+    def _do_connect(self, timeout_s: float) -> None:
+        self._do_disconnect()
+        sec = self.cfg.security
+        client = Client(self.cfg.endpoint_url, timeout=timeout_s)
+        client.application_uri = sec.application_uri
+        client.name = client.description = "Inspector station"
+        client.session_timeout = 60_000
+        self._client = client
+        if sec.policy == "None":
+            log.warning(
+                "OPC UA link to %s uses security policy None: allowed in demo mode only, never on a production line",
+                self.cfg.endpoint_url,
+            )
+        else:
+            self._run_io(self._secure(client), timeout_s, "security setup")
+        self._run_io(client.connect(), timeout_s, f"connect to {self.cfg.endpoint_url}")
+        ns = self._run_io(client.get_namespace_index(self.cfg.tags.namespace_uri), timeout_s, "namespace")
+        tags = self.cfg.tags
+        self._nodes = {name: ua.NodeId(ua.String(getattr(tags, name)), ua.Int16(ns)) for name in TAG_TYPES}
+
+    async def _secure(self, client: Client) -> None:
+        sec = self.cfg.security
+        assert sec.certificate is not None and sec.private_key is not None and sec.trusted_certificates is not None
+        crls = [sec.revocation_lists] if sec.revocation_lists is not None else []
+        store = TrustStore([sec.trusted_certificates], crls)
+        await store.load()
+        # Trust is off in asyncua until a validator with a trust store is set: set it, for the server's cert.
+        client.certificate_validator = CertificateValidator(
+            CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_SERVER, store
+        )
+        await client.set_security(
+            security_policies.SecurityPolicyBasic256Sha256,
+            certificate=str(sec.certificate),
+            private_key=str(sec.private_key),
+            server_certificate=str(sec.server_certificate) if sec.server_certificate is not None else None,
+            mode=ua.MessageSecurityMode.SignAndEncrypt,
+        )
+
+    def _do_disconnect(self) -> None:
+        client, self._client = self._client, None
+        loop = self._loop
+        if client is None or loop is None:
+            return
+        try:
+            loop.run_until_complete(asyncio.wait_for(client.disconnect(), _DISCONNECT_TIMEOUT_S))
+        except Exception as exc:
+            log.debug("OPC UA disconnect: %s", exc)
+            client.disconnect_socket()
+        self._cancel_leftovers(loop)
+
+    def _do_release(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        self._cancel_leftovers(loop)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    @staticmethod
+    def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+        # asyncua keeps background tasks (keepalive, channel renewal); end them so none outlives the link.
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+    def _do_write_decision(self, words: DecisionWords) -> None:
+        self.write_tags(
+            {
+                "item_id": words.item_id,
+                "decision": words.decision,
+                "reason_code": words.reason_code,
+                "exposure_ms": words.exposure_ms,
+            }
+        )
+
+    def _do_write_sequence(self, sequence: int) -> None:
+        self.write_tags({"sequence": sequence})
+
+    def _do_write_status(self, heartbeat: int, state: StationStateCode) -> None:
+        self.write_tags({"station_heartbeat": heartbeat, "station_state": int(state)})
+
+    def _do_read_plc(self) -> PlcWords:
+        v = self.read_tags(_PLC_TAGS)
+        return PlcWords(v["ack_sequence"], v["ack_item_id"], v["ack_status"], v["plc_heartbeat"])

@@ -1,0 +1,152 @@
+"""Test helpers for the PLC link: a decision feeder on a line schedule and throwaway OPC UA certificates."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from inspector.plc.base import DecisionRequest, ItemAck, LinkEvent, LinkEventKind, PlcLink
+from inspector.plc.layout import U32_MAX
+from inspector.taxonomy import PLC_CODE_OK
+
+
+@dataclass
+class Recorder:
+    """Collects a link's events (called from the link thread)."""
+
+    acks: dict[int, ItemAck] = field(default_factory=dict)
+    events: list[LinkEvent] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, event: LinkEvent) -> None:
+        with self.lock:
+            if event.kind is LinkEventKind.ACK and event.ack is not None:
+                self.acks[event.ack.request.item_id] = event.ack
+            else:
+                self.events.append(event)
+
+    def of_kind(self, kind: LinkEventKind) -> list[LinkEvent]:
+        with self.lock:
+            return [e for e in self.events if e.kind is kind]
+
+    def wait_for(self, kind: LinkEventKind, timeout_s: float, after: float = 0.0) -> LinkEvent | None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            hits = [e for e in self.of_kind(kind) if e.t_mono >= after]
+            if hits:
+                return hits[0]
+            time.sleep(0.005)
+        return None
+
+
+def is_accept(item_id: int) -> bool:
+    """Every fourth item is a reject (reason code 101), the rest accepts."""
+    return item_id % 4 != 0
+
+
+class Feeder:
+    """Sends decisions like a station: item i exposed at t0 + (i-1)*period, decided ``latency_s`` later.
+
+    Runs in its own thread (so the test can kill and restart the PLC meanwhile); ``stop()`` joins it.
+    """
+
+    def __init__(self, link: PlcLink, period_s: float, *, latency_s: float = 0.005, items: int | None = None) -> None:
+        self.link = link
+        self.period_s = period_s
+        self.latency_s = latency_s
+        self.items = items
+        self.t0 = time.time() + 0.02
+        self.submitted: dict[int, float] = {}  # item -> time.monotonic() at submit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-feeder", daemon=True)
+
+    def start(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        i = 1
+        while not self._stop.is_set() and (self.items is None or i <= self.items):
+            t_exp = self.t0 + (i - 1) * self.period_s
+            delay = t_exp + self.latency_s - time.time()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            accept = is_accept(i)
+            request = DecisionRequest(i, accept, PLC_CODE_OK if accept else 101, int(t_exp * 1000) & U32_MAX)
+            self.submitted[i] = time.monotonic()
+            self.link.submit(request)
+            i += 1
+
+    def wait_done(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Self-signed OPC UA application certificates, made at test time (never committed)."""
+
+    server_cert: Path
+    server_key: Path
+    server_trust: Path  # certificates the server trusts (the station's)
+    station_cert: Path
+    station_key: Path
+    station_trust: Path  # certificates the station trusts (the server's)
+    rogue_cert: Path
+    rogue_key: Path
+    rogue_trust: Path  # trusts only the rogue certificate
+
+
+def _app_cert(folder: Path, name: str, uri: str, use: x509.ObjectIdentifier) -> tuple[Path, Path]:
+    from asyncua.crypto.cert_gen import (
+        dump_private_key_as_pem,
+        generate_private_key,
+        generate_self_signed_app_certificate,
+    )
+
+    key = generate_private_key()
+    names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(uri),
+        x509.DNSName("localhost"),
+        x509.DNSName(socket.gethostname()),
+    ]
+    cert = generate_self_signed_app_certificate(key, name, {}, names, [use], days=2)
+    cert_path, key_path = folder / f"{name}.der", folder / f"{name}.pem"
+    cert_path.write_bytes(cert.public_bytes(Encoding.DER))
+    key_path.write_bytes(dump_private_key_as_pem(key))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def make_pki(folder: Path) -> Pki:
+    folder.mkdir(parents=True, exist_ok=True)
+    server_cert, server_key = _app_cert(folder, "linesim", "urn:inspector:linesim", ExtendedKeyUsageOID.SERVER_AUTH)
+    station_cert, station_key = _app_cert(folder, "station", "urn:inspector:station", ExtendedKeyUsageOID.CLIENT_AUTH)
+    rogue_cert, rogue_key = _app_cert(folder, "rogue", "urn:inspector:station", ExtendedKeyUsageOID.CLIENT_AUTH)
+    trusts = {}
+    for name, cert in (("server_trust", station_cert), ("station_trust", server_cert), ("rogue_trust", rogue_cert)):
+        d = folder / name
+        d.mkdir()
+        (d / cert.name).write_bytes(cert.read_bytes())
+        trusts[name] = d
+    return Pki(
+        server_cert,
+        server_key,
+        trusts["server_trust"],
+        station_cert,
+        station_key,
+        trusts["station_trust"],
+        rogue_cert,
+        rogue_key,
+        trusts["rogue_trust"],
+    )

@@ -1,0 +1,113 @@
+"""The line simulator on its own: PLC logic (positive release, tracking, refusals) and process lifecycle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from inspector.plc.layout import AckStatus, StationStateCode, StationWords
+from inspector.plc.linesim import LineCore, LineSimSettings
+from tests.plc.conftest import ROOT, StartSim
+
+PERIOD_S = 0.05
+
+
+class Station:
+    """Drives a LineCore like the station's link would (no network)."""
+
+    def __init__(self, core: LineCore) -> None:
+        self.core = core
+        self.seq = 0
+        self.hb = 0
+        self.t0 = time.time()
+        self.state = StationStateCode.RUNNING
+
+    def status(self, state: StationStateCode = StationStateCode.RUNNING) -> None:
+        self.hb += 1
+        self.state = state
+        self.core.on_station_block(StationWords(0, 0, 0, 0, self.seq, self.hb, int(state)))
+
+    def decide(self, item: int, accept: bool, *, exposure_offset_s: float = 0.0, reason: int | None = None) -> int:
+        self.seq += 1
+        t_exp = self.t0 + (item - 1) * PERIOD_S + exposure_offset_s
+        code = (0 if accept else 101) if reason is None else reason
+        exposure = int(t_exp * 1000) & 0xFFFFFFFF
+        words = StationWords(item, 1 if accept else 2, code, exposure, self.seq, self.hb, int(self.state))
+        result = self.core.on_station_block(words)
+        assert result is not None
+        ack, _ = result
+        assert ack.ack_sequence == self.seq and ack.ack_item_id == item
+        return ack.ack_status
+
+
+def _core(gate_ms: float = 100.0) -> LineCore:
+    return LineCore(LineSimSettings(protocol="modbus", line_rate_per_min=60 / PERIOD_S, gate_delay_ms=gate_ms))
+
+
+def test_positive_release_at_the_gate() -> None:
+    core = _core()
+    st = Station(core)
+    st.status()
+    assert st.decide(1, True) == AckStatus.ON_TIME
+    assert st.decide(2, False) == AckStatus.ON_TIME
+    # item 3: no decision at all; item 4: accept refused (tracking mismatch of 40 ms > half a period)
+    assert st.decide(4, True, exposure_offset_s=0.04) == AckStatus.REFUSED
+    assert st.decide(5, True, reason=104) == AckStatus.REFUSED  # an accept with a defect code
+    time.sleep(5 * PERIOD_S + 0.1 + 0.05)
+    st.status()
+    core.tick()
+    assert [core.outcomes[i] for i in range(1, 6)] == ["accepted", "rejected", "missing", "refused", "refused"]
+    s = core.summary(0)
+    assert s["accepted"] == 1 and s["rejected"] == s["items"] - 1 and s["tracking_mismatch"] == 1
+    # A decision after its item passed the gate is late: still rejected.
+    assert st.decide(3, True) == AckStatus.LATE
+    assert core.outcomes[3] == "late" and core.summary(0)["decision_late"] == 1
+
+
+def test_no_accept_while_the_station_is_not_running_or_its_heartbeat_is_stale() -> None:
+    core = _core(gate_ms=500)
+    st = Station(core)
+    st.status(StationStateCode.FAULT)
+    assert st.decide(1, True) == AckStatus.REFUSED
+    st.status(StationStateCode.RUNNING)
+    assert st.decide(2, True) == AckStatus.ON_TIME
+    time.sleep(core.watchdog_s + 0.03)  # the station heartbeat goes stale
+    core.tick()
+    assert core.summary(0)["station_watchdog_trips"] == 1
+    # decide() resends the last heartbeat value: still stale
+    assert st.decide(3, True) == AckStatus.REFUSED
+    assert st.decide(4, False) == AckStatus.ON_TIME  # a reject is always taken
+
+
+def test_exits_when_stdin_closes_and_after_duration(start_sim: StartSim) -> None:
+    sim = start_sim("modbus")
+    assert sim.proc.stdin is not None
+    sim.proc.stdin.close()  # the parent "goes away"
+    sim.proc.wait(timeout=10)
+    assert sim.proc.returncode == 0
+    timed = start_sim("s7", "--duration", "0.3")
+    timed.proc.wait(timeout=10)
+    assert timed.stop()["stopped_by"] == "duration"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--protocol", "modbus", "--security", "basic256sha256"], "OPC UA only"),
+        (["--protocol", "s7", "--line-rate", "0"], "--line-rate must be positive"),
+        (["--protocol", "modbus", "--inject", "bad_status"], "KIND@ITEM"),
+    ],
+)
+def test_bad_arguments_are_one_clear_error(args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector.plc.linesim", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -1,0 +1,138 @@
+"""A real station (sim camera, ONNX model, records) with its PLC link to the line simulator (Modbus TCP).
+
+Checks the station side of the PLC link: decisions reach the PLC without blocking
+inspection, acknowledgements land in the item records, the run summary carries the PLC
+figures under positive release, and a lost PLC is a station fault that clears itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inspector.pipeline.types import EventKind, StationEvent, StationState
+from inspector.plc.sink import POSITIVE_RELEASE, attach_plc
+from inspector.runner import open_station, run_until_done
+from inspector.taxonomy import IMAGE_SPECS, Product
+from tests.plc.conftest import StartSim
+from tests.support.onnx_models import make_package
+
+RATE = 1200
+GATE_MS = 300
+pytestmark = pytest.mark.slow
+
+
+def _project(tmp: Path) -> Path:
+    product = Product.TABLET
+    record = make_package(tmp / "models" / "tablet" / "0.0.1", product, dark_below=5)
+    spec = IMAGE_SPECS[product]
+    recipe = {
+        "schema_version": 1,
+        "recipe_id": "tablet-plc-test",
+        "version": "1.0.0",
+        "product": product.value,
+        "camera": "sim.yaml",
+        "frame": {"width": spec.width, "height": spec.height, "channels": spec.channels},
+        "model": {"path": "models/tablet/0.0.1", "sha256": record.sha256},
+        "latency_budget_ms": 200,
+        "line_rate_per_min": RATE,
+    }
+    (tmp / "recipes").mkdir()
+    (tmp / "recipes" / "tablet.yaml").write_text(yaml.safe_dump(recipe))
+    return tmp
+
+
+def _acks(db: Path, batch_id: str) -> dict[int, str | None]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT item_id, plc_ack FROM items WHERE batch_id = ?", (batch_id,)).fetchall()
+    return {int(i): a for i, a in rows}
+
+
+def test_station_decisions_acknowledged_recorded_and_released(start_sim: StartSim, tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    sim_json = tmp_path / "sim.json"
+    sim = start_sim("modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS), "--json", str(sim_json))
+    n = 40
+    session = open_station(
+        "tablet", camera="sim", items=n, line_rate=RATE, defect_rate=0.3, db="var/db.sqlite", root=root
+    )
+    try:
+        sink = attach_plc(session, f"modbus://127.0.0.1:{sim.port}")
+        try:
+            summary = run_until_done(session, items=n, duration_s=30)
+        finally:
+            sink.close()
+    finally:
+        session.close()
+    time.sleep(GATE_MS / 1e3 + 0.2)
+    line = sim.stop()
+
+    assert summary["items"] == n
+    assert summary["plc_decisions"] == n and summary["plc_acked"] == n
+    assert summary["plc_late"] == summary["plc_missing"] == summary["plc_refused"] == 0
+    assert summary["accepted_acked"] == summary["accepted"] == summary["line_accepted"]
+    assert summary["accepted_not_acked"] == 0 and summary["line_rejected"] == n - summary["accepted"]
+    assert summary["plc_release"] == POSITIVE_RELEASE
+    assert summary["plc_rtt_ms_p50"] is not None
+    # The line simulator's gate agrees item by item: every item decided before its gate.
+    assert line["all_decided_before_gate"] and line["items"] == n
+    assert line["accepted"] == summary["accepted_acked"]
+    acks = _acks(root / "var" / "db.sqlite", summary["batch_id"])
+    assert len(acks) == n and all(a is not None and a.startswith("acked rtt_ms=") for a in acks.values())
+    outcomes = json.loads(sim_json.read_text())["outcomes"]
+    assert set(outcomes) == {str(i) for i in range(1, n + 1)}
+
+
+def test_lost_plc_is_a_station_fault_and_nothing_unacknowledged_is_accepted(
+    start_sim: StartSim, tmp_path: Path
+) -> None:
+    root = _project(tmp_path)
+    sim = start_sim("modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS))
+    port = sim.port
+    states: list[StationState] = []
+
+    def on_event(event: StationEvent) -> None:
+        if event.kind is EventKind.STATE and event.state is not None:
+            states.append(event.state)
+
+    n = 70
+    session = open_station(
+        "tablet", camera="sim", items=n, line_rate=RATE, db="var/db.sqlite", root=root, on_event=on_event
+    )
+    try:
+        sink = attach_plc(session, f"modbus://127.0.0.1:{port}")
+        try:
+            bid = session.start_batch()
+            time.sleep(1.0)
+            sim.kill()
+            time.sleep(0.5)
+            assert session.station.state is StationState.FAULT
+            sim2 = start_sim("modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS), port=port)
+            deadline = time.monotonic() + 5
+            while session.station.state is not StationState.RUNNING and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert session.station.state is StationState.RUNNING, "the fault clears when the PLC is back"
+            assert session.station.wait_finished(30)
+            summary = session.end_batch()
+        finally:
+            sink.close()
+    finally:
+        session.close()
+    sim2.stop()
+
+    codes = [a.code for a in session.station.alarms]
+    assert "PLC_FAULT" in codes and "PLC_RECOVERED" in codes
+    assert StationState.FAULT in states
+    assert summary["plc_link_losses"] == 1 and summary["plc_loss_detect_ms_max"] < 100
+    assert summary["plc_missing"] > 0, "decisions during the outage were never acknowledged"
+    assert summary["accepted_not_acked"] > 0
+    assert summary["line_accepted"] == summary["accepted_acked"] < summary["accepted"]
+    assert summary["plc_acked"] + summary["plc_missing"] + summary["plc_late"] + summary["plc_refused"] == n
+    acks = _acks(root / "var" / "db.sqlite", bid)
+    assert len(acks) == n and all(a is not None for a in acks.values())
+    assert sum(1 for a in acks.values() if a == "missing") == summary["plc_missing"]
