@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from inspector import __version__
 
@@ -154,6 +155,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except _station_errors() as exc:
         raise CliError(f"station refuses to start: {exc}") from None
+    if args.plc:
+        from inspector.plc.base import PlcError
+        from inspector.plc.sink import attach_plc
+
+        refusals: tuple[type[BaseException], ...] = (PlcError, *_station_errors())
+        try:
+            attach_plc(session, args.plc)
+        except refusals as exc:
+            session.close()
+            raise CliError(f"station refuses to start: PLC: {exc}") from None
     try:
         summary = run_until_done(
             session,
@@ -165,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         session.close()
     if not args.quiet:
         print(file=sys.stderr)
+    if "plc_decisions" in summary:
+        summary = positive_release_view(summary)
     summary = {
         "recipe": session.recipe.recipe.recipe_id,
         "recipe_version": session.recipe.recipe.version,
@@ -180,6 +193,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_release_view(summary: dict[str, Any]) -> dict[str, Any]:
+    """With a PLC, an accept counts only once the PLC acknowledged it (positive release).
+
+    The station's own verdicts stay in the records and in ``station_accepted``; an accept the
+    PLC never acknowledged was rejected at the gate and is reported as such.
+    """
+    out = dict(summary)
+    not_acked = int(out.get("accepted_not_acked") or 0)
+    out["station_accepted"] = out["accepted"]
+    out["accepted"] = int(out["accepted"]) - not_acked
+    out["rejected"] = int(out["rejected"]) + not_acked
+    if not_acked:
+        by_reason = dict(out.get("rejected_by_reason") or {})
+        by_reason["plc_not_acknowledged"] = not_acked
+        out["rejected_by_reason"] = by_reason
+    return out
+
+
 def _print_run_summary(s: dict[str, object]) -> None:
     print(f"batch {s['batch_id']}: {s['items']} items, {s['accepted']} accepted, {s['rejected']} rejected")
     by_reason = s.get("rejected_by_reason") or {}
@@ -189,6 +220,11 @@ def _print_run_summary(s: dict[str, object]) -> None:
     print(f"  not_inspected      {s['not_inspected']} {s.get('not_inspected_by_cause') or ''}")
     if s.get("escapes") is not None:
         print(f"  escapes {s['escapes']}, false rejects {s['false_rejects']} (against simulator ground truth)")
+    if "plc_decisions" in s:
+        print(
+            f"  PLC {s['plc']}: acked {s['plc_acked']}, late {s['plc_late']}, missing {s['plc_missing']},"
+            f" refused {s['plc_refused']}; round trip p99 {s['plc_rtt_ms_p99']} ms"
+        )
     print(
         f"  latency ms p50 {s['latency_ms_p50']} p99 {s['latency_ms_p99']} max {s['latency_ms_max']}"
         f" (budget {s['budget_ms']})"
@@ -260,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nuisance", type=float, default=1.0, help="sim: nuisance scale 0..3")
     run.add_argument("--images", default=None, help="files: manifest folder to replay")
     run.add_argument("--db", default="var/inspector.sqlite", help="station records database")
+    run.add_argument(
+        "--plc",
+        default=None,
+        help="line PLC: opcua://HOST:PORT, s7://HOST:PORT, modbus://HOST:PORT or a plc_configs YAML",
+    )
     run.add_argument("--json", default=None, help="write the summary as JSON here")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
@@ -278,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_camera_commands(sub)
     sub.choices["cameras"].set_defaults(value_errors_are_user_errors=True)
+
+    from inspector.plc.bench import add_plc_bench_command
+    from inspector.plc.linesim import add_line_sim_command
+
+    add_line_sim_command(sub)
+    add_plc_bench_command(sub)
 
     t = sub.add_parser("taxonomy", help="list the defect classes, criticality and PLC reason codes")
     t.add_argument("--json", action="store_true")

@@ -127,6 +127,11 @@ class StationSession:
         with contextlib.suppress(Exception):
             if self.station.state.value in ("running", "fault"):
                 self.station.stop()
+        for sink in self.extra_sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
         with contextlib.suppress(Exception):
             self.camera.close()
         if self.writer is not None:

@@ -180,3 +180,43 @@ def test_sigkill_mid_batch_keeps_every_committed_record(tmp_path: Path) -> None:
     # The station starts again on the same database.
     again = _inspector(root, "run", "--recipe", "tablet", "--items", "5", "--quiet")
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+def test_run_sends_every_decision_to_the_line_simulator(tmp_path: Path, protocol: str) -> None:
+    """``inspector run --plc`` against ``inspector line-sim``: every item decided, acknowledged, gated."""
+    import time
+
+    from inspector.plc.linesim import LineSimProcess
+
+    root = _project(tmp_path, Product.TABLET, rate=600)
+    sim = LineSimProcess.start(protocol, "--line-rate", "600", "--gate-delay-ms", "500")
+    try:
+        out = tmp_path / "s.json"
+        proc = _inspector(
+            root,
+            "run",
+            "--recipe",
+            "tablet",
+            "--items",
+            "30",
+            "--line-rate",
+            "600",
+            "--defect-rate",
+            "0.3",
+            "--plc",
+            f"{protocol}://127.0.0.1:{sim.port}",
+            "--quiet",
+            "--json",
+            str(out),
+        )
+    finally:
+        time.sleep(0.8)  # the last items still travel 500 ms to the gate
+        line = sim.stop()
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(out.read_text())
+    assert s["plc_decisions"] == 30 and s["plc_acked"] == 30
+    assert s["plc_late"] == 0 and s["plc_missing"] == 0
+    assert s["accepted"] + s["rejected"] == 30
+    assert line["items"] == 30 and line["decision_missing"] == 0 and line["decision_late"] == 0
+    assert line["accepted"] == s["accepted"], "the gate let through exactly the acknowledged accepts"
