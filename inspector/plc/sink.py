@@ -205,6 +205,13 @@ class PlcSink:
             log.error("PLC alarm %s not stored: %s", code, exc)
 
     # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
+
+    def describe(self) -> str:
+        return self.link.endpoint
+
     def close(self, timeout_s: float = 3.0) -> None:
         """Write state idle, stop the link thread and disconnect (call after the last batch)."""
         self.link.set_station_state(StationStateCode.IDLE)

@@ -1,0 +1,140 @@
+"""Render the HMI's main screen for each product into docs/screenshots/<product>.png.
+
+Runs the real HMI in demo mode (sim camera, running batch, rejects visible) and grabs the
+window once it has rejects with heat maps. Meant for a display server, e.g.:
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" uv run --extra training python scripts/screenshots.py
+
+Uses the project's recipes and models when all three exist (or --root); otherwise, and with
+--scratch, a throwaway project with the HMI test models (tests/ui/support.py), whose id
+("test-<product>-refdiff") shows on the screen. Also writes fault.png (camera pulled,
+alarm open) and review.png (the reject review tab).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from PyQt6.QtWidgets import QApplication  # noqa: E402
+
+from inspector.config.recipe import find_project_root  # noqa: E402
+from inspector.taxonomy import Product  # noqa: E402
+from ui.app import create_app  # noqa: E402
+from ui.controller import Phase  # noqa: E402
+from ui.main_window import MainWindow  # noqa: E402
+
+SIZE = (1920, 1080)
+# Modest rates: grabbing the window holds the GIL for a moment, and the screenshot should show
+# a healthy line, not the gap that a grab at 100 items/s would cause.
+LINE_RATE = {Product.VIAL: 300.0, Product.TABLET: 900.0, Product.BLISTER: 200.0}
+
+
+def pump(app: QApplication, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def wait_for(app: QApplication, cond: object, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        app.processEvents()
+        if callable(cond) and cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def project_root(args: argparse.Namespace) -> Path:
+    if args.root is not None:
+        return Path(args.root)
+    real = find_project_root()
+    complete = all((real / "recipes" / f"{p.value}.yaml").is_file() for p in Product)
+    if complete and not args.scratch:
+        return real
+    from tests.ui.support import make_project
+
+    scratch = Path(tempfile.mkdtemp(prefix="inspector-screens-"))
+    print(f"using a scratch project with test models: {scratch}", file=sys.stderr)
+    return make_project(scratch, budget_ms=150)
+
+
+def running_window(product: Product, root: Path, db: Path) -> MainWindow:
+    w = create_app(
+        product.value,
+        root=root,
+        demo=True,
+        exec_app=False,
+        db=db,
+        size=SIZE,
+        line_rate=LINE_RATE[product],
+        defect_rate=0.2,
+        seed=11,
+        operator="A. Operator",
+    )
+    w.move(0, 0)
+    return w
+
+
+def shoot(product: Product, root: Path, out: Path, db: Path, *, extras: bool) -> None:
+    w = running_window(product, root, db)  # makes the QApplication on first use
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    c = w.controller
+    if not wait_for(app, lambda: c.phase == Phase.RUNNING, 60):
+        raise SystemExit(f"{product.value}: the station did not start: {c.last_error}")
+    has_heat = c.session is not None and c.session.engine.has_heatmap
+    rejects = c.rejects
+    wait_for(app, lambda: rejects is not None and len(rejects) >= 8, 60)
+    pump(app, 0.5)
+    if has_heat:  # grab the moment the held reject has its heat map (rejects keep replacing it)
+        wait_for(app, lambda: w.last_reject.entry is not None and w.last_reject.entry.heatmap is not None, 20)
+    path = out / f"{product.value}.png"
+    w.grab().save(str(path))
+    print(f"wrote {path}")
+    if extras:
+        first = next(iter(rejects or []), None)
+        if first is not None:
+            w.open_review(first)
+            w.review.label.setCurrentText(first.decision.label or w.review.label.currentText())
+            pump(app, 1.0)
+            w.grab().save(str(out / "review.png"))
+            print(f"wrote {out / 'review.png'}")
+            w.tabs.setCurrentIndex(0)
+        assert c.session is not None
+        c.session.camera.kill()  # type: ignore[attr-defined]
+        wait_for(app, lambda: w.banner.isVisible(), 10)
+        pump(app, 1.0)
+        w.grab().save(str(out / "fault.png"))
+        print(f"wrote {out / 'fault.png'}")
+        c.session.camera.revive()  # type: ignore[attr-defined]
+    w.close()
+    app.processEvents()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, default=None, help="project root with recipes/ and models/")
+    p.add_argument("--scratch", action="store_true", help="use test models even if real ones exist")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    p.add_argument("--products", nargs="*", default=[p.value for p in Product])
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    root = project_root(args)
+    with tempfile.TemporaryDirectory(prefix="inspector-screens-db-") as tmp:
+        for name in args.products:
+            product = Product(name)
+            shoot(product, root, args.out, Path(tmp) / f"{name}.sqlite", extras=product is Product.VIAL)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""The operator HMI driven offscreen through its app factory: batches, faults, alarms, review, reconciliation."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import QLabel
+
+from inspector.manifest import read_manifest
+from inspector.records import RecordStore
+from inspector.taxonomy import OK, Product, labels
+from tests.ui.conftest import OPERATOR
+from ui.controller import Phase, Reconciliation
+from ui.main_window import MainWindow
+from ui.review import REVIEW_LOG, review_folder
+
+START_TIMEOUT_MS = 30_000
+
+
+def wait_running(qtbot: Any, w: MainWindow) -> None:
+    qtbot.waitUntil(lambda: w.controller.phase == Phase.RUNNING, timeout=START_TIMEOUT_MS)
+
+
+def test_demo_batch_starts_and_counters_move(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("tablet", line_rate=1200)
+    wait_running(qtbot, w)
+    qtbot.waitUntil(lambda: w.controller.tally.inspected >= 20, timeout=15_000)
+    w.counters.refresh()
+    w.header.refresh()
+    shown = int(w.counters.inspected.value.text().replace(",", ""))
+    accepted = int(w.counters.accepted.value.text().replace(",", ""))
+    rejected = int(w.counters.rejected.value.text().replace(",", ""))
+    assert shown >= 20 and accepted + rejected == shown
+    assert w.counters.yield_pct.value.text().endswith("%")
+    assert w.header.state.text() == "RUNNING"
+    assert "ACQUIRING" in w.header.camera.text()
+    qtbot.waitUntil(lambda: w.live.frames_shown > 0, timeout=5_000)
+    assert w.counters.latency.text().startswith("p50 ") and "budget 500 ms" in w.counters.budget.text()
+    # Recipe and model identity with version, short sha256 shown and the full one in the tooltip.
+    s = w.controller.session
+    assert s is not None
+    assert "v1.0.0" in w.batch.recipe_info.text() and "v0.0.1" in w.batch.model_info.text()
+    assert s.package.sha256[:12] in w.batch.model_sha.text()
+    assert s.package.sha256 in w.batch.model_sha.toolTip()
+    assert s.recipe.sha256 in w.batch.recipe_sha.toolTip()
+    assert not w.batch.start.isEnabled() and w.batch.stop.isEnabled()
+    assert not w.batch.recipe.isEnabled(), "the recipe cannot change under a running batch"
+
+
+def test_camera_fault_shows_alarm_and_fault_state_and_ack_is_stored(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("vial", line_rate=1200)
+    wait_running(qtbot, w)
+    qtbot.waitUntil(lambda: w.live.frames_shown > 0, timeout=5_000)
+    session = w.controller.session
+    assert session is not None
+    session.camera.kill()
+    qtbot.waitUntil(lambda: w.banner.isVisible() and "CAMERA_FAULT" in w.banner.text.text(), timeout=10_000)
+    w.header.refresh()
+    assert w.header.state.text() == "FAULT"
+    assert w.banner.icon.text() == "FAULT"
+    assert "FAULT" in w.header.camera.text()
+    qtbot.waitUntil(lambda: "fault" in (w.live.canvas.stale or ""), timeout=2_000)  # no stale frame passes as live
+
+    qtbot.mouseClick(w.banner.ack, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.controller.alarms.unacknowledged(), timeout=10_000)
+    assert not w.banner.isVisible()
+    entry = next(e for e in w.controller.alarms.entries if e.alarm.code == "CAMERA_FAULT")
+    assert entry.acknowledged_by == OPERATOR and entry.acknowledged_utc and entry.db_id is not None
+    assert session.writer is not None
+    with RecordStore(session.writer.store_path) as store:
+        row = next(a for a in store.alarms() if a.id == entry.db_id)
+    assert row.code == "CAMERA_FAULT" and row.acknowledged_by == OPERATOR
+    assert row.acknowledged_utc is not None and row.acknowledged_utc.endswith("+00:00")
+    assert row.batch_id == w.controller.batch_id
+
+    session.camera.revive()
+    qtbot.waitUntil(lambda: session.station.state.value == "running", timeout=10_000)
+    w.header.refresh()
+    assert w.header.state.text() == "RUNNING"
+
+
+def test_acknowledge_needs_an_operator_name(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("vial", line_rate=1200, operator="")
+    wait_running(qtbot, w)
+    errors: list[str] = []
+    w.controller.error.connect(errors.append)
+    w.controller.session.camera.kill()
+    qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=10_000)
+    qtbot.mouseClick(w.banner.ack, Qt.MouseButton.LeftButton)
+    assert errors and "operator" in errors[0]
+    assert w.controller.alarms.unacknowledged(), "nothing is acknowledged without a name"
+
+
+@pytest.mark.parametrize("product", [Product.TABLET, Product.BLISTER])
+def test_review_exports_labelled_images_for_training(qtbot: Any, make_hmi: Any, product: Product) -> None:
+    w = make_hmi(product.value, line_rate=1200, defect_rate=0.5)
+    wait_running(qtbot, w)
+    rejects = w.controller.rejects
+    assert rejects is not None
+    # Rejects keep arriving after the first sync of the strip: it must keep up with the buffer.
+    qtbot.waitUntil(lambda: len(rejects) >= 4 and w.strip.count() >= 4, timeout=20_000)
+    defect_class = next(c for c in labels(product) if c != OK)
+
+    # Clicking a thumbnail in the line screen's strip opens it for review.
+    first = w.strip.entry_at(0)
+    item = w.strip.item(0)
+    assert first is not None and item is not None and first.decision.reason in item.text().replace(" ", "_")
+    w.strip.itemClicked.emit(item)
+    assert w.tabs.currentWidget() is w.review and w.review.entry is first
+    second = next(e for e in rejects if e is not first)
+    w.review.label.setCurrentText(defect_class)
+    if product is Product.BLISTER:
+        w.review.pocket.setValue(3)
+    qtbot.mouseClick(w.review.confirm, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: first.review is not None, timeout=10_000)
+
+    w.open_review(second)
+    qtbot.mouseClick(w.review.false_reject, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: second.review is not None, timeout=10_000)
+    assert "false reject" in w.review.status.text() and OPERATOR in w.review.status.text()
+
+    folder = review_folder(w.controller.options.root, product)
+    entries = read_manifest(folder, verify=True)  # the format training reads, hashes checked
+    assert [e.label for e in entries] == [defect_class, OK]
+    assert all(e.source == "review" and e.product is product and e.seed is None for e in entries)
+    if product is Product.BLISTER:
+        assert entries[0].pockets == [defect_class if i == 3 else OK for i in range(10)]
+        assert entries[1].pockets == [OK] * 10
+    else:
+        assert all(e.pockets is None for e in entries)
+    log = (folder / REVIEW_LOG).read_text().splitlines()
+    assert len(log) == 2 and f'"reviewer":"{OPERATOR}"' in log[0] and '"reviewer_authenticated":false' in log[0]
+
+    # The same reject is never labelled twice.
+    failures: list[str] = []
+    w.controller.review_failed.connect(lambda _e, why: failures.append(why))
+    w.controller.review(first, OK, OPERATOR)
+    qtbot.waitUntil(lambda: bool(failures), timeout=5_000)
+    assert "already" in failures[0]
+    assert len(read_manifest(folder)) == 2
+
+
+def test_stop_shows_summary_and_reconciles_with_the_records(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("tablet", line_rate=1500, defect_rate=0.2)
+    wait_running(qtbot, w)
+    qtbot.waitUntil(lambda: w.controller.tally.inspected >= 30, timeout=15_000)
+    with qtbot.waitSignal(w.controller.batch_finished, timeout=20_000) as blocker:
+        qtbot.mouseClick(w.batch.stop, Qt.MouseButton.LeftButton)
+    report: Reconciliation = blocker.args[0]
+    assert report.reconciled, report.checks
+    s = report.station
+    assert s["items"] == s["accepted"] + s["rejected"] > 0
+    assert report.records is not None and report.records["inspected"] == s["items"]
+    assert report.hmi["inspected"] == s["items"]
+    assert report.highest_item_id == s["items"], "item ids 1..N: nothing unaccounted"
+    qtbot.waitUntil(lambda: w.summary_dialog is not None and w.summary_dialog.isVisible(), timeout=5_000)
+    assert w.summary_dialog is not None
+    verdict = w.summary_dialog.findChild(QLabel, "verdict")
+    assert verdict is not None and verdict.text() == "RECONCILED"
+    assert w.controller.phase == Phase.READY and w.batch.start.isEnabled()
+    session = w.controller.session
+    assert session is not None and session.writer is not None
+    with sqlite3.connect(session.writer.store_path) as conn:
+        (state,) = conn.execute("SELECT state FROM batches WHERE batch_id = ?", (report.batch_id,)).fetchone()
+    assert state == "ended"
+    assert w.batch.batch.text() != report.batch_id, "a fresh batch id is offered for the next batch"
+
+
+def test_finite_demo_batch_ends_by_itself(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("blister", items=12, line_rate=1200)
+    with qtbot.waitSignal(w.controller.batch_finished, timeout=40_000) as blocker:
+        pass
+    report: Reconciliation = blocker.args[0]
+    assert report.reconciled, report.checks
+    assert report.station["items"] == 12
+    assert any(name == "every item of the batch decided" and ok for name, ok, _ in report.checks)
+
+
+def test_heat_map_is_computed_for_rejects(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("vial", line_rate=1200, defect_rate=0.5)
+    wait_running(qtbot, w)
+    rejects = w.controller.rejects
+    assert rejects is not None
+    qtbot.waitUntil(lambda: any(e.heatmap is not None for e in rejects), timeout=20_000)
+    entry = next(e for e in rejects if e.heatmap is not None)
+    assert entry.heatmap is not None and entry.heatmap.shape == entry.image.shape[:2]
+    assert float(entry.heatmap.min()) >= 0.0 and float(entry.heatmap.max()) <= 1.0
+
+
+def test_tampered_model_is_refused_with_a_clear_message(qtbot: Any, make_hmi: Any, ui_project: Path) -> None:
+    model = ui_project / "models" / "tablet" / "0.0.1" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    w = make_hmi("tablet")
+    qtbot.waitUntil(lambda: w.controller.phase == Phase.ERROR, timeout=START_TIMEOUT_MS)
+    w.header.refresh()
+    assert w.header.state.text() == "REFUSED"
+    assert "sha256" in (w.controller.last_error or "")
+    assert "sha256" in w.batch.status.text()
+    assert not w.batch.start.isEnabled()
+
+
+def test_user_accounts_are_reserved_not_faked(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("vial", demo=True)
+    actions = w.users_menu.actions()
+    assert actions and not any(a.isEnabled() for a in actions)
+    assert any("not authenticated" in lbl.text() for lbl in w.header.findChildren(QLabel))
+    assert "planned" in w.header.user_slot.text()
+    qtbot.waitUntil(lambda: w.controller.phase in (Phase.RUNNING, Phase.ERROR), timeout=START_TIMEOUT_MS)
+
+
+def test_recipe_can_be_changed_when_idle(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("vial", demo=False, camera="sim")
+    qtbot.waitUntil(lambda: w.controller.phase == Phase.READY, timeout=START_TIMEOUT_MS)
+    assert w.batch.recipe.isEnabled() and w.batch.start.isEnabled()
+    w.batch.recipe.setCurrentText("blister")
+    w.batch._recipe_chosen(w.batch.recipe.currentIndex())
+    qtbot.waitUntil(
+        lambda: w.controller.phase == Phase.READY and w.controller.session is not None
+        and w.controller.session.recipe.recipe.product is Product.BLISTER,
+        timeout=START_TIMEOUT_MS,
+    )  # fmt: skip
+    w.batch.batch.setText("LOT 42/A")  # not path-safe
+    assert not w.batch.start.isEnabled()
+    w.batch.batch.setText("LOT-42.A")
+    assert w.batch.start.isEnabled()
+    qtbot.mouseClick(w.batch.start, Qt.MouseButton.LeftButton)
+    wait_running(qtbot, w)
+    assert w.controller.batch_id == "LOT-42.A"

@@ -1,0 +1,223 @@
+"""HMI parts on their own: the bridge's threading, the pool, the PLC hooks, counters, the review exporter."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import QThread
+from PyQt6.QtWidgets import QApplication
+
+from inspector.pipeline.types import (
+    Alarm,
+    EventKind,
+    ItemDecision,
+    NotInspected,
+    StageTimes,
+    StationEvent,
+    StationState,
+)
+from inspector.taxonomy import OK, Product
+from ui import plc
+from ui.bridge import StationBridge
+from ui.model import LiveTally, RejectBuffer
+from ui.review import ReviewError, ReviewExporter, ReviewRequest
+from ui.workers import Jobs
+
+
+class FakeStation:
+    def __init__(self) -> None:
+        self.listeners: list[Any] = []
+
+    def subscribe(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def emit(self, event: StationEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+
+def decision(item: int, *, accept: bool = True, reason: str = "ok", image: np.ndarray | None = None) -> ItemDecision:
+    t = StageTimes(1.0, 1.0, 1.001, 1.002 + item * 1e-4, 1.003 + item * 1e-4)
+    return ItemDecision(
+        item_id=item,
+        frame_id=item,
+        accept=accept,
+        reason=reason,
+        times=t,
+        deadline_met=accept,
+        camera_serial="SIM-0",
+        not_inspected=NotInspected.LATE if reason == "not_inspected" else None,
+        pocket_index=2 if not accept else None,
+        image=image,
+    )
+
+
+def test_bridge_delivers_pipeline_events_in_the_gui_thread_in_order(qtbot: Any, qapp: QApplication) -> None:
+    bridge = StationBridge()
+    station = FakeStation()
+    bridge.attach(station)  # type: ignore[arg-type]
+    seen: list[tuple[str, Any, bool]] = []
+    gui = qapp.thread()
+    bridge.decisions.connect(lambda b: seen.extend(("d", d.item_id, QThread.currentThread() is gui) for d in b))
+    bridge.state_changed.connect(lambda s: seen.append(("s", s, QThread.currentThread() is gui)))
+    bridge.alarm.connect(lambda a: seen.append(("a", a.code, QThread.currentThread() is gui)))
+    bridge.batch_ended.connect(lambda s: seen.append(("e", s["items"], QThread.currentThread() is gui)))
+
+    def pipeline() -> None:
+        station.emit(StationEvent(EventKind.STATE, state=StationState.RUNNING))
+        for i in range(1, 51):
+            station.emit(StationEvent(EventKind.DECISION, decision=decision(i)))
+        station.emit(StationEvent(EventKind.ALARM, alarm=Alarm("X", "m", "camera")))
+        station.emit(StationEvent(EventKind.BATCH_END, summary={"items": 50}))
+
+    t = threading.Thread(target=pipeline, name="fake-pipeline")
+    t.start()
+    t.join()
+    assert seen == [], "nothing is delivered in the pipeline thread"
+    qtbot.waitUntil(lambda: len(seen) == 53, timeout=3_000)
+    assert all(in_gui for *_, in_gui in seen)
+    assert [k for k, *_ in seen] == ["s", *["d"] * 50, "a", "e"]
+    assert [v for k, v, _ in seen if k == "d"] == list(range(1, 51))
+    bridge.detach()
+    station.emit(StationEvent(EventKind.STATE, state=StationState.IDLE))
+    qapp.processEvents()
+    bridge.drain()
+    assert len(seen) == 53, "events of a detached station are dropped"
+    bridge.stop()
+
+
+def test_jobs_report_results_in_the_gui_thread_and_leave_no_threads(qtbot: Any, qapp: QApplication) -> None:
+    jobs = Jobs()
+    results: list[Any] = []
+
+    def work() -> str:
+        # Joining a thread from a pool thread makes CPython register a placeholder thread; it must go.
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+        return "done"
+
+    jobs.submit(work, lambda r: results.append((r, QThread.currentThread() is qapp.thread())))
+    jobs.submit(lambda: 1 / 0, None, lambda e: results.append((type(e).__name__, True)))
+    qtbot.waitUntil(lambda: len(results) == 2, timeout=5_000)
+    assert ("done", True) in results and ("ZeroDivisionError", True) in results
+    assert jobs.shutdown()
+    assert not jobs.submit(lambda: None), "a shut-down pool takes no work"
+
+
+def test_live_tally_counts_and_latency_window() -> None:
+    tally = LiveTally()
+    tally.reset("B1")
+    for i in range(1, 101):
+        if i % 10 == 0:
+            tally.add(decision(i, accept=False, reason="chip"))
+        elif i % 25 == 1:
+            tally.add(decision(i, accept=False, reason="not_inspected"))
+        else:
+            tally.add(decision(i))
+    snap = tally.snapshot()
+    assert snap.inspected == 100 and snap.inspected == snap.accepted + snap.rejected
+    assert snap.by_reason == {"chip": 10, "not_inspected": 4}
+    assert snap.not_inspected == 4
+    assert snap.yield_pct == pytest.approx(86.0)
+    lat = sorted(snap.latencies_ms)
+    assert snap.p50_ms == pytest.approx(float(np.percentile(lat, 50)))
+    assert snap.p99_ms == pytest.approx(float(np.percentile(lat, 99)))
+
+
+def test_reject_buffer_keeps_reviewable_frames_only() -> None:
+    buf = RejectBuffer((8, 8, 3), maxlen=3)
+    img = np.zeros((8, 8, 3), np.uint8)
+    assert buf.offer("B", decision(1)) is None, "accepts are not kept"
+    assert buf.offer("B", decision(2, accept=False, reason="chip")) is None, "no image"
+    assert buf.offer("B", decision(3, accept=False, reason="chip", image=np.zeros((4, 8, 3), np.uint8))) is None
+    for i in range(4, 9):
+        assert buf.offer("B", decision(i, accept=False, reason="chip", image=img)) is not None
+    assert [e.decision.item_id for e in buf] == [8, 7, 6]
+    assert buf.find(("B", 7)) is not None and buf.find(("B", 4)) is None
+
+
+def test_review_exporter_refuses_bad_requests(tmp_path: Path) -> None:
+    buf = RejectBuffer((8, 8, 3))
+    entry = buf.offer("B", decision(5, accept=False, reason="chip", image=np.full((8, 8, 3), 9, np.uint8)))
+    assert entry is not None
+    ex = ReviewExporter(tmp_path / "set", Product.TABLET)
+    with pytest.raises(ReviewError, match="operator"):
+        ex.export(ReviewRequest(entry, "chip", "  "))
+    with pytest.raises(ReviewError, match="not a tablet class"):
+        ex.export(ReviewRequest(entry, "empty_pocket", "me"))
+    review = ex.export(ReviewRequest(entry, OK, "me"))
+    assert review.false_reject and (tmp_path / "set" / review.file).is_file()
+    with pytest.raises(ReviewError, match="already"):
+        ex.export(ReviewRequest(entry, "chip", "me"))
+    blister = ReviewExporter(tmp_path / "b", Product.BLISTER, pocket_count=10)
+    with pytest.raises(ReviewError, match="pocket"):
+        blister.export(ReviewRequest(entry, "empty_pocket", "me", pocket_index=12))
+
+
+def test_plc_helpers_handle_no_link() -> None:
+    assert plc.describe(None) == "none" and plc.is_connected(None) is None
+    plc.close(None)
+
+
+def test_demo_runs_against_the_real_line_simulator(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("vial")
+    qtbot.waitUntil(lambda: w.controller.plc_link is not None, timeout=30_000)
+    link = w.controller.plc_link
+    qtbot.waitUntil(lambda: plc.is_connected(link) is True, timeout=10_000)
+    w.header.refresh()
+    assert w.header.plc.text() == "CONNECTED"
+    assert w.header.plc.toolTip().startswith("line sim modbus://127.0.0.1:")
+    w.close()
+    assert link.sim.proc.poll() is not None, "closing the HMI ends the line simulator"
+
+
+def test_main_refuses_an_unknown_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ui.app import main
+
+    assert main(["--root", str(tmp_path), "--product", "nope"]) == 2
+    assert "no recipe 'nope'" in capsys.readouterr().err
+
+
+def test_summary_dialog_says_not_reconciled_when_a_check_fails(qtbot: Any) -> None:
+    from PyQt6.QtWidgets import QLabel
+
+    from ui.controller import Reconciliation
+    from ui.widgets.batch import BatchSummaryDialog
+
+    report = Reconciliation(
+        batch_id="B-1",
+        station={"items": 10, "accepted": 7, "rejected": 3, "rejected_by_reason": {"chip": 3}},
+        records={"inspected": 9, "accepted": 7, "rejected": 2},
+        hmi={},
+        highest_item_id=10,
+        expected_items=None,
+        checks=[("inspected = accepted + rejected", True, "10 = 7 + 3"), ("records = station", False, "9 / 7 / 2")],
+    )
+    assert not report.reconciled
+    dialog = BatchSummaryDialog(report)
+    qtbot.addWidget(dialog)
+    verdict = dialog.findChild(QLabel, "verdict")
+    checks = dialog.findChild(QLabel, "checks")
+    assert verdict is not None and verdict.text() == "NOT RECONCILED"
+    assert checks is not None and "✘" in checks.text() and "records = station" in checks.text()
+
+
+def test_live_view_samples_a_fast_line_at_half_rate(qtbot: Any, tmp_path: Path) -> None:
+    from ui.controller import StationController, StationOptions
+    from ui.widgets.live_view import LiveView
+
+    controller = StationController(StationOptions(root=tmp_path))
+    view = LiveView(controller)
+    qtbot.addWidget(view)
+    assert view.timer.interval() == 1000 // 30
+    view._adapt_rate(0.0, 1)
+    view._adapt_rate(2.5, 201)  # 80 items/s: more than any display shows
+    assert view.timer.interval() == 1000 // 15
+    view._adapt_rate(5.0, 211)  # 4 items/s: every item is shown again
+    assert view.timer.interval() == 1000 // 30
+    controller.shutdown()

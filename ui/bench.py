@@ -1,0 +1,202 @@
+"""Does the HMI slow inspection down? Pipeline latency at a line rate, headless vs with the HMI open.
+
+Each run is a fresh child process: the same recipe, sim camera, seed and item count, either
+headless (``inspector.runner.run_until_done``) or inside the full HMI window (offscreen, or
+the X display when ``--platform xcb``), with the live view, counters, reject strip and heat
+maps all running. Runs alternate (headless, HMI, headless, ...) so a neighbour's load hits
+both alike, and the medians are compared. Prints one JSON object.
+
+    python -m ui.bench --product tablet --rate 100 --items 1500 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET_RATIO = 1.10
+
+
+def _child_headless(args: argparse.Namespace, db: Path) -> dict[str, Any]:
+    from inspector.runner import open_station, run_until_done
+
+    session = open_station(
+        args.product,
+        camera="sim",
+        items=args.items,
+        line_rate=args.rate * 60,
+        seed=args.seed,
+        defect_rate=args.defect_rate,
+        db=db,
+        root=args.root,
+    )
+    try:
+        summary = run_until_done(session, items=args.items, duration_s=None)
+    finally:
+        session.close()
+    return {"summary": summary}
+
+
+def _child_hmi(args: argparse.Namespace, db: Path) -> dict[str, Any]:
+    os.environ.setdefault("QT_QPA_PLATFORM", args.platform)
+    from PyQt6.QtCore import QEventLoop, QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from ui.app import create_app
+
+    window = create_app(
+        args.product,
+        root=args.root,
+        demo=True,
+        exec_app=False,
+        items=args.items,
+        line_rate=args.rate * 60,
+        seed=args.seed,
+        defect_rate=args.defect_rate,
+        db=db,
+        size=(1920, 1080),
+        operator="bench",
+    )
+    app = QApplication.instance()
+    assert app is not None
+    c = window.controller
+    loop = QEventLoop()
+    c.batch_finished.connect(lambda _r: loop.quit())
+    c.error.connect(lambda _m: loop.quit())
+    QTimer.singleShot(int(args.items / args.rate * 1000) + 120_000, loop.quit)
+    t0 = time.monotonic()
+    loop.exec()
+    elapsed = time.monotonic() - t0
+    report = c.last_report
+    out: dict[str, Any] = {
+        "summary": report.station if report is not None else None,
+        "reconciled": report.reconciled if report is not None else None,
+        "display_fps": round(window.live.frames_shown / elapsed, 1) if elapsed > 0 else None,
+        "error": c.last_error,
+    }
+    window.close()
+    app.processEvents()
+    return out
+
+
+def child(args: argparse.Namespace) -> int:
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    cpu0, t0 = time.process_time(), time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="inspector-hmi-bench-") as tmp:
+        db = Path(tmp) / "bench.sqlite"
+        result = _child_headless(args, db) if args.child == "headless" else _child_hmi(args, db)
+    cpu_share = (time.process_time() - cpu0) / max(1e-9, time.monotonic() - t0)
+    s = result.pop("summary") or {}
+    print(
+        json.dumps(
+            {
+                "mode": args.child,
+                "items": s.get("items"),
+                "latency_ms_p50": s.get("latency_ms_p50"),
+                "latency_ms_p99": s.get("latency_ms_p99"),
+                "latency_ms_max": s.get("latency_ms_max"),
+                "not_inspected": s.get("not_inspected"),
+                "not_inspected_by_cause": s.get("not_inspected_by_cause"),
+                "process_cpu_cores": round(cpu_share, 3),
+                **result,
+            }
+        )
+    )
+    return 0
+
+
+def _run_child(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    cmd = [
+        sys.executable, "-m", "ui.bench", "--child", mode, "--product", args.product, "--items", str(args.items),
+        "--rate", str(args.rate), "--seed", str(args.seed), "--defect-rate", str(args.defect_rate),
+        "--platform", args.platform,
+    ]  # fmt: skip
+    if args.root is not None:
+        cmd += ["--root", str(args.root)]
+    if args.switch_interval:
+        cmd += ["--switch-interval", str(args.switch_interval)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.items / args.rate + 300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{mode} run failed: {proc.stderr.strip().splitlines()[-5:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return round(statistics.median(vals), 3) if vals else None
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    if args.scratch:
+        # Dev checkouts without real model packages: the HMI test project (tests/ui/support.py).
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from inspector.taxonomy import Product
+        from tests.ui.support import make_project
+
+        args.root = Path(tempfile.mkdtemp(prefix="inspector-hmi-bench-root-"))
+        make_project(args.root, (Product(args.product),))
+    runs: dict[str, list[dict[str, Any]]] = {"headless": [], "hmi": []}
+    for _ in range(args.repeats):
+        for mode in ("headless", "hmi"):
+            runs[mode].append(_run_child(args, mode))
+    head = {k: _median(runs["headless"], k) for k in ("latency_ms_p50", "latency_ms_p99", "latency_ms_max")}
+    hmi = {k: _median(runs["hmi"], k) for k in ("latency_ms_p50", "latency_ms_p99", "latency_ms_max")}
+    ratio = (
+        round(hmi["latency_ms_p99"] / head["latency_ms_p99"], 3)
+        if hmi["latency_ms_p99"] and head["latency_ms_p99"]
+        else None
+    )
+    return {
+        "product": args.product,
+        "root": str(args.root) if args.root else None,
+        "items_per_s": args.rate,
+        "items_per_run": args.items,
+        "repeats": args.repeats,
+        "platform": args.platform,
+        "headless_median": head,
+        "hmi_median": hmi,
+        "p99_ratio_hmi_over_headless": ratio,
+        "target_ratio": TARGET_RATIO,
+        "pass": ratio is not None and ratio <= TARGET_RATIO,
+        "hmi_display_fps": _median(runs["hmi"], "display_fps"),
+        "not_inspected": {m: [r.get("not_inspected") for r in rs] for m, rs in runs.items()},
+        "runs": runs,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ui.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--product", default="tablet")
+    p.add_argument("--rate", type=float, default=100.0, help="items per second")
+    p.add_argument("--items", type=int, default=1500)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--defect-rate", type=float, default=0.05)
+    p.add_argument("--root", type=Path, default=None, help="project root (default: INSPECTOR_HOME / cwd)")
+    p.add_argument("--scratch", action="store_true", help="build a throwaway project with test models")
+    p.add_argument("--platform", default="offscreen", help="Qt platform for the HMI runs (offscreen, xcb)")
+    p.add_argument("--json", type=Path, default=None, help="also write the result here")
+    p.add_argument("--child", choices=["headless", "hmi"], help=argparse.SUPPRESS)
+    p.add_argument("--switch-interval", type=float, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child(args)
+    result = compare(args)
+    text = json.dumps(result)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(text)
+    return 0 if result["pass"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

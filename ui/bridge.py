@@ -1,0 +1,116 @@
+"""The one place where station events become Qt signals.
+
+The station calls its listeners from pipeline threads (acquisition, inference) and from
+whichever thread stops it. The listener here never touches a widget or a QObject's state:
+it appends the event to a thread-safe deque and, at most once until the GUI has drained
+it, emits a private signal connected with ``QueuedConnection``. The GUI thread then drains
+the deque in order and emits the public signals, so they always arrive in the GUI thread.
+
+Why coalesce: at 100 items/s a queued signal per decision costs the inference thread an
+event allocation and a wake-up of the GUI thread per item, and every wake-up competes for
+the GIL with the pipeline. Decisions are therefore drained on a short timer (20 Hz), while
+state changes, alarms and the end of a batch wake the GUI at once. Events keep their order,
+so a batch end is always seen after every decision of that batch.
+
+A station has no ``unsubscribe``; when the HMI switches to a new station the bridge bumps
+a generation number, and late events of the old station are dropped on arrival.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
+
+from inspector.pipeline.station import Station
+from inspector.pipeline.types import EventKind, StationEvent
+
+DRAIN_MS = 50
+
+
+class StationBridge(QObject):
+    """Qt signals for one station at a time; public signals always arrive in the GUI thread."""
+
+    state_changed = pyqtSignal(object)  # StationState
+    decision = pyqtSignal(object)  # ItemDecision, one per item
+    decisions = pyqtSignal(object)  # list[ItemDecision]: the same decisions in batches (cheaper for counters)
+    alarm = pyqtSignal(object)  # Alarm
+    batch_ended = pyqtSignal(dict)  # the station's summary
+
+    # Emitted from pipeline threads; queued into the GUI thread.
+    _wake = pyqtSignal()
+
+    def __init__(self, parent: QObject | None = None, *, drain_ms: int = DRAIN_MS) -> None:
+        super().__init__(parent)
+        self._generation = 0
+        self._counter = itertools.count(1)
+        self._events: collections.deque[tuple[int, StationEvent]] = collections.deque()
+        self._woken = threading.Event()  # a wake-up is already on its way
+        self._wake.connect(self.drain, Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg]
+        self._timer = QTimer(self)
+        self._timer.setInterval(drain_ms)
+        self._timer.timeout.connect(self.drain)
+        self._timer.start()
+
+    def attach(self, station: Station) -> None:
+        """Follow ``station`` from now on; events of a previously attached station are dropped."""
+        self._generation = next(self._counter)
+        station.subscribe(self._listener_for(self._generation))
+
+    def detach(self) -> None:
+        """Drop every event still on its way (the station is being closed)."""
+        self._generation = next(self._counter)
+        self._events.clear()
+
+    def _listener_for(self, generation: int) -> Callable[[StationEvent], None]:
+        events, woken, wake = self._events, self._woken, self._wake.emit
+        decision = EventKind.DECISION
+
+        def listener(event: StationEvent) -> None:
+            # Pipeline thread: append (atomic on a deque) and maybe emit a queued signal. Nothing else.
+            events.append((generation, event))
+            if event.kind is not decision and not woken.is_set():
+                woken.set()
+                wake()
+
+        return listener
+
+    def drain(self) -> None:
+        """GUI thread: hand every pending event to the public signals, in order."""
+        self._woken.clear()
+        batch: list[Any] = []
+        gen = self._generation
+        while True:
+            try:
+                generation, event = self._events.popleft()
+            except IndexError:
+                break
+            if generation != gen:
+                continue
+            if event.kind is EventKind.DECISION:
+                batch.append(event.decision)
+                continue
+            self._flush(batch)
+            batch = []
+            if event.kind is EventKind.STATE:
+                self.state_changed.emit(event.state)
+            elif event.kind is EventKind.ALARM:
+                self.alarm.emit(event.alarm)
+            elif event.kind is EventKind.BATCH_END:
+                self.batch_ended.emit(dict(event.summary or {}))
+        self._flush(batch)
+
+    def _flush(self, batch: list[Any]) -> None:
+        if not batch:
+            return
+        self.decisions.emit(batch)
+        if self.receivers(self.decision):
+            for d in batch:
+                self.decision.emit(d)
+
+    def stop(self) -> None:
+        self._timer.stop()

@@ -1,0 +1,160 @@
+"""The station screen: header, alarm banner, batch control, and the Line / Review / Alarms tabs."""
+
+from __future__ import annotations
+
+from PyQt6.QtGui import QAction, QCloseEvent
+from PyQt6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import theme
+from ui.controller import Phase, Reconciliation, StationController
+from ui.model import RejectEntry
+from ui.widgets.alarms import AlarmBanner, AlarmLog
+from ui.widgets.batch import BatchControl, BatchSummaryDialog
+from ui.widgets.counters import CountersPanel
+from ui.widgets.gallery import RejectList, ReviewPanel
+from ui.widgets.header import StationHeader
+from ui.widgets.live_view import DISPLAY_FPS, LastRejectView, LiveView
+
+COUNTERS_WIDTH = 470
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self, controller: StationController, parent: QWidget | None = None, *, display_fps: int = DISPLAY_FPS
+    ) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.setWindowTitle("Inspector – station")
+        self.setStyleSheet(theme.STYLE_SHEET)
+        self.summary_dialog: BatchSummaryDialog | None = None
+
+        central = QWidget()
+        root = QVBoxLayout(central)
+        root.setContentsMargins(10, 8, 10, 8)
+        root.setSpacing(8)
+        self.header = StationHeader(controller)
+        self.banner = AlarmBanner(controller)
+        self.batch = BatchControl(controller)
+        root.addWidget(self.header)
+        root.addWidget(self.banner)
+        root.addWidget(self.batch)
+
+        self.tabs = QTabWidget()
+        self.tabs.setFont(theme.font(14, bold=True))
+        line = QWidget()
+        ll = QVBoxLayout(line)
+        ll.setContentsMargins(0, 6, 0, 0)
+        # Views and the reject strip on the left, counters over the full height on the right.
+        columns = QHBoxLayout()
+        columns.setSpacing(8)
+        left = QVBoxLayout()
+        left.setSpacing(6)
+        views = QHBoxLayout()
+        views.setSpacing(8)
+        self.live = LiveView(controller, fps=display_fps)
+        self.last_reject = LastRejectView(controller)
+        views.addWidget(self.live, 1)
+        views.addWidget(self.last_reject, 1)
+        left.addLayout(views, 1)
+        strip_cap = QLabel("RECENT REJECTS · click one to review it")
+        strip_cap.setObjectName("dim")
+        strip_cap.setFont(theme.font(12, bold=True))
+        self.strip = RejectList(controller, strip=True)
+        self.strip.chosen.connect(self.open_review)
+        left.addWidget(strip_cap)
+        left.addWidget(self.strip)
+        self.counters = CountersPanel(controller)
+        self.counters.setFixedWidth(COUNTERS_WIDTH)
+        columns.addLayout(left, 1)
+        columns.addWidget(self.counters)
+        ll.addLayout(columns, 1)
+        self.review = ReviewPanel(controller)
+        self.alarm_log = AlarmLog(controller)
+        self.tabs.addTab(line, "LINE")
+        self.tabs.addTab(self.review, "REJECT REVIEW")
+        self.tabs.addTab(self.alarm_log, "ALARMS")
+        root.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self._menus()
+
+        controller.batch_finished.connect(self.show_summary)
+        controller.phase_changed.connect(self._phase)
+
+    def _menus(self) -> None:
+        bar = self.menuBar()
+        assert bar is not None
+        station = bar.addMenu("&Station")
+        assert station is not None
+        quit_ = QAction("&Quit", self)
+        quit_.triggered.connect(self.close)
+        station.addAction(quit_)
+        batch = bar.addMenu("&Batch")
+        assert batch is not None
+        self.act_start = QAction("&Start batch", self)
+        self.act_start.triggered.connect(self.batch._start)
+        self.act_stop = QAction("S&top batch", self)
+        self.act_stop.triggered.connect(lambda: self.controller.stop_batch())
+        batch.addAction(self.act_start)
+        batch.addAction(self.act_stop)
+        # Reserved for user accounts, roles and e-signatures: shown, disabled, and honest about it.
+        users = bar.addMenu("&Users")
+        assert users is not None
+        self.users_menu = users
+        for text in (
+            "Log in… (not available: no user accounts yet)",
+            "Roles and permissions… (planned)",
+            "Electronic signatures… (planned)",
+        ):
+            act = QAction(text, self)
+            act.setEnabled(False)
+            users.addAction(act)
+        help_ = bar.addMenu("&Help")
+        assert help_ is not None
+        about = QAction("&About", self)
+        about.triggered.connect(self._about)
+        help_.addAction(about)
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            "Inspector",
+            "Inspector operator HMI.\n\nNames entered as 'station operator' are not authenticated: "
+            "user accounts, roles and e-signatures are not implemented yet.",
+        )
+
+    def _phase(self, phase: str) -> None:
+        self.act_start.setEnabled(phase == Phase.READY)
+        self.act_stop.setEnabled(phase == Phase.RUNNING)
+        if phase == Phase.ERROR and self.controller.last_error:
+            self.live.canvas.clear(self.controller.last_error)
+
+    def open_review(self, entry: RejectEntry) -> None:
+        self.tabs.setCurrentWidget(self.review)
+        self.review.select(entry)
+
+    def show_summary(self, report: Reconciliation) -> None:
+        if self.summary_dialog is not None:
+            self.summary_dialog.close()
+        dialog = BatchSummaryDialog(report, self)
+        dialog.setStyleSheet(theme.STYLE_SHEET)
+        dialog.destroyed.connect(lambda _=None: self._dialog_gone(dialog))
+        self.summary_dialog = dialog
+        dialog.show()
+
+    def _dialog_gone(self, dialog: BatchSummaryDialog) -> None:
+        if self.summary_dialog is dialog:
+            self.summary_dialog = None
+
+    def closeEvent(self, event: QCloseEvent | None) -> None:
+        if self.summary_dialog is not None:
+            self.summary_dialog.close()
+        self.controller.shutdown()
+        super().closeEvent(event)

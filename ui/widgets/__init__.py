@@ -1,0 +1,1 @@
+"""Station screen widgets; each receives the :class:`ui.controller.StationController` it shows."""

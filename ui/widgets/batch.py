@@ -1,0 +1,221 @@
+"""Batch control (recipe, batch/lot id, start/stop, recipe and model identity) and the end-of-batch summary."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import theme
+from ui.controller import Phase, Reconciliation, StationController, valid_batch_id
+from ui.widgets.common import panel, short_sha
+
+
+class BatchControl(QWidget):
+    def __init__(self, controller: StationController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        box = panel(self)
+        outer.addWidget(box)
+        lay = QHBoxLayout(box)
+        lay.setContentsMargins(14, 8, 14, 8)
+        lay.setSpacing(12)
+
+        self.recipe = QComboBox()
+        self.recipe.setMinimumWidth(150)
+        self.recipe.setFont(theme.font(15))
+        self.recipe.addItems(controller.recipes)
+        self.recipe.activated.connect(self._recipe_chosen)
+        self.batch = QLineEdit()
+        self.batch.setFont(theme.font(15))
+        self.batch.setMinimumWidth(420)
+        self.batch.setPlaceholderText("batch / lot id")
+        self.batch.textChanged.connect(self._validate)
+        self.start = QPushButton("START")
+        self.start.setObjectName("start")
+        self.stop = QPushButton("STOP")
+        self.stop.setObjectName("stop")
+        for b in (self.start, self.stop):
+            b.setFont(theme.font(17, bold=True))
+            b.setMinimumSize(130, 50)
+        self.start.clicked.connect(self._start)
+        self.stop.clicked.connect(lambda: controller.stop_batch())
+        lay.addLayout(self._captioned("RECIPE", self.recipe))
+        lay.addLayout(self._captioned("BATCH / LOT", self.batch))
+        lay.addWidget(self.start, alignment=Qt.AlignmentFlag.AlignBottom)
+        lay.addWidget(self.stop, alignment=Qt.AlignmentFlag.AlignBottom)
+        lay.addSpacing(16)
+
+        ident = QGridLayout()
+        ident.setHorizontalSpacing(10)
+        ident.setVerticalSpacing(2)
+        self.recipe_info = QLabel("–")
+        self.model_info = QLabel("–")
+        self.recipe_sha = QLabel("")
+        self.model_sha = QLabel("")
+        for row, (cap, info, sha) in enumerate(
+            (("Recipe", self.recipe_info, self.recipe_sha), ("Model", self.model_info, self.model_sha))
+        ):
+            c = QLabel(cap.upper())
+            c.setObjectName("dim")
+            c.setFont(theme.font(11, bold=True))
+            info.setFont(theme.font(14, bold=True))
+            sha.setFont(theme.font(12))
+            sha.setObjectName("dim")
+            ident.addWidget(c, row, 0)
+            ident.addWidget(info, row, 1)
+            ident.addWidget(sha, row, 2)
+        lay.addLayout(ident)
+        lay.addStretch(1)
+        self.status = QLabel("")
+        self.status.setFont(theme.font(13))
+        self.status.setWordWrap(True)
+        self.status.setMaximumWidth(360)
+        lay.addWidget(self.status)
+
+        controller.phase_changed.connect(lambda _p: self.refresh())
+        controller.session_changed.connect(self.refresh)
+        controller.message.connect(self._message)
+        controller.error.connect(self._error)
+        controller.batch_started.connect(self.batch.setText)
+        # A batch id is used once: offer a fresh one for the next batch.
+        controller.batch_finished.connect(lambda _r: self.batch.setText(controller.suggest_batch_id()))
+        self.refresh()
+
+    @staticmethod
+    def _captioned(caption: str, w: QWidget) -> QVBoxLayout:
+        col = QVBoxLayout()
+        col.setSpacing(2)
+        cap = QLabel(caption)
+        cap.setObjectName("dim")
+        cap.setFont(theme.font(11, bold=True))
+        col.addWidget(cap)
+        col.addWidget(w)
+        return col
+
+    def _recipe_chosen(self, index: int) -> None:
+        name = self.recipe.itemText(index)
+        if name and name != self.controller.recipe_name:
+            self.controller.open(name)
+
+    def _validate(self, text: str) -> None:
+        ok = not text or valid_batch_id(text)
+        self.batch.setStyleSheet("" if ok else f"border: 2px solid {theme.REJECT};")
+        self.refresh()
+
+    def _start(self) -> None:
+        bid = self.batch.text().strip() or self.controller.suggest_batch_id()
+        self.batch.setText(bid)
+        self.controller.start_batch(bid, self.controller.operator or None)
+
+    def _message(self, text: str) -> None:
+        self.status.setStyleSheet(f"color: {theme.TEXT_DIM};")
+        self.status.setText(text)
+
+    def _error(self, text: str) -> None:
+        self.status.setStyleSheet(f"color: {theme.REJECT}; font-weight: bold;")
+        self.status.setText(text)
+        self.status.setToolTip(text)
+
+    def refresh(self) -> None:
+        c = self.controller
+        phase = c.phase
+        idle = phase in (Phase.READY, Phase.ERROR, Phase.NO_SESSION)
+        self.recipe.setEnabled(idle)
+        self.batch.setEnabled(phase == Phase.READY)
+        text = self.batch.text().strip()
+        self.start.setEnabled(phase == Phase.READY and (not text or valid_batch_id(text)))
+        self.stop.setEnabled(phase == Phase.RUNNING)
+        if c.recipe_name and self.recipe.currentText() != c.recipe_name:
+            self.recipe.setCurrentText(c.recipe_name)
+        s = c.session
+        if s is None:
+            self.recipe_info.setText(c.recipe_name or "–")
+            self.model_info.setText("loading…" if phase == Phase.LOADING else "–")
+            self.recipe_sha.setText("")
+            self.model_sha.setText("")
+            return
+        rec, model = s.recipe.recipe, s.package.record
+        self.recipe_info.setText(f"{rec.recipe_id}  v{rec.version}")
+        self.recipe_sha.setText(f"sha256 {short_sha(s.recipe.sha256)}")
+        self.recipe_sha.setToolTip(f"{s.recipe.path}\nsha256 {s.recipe.sha256}")
+        self.model_info.setText(f"{model.model_id}  v{model.version}  ({model.status})")
+        self.model_sha.setText(f"sha256 {short_sha(s.package.sha256)}")
+        self.model_sha.setToolTip(f"{s.package.path}\nmodel.onnx sha256 {s.package.sha256} (verified at load)")
+        if phase == Phase.READY and not self.batch.text():
+            self.batch.setText(c.suggest_batch_id())
+
+
+class BatchSummaryDialog(QDialog):
+    """End of batch: counts and the reconciliation checks, with an unmistakable verdict."""
+
+    def __init__(self, report: Reconciliation, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.report = report
+        self.setObjectName("batchSummary")
+        self.setWindowTitle(f"Batch {report.batch_id} ended")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.setMinimumWidth(720)
+        lay = QVBoxLayout(self)
+        lay.setSpacing(10)
+        s = report.station
+        verdict = QLabel("RECONCILED" if report.reconciled else "NOT RECONCILED")
+        verdict.setObjectName("verdict")
+        verdict.setFont(theme.font(26, bold=True))
+        verdict.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        colour = theme.ACCEPT if report.reconciled else theme.REJECT
+        verdict.setStyleSheet(f"background: {colour}; color: white; border-radius: 8px; padding: 10px;")
+        lay.addWidget(QLabel(f"Batch / lot: <b>{report.batch_id}</b>"))
+        lay.addWidget(verdict)
+
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(24)
+        items = int(s.get("items", 0))
+        yield_pct = f"{100 * s.get('accepted', 0) / items:.2f} %" if items else "–"
+        rows = [
+            ("Inspected", f"{items:,}"),
+            ("Accepted", f"{s.get('accepted', 0):,}"),
+            ("Rejected", f"{s.get('rejected', 0):,}"),
+            ("  of which not inspected", f"{s.get('not_inspected', 0):,}"),
+            ("Yield", yield_pct),
+            ("Latency p50 / p99 / max", f"{s.get('latency_ms_p50')} / {s.get('latency_ms_p99')} / "
+             f"{s.get('latency_ms_max')} ms"),
+        ]  # fmt: skip
+        for reason, n in (s.get("rejected_by_reason") or {}).items():
+            rows.append((f"  reject: {reason.replace('_', ' ')}", f"{n:,}"))
+        for r, (k, v) in enumerate(rows):
+            key, val = QLabel(k), QLabel(v)
+            key.setFont(theme.font(14))
+            val.setFont(theme.font(14, bold=True))
+            grid.addWidget(key, r, 0)
+            grid.addWidget(val, r, 1)
+        lay.addLayout(grid)
+
+        checks = QLabel(
+            "<br>".join(
+                f"<span style='color:{theme.ACCEPT if ok else theme.REJECT}'>{'✔' if ok else '✘'}</span> "
+                f"{name}: {detail}"
+                for name, ok, detail in report.checks
+            )
+            + (f"<br><span style='color:{theme.REJECT}'>✘ {report.error}</span>" if report.error else "")
+        )
+        checks.setObjectName("checks")
+        checks.setFont(theme.font(13))
+        checks.setWordWrap(True)
+        lay.addWidget(checks)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.close)
+        buttons.accepted.connect(self.close)
+        lay.addWidget(buttons)
