@@ -132,19 +132,9 @@ def torch_eager(model_dir: Path, product: str, frames: int, seed: int) -> dict[s
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("training") is None:
         return {"torch_ms_p50": None, "torch_note": "training extra not installed"}
     cmd = [
-        sys.executable,
-        "-m",
-        "training",
-        "bench-torch",
-        "--model",
-        str(model_dir),
-        "--product",
-        product,
-        "--frames",
-        str(min(frames, 300)),
-        "--seed",
-        str(seed),
-    ]
+        sys.executable, "-m", "training.bench_torch", "--model", str(model_dir),
+        "--frames", str(min(frames, 300)), "--seed", str(seed),
+    ]  # fmt: skip
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:

@@ -326,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_line_sim_command(sub)
     add_plc_bench_command(sub)
 
+    from inspector.evaluation import add_evaluate_command
+
+    add_evaluate_command(sub).set_defaults(value_errors_are_user_errors=True)
+
     t = sub.add_parser("taxonomy", help="list the defect classes, criticality and PLC reason codes")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_taxonomy)

@@ -1,0 +1,411 @@
+"""Evaluate a model package on any labelled set, through the station's own path.
+
+Each image goes through :func:`~inspector.inference.units.to_units`, the
+:class:`~inspector.inference.session.InferenceEngine` (ONNX Runtime, one thread) and
+:func:`~inspector.pipeline.decision.decide` with the record's thresholds, exactly as on the
+line. The report holds the confusion matrix (true label x decided reason), per-class
+recall, the false reject rate, critical escapes, anomaly AUROC (also on the classes the
+classifier never saw) and inference latency, and checks the record's acceptance criteria,
+which were fixed before any test. Runtime side: no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inspector.inference.package import ModelIntegrityError, ModelRecord, load_package
+from inspector.inference.session import InferenceEngine
+from inspector.inference.units import to_units
+from inspector.manifest import ManifestError, read_manifest, sha256_bytes
+from inspector.pipeline.decision import Verdict, decide
+from inspector.taxonomy import IMAGE_SPECS, OK, Criticality, Product, RejectReason, criticality, defect, labels
+
+STATION_REASONS = (RejectReason.UNDECIDED.value, RejectReason.ANOMALY.value)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """Model outputs for one labelled item (all its units) and how long inference took."""
+
+    label: str
+    scores: np.ndarray  # [U, K]
+    anomaly: np.ndarray  # [U]
+    pockets: tuple[str, ...] | None = None
+    infer_ms: float | None = None
+
+
+def auroc(negatives: Sequence[float] | np.ndarray, positives: Sequence[float] | np.ndarray) -> float | None:
+    """Area under the ROC curve (positives should score higher); ties count half. ``None`` if a side is empty."""
+    neg = np.asarray(negatives, np.float64).ravel()
+    pos = np.asarray(positives, np.float64).ravel()
+    if neg.size == 0 or pos.size == 0:
+        return None
+    x = np.concatenate([neg, pos])
+    order = np.argsort(x, kind="mergesort")
+    _, inverse, counts = np.unique(x[order], return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)
+    average_rank = (last - counts + 1 + last) / 2.0  # mean 1-based rank of each tie group
+    ranks = np.empty(x.size, np.float64)
+    ranks[order] = average_rank[inverse]
+    pos_rank_sum = float(ranks[neg.size :].sum())
+    return (pos_rank_sum - pos.size * (pos.size + 1) / 2.0) / (pos.size * neg.size)
+
+
+def _rate(num: int, den: int) -> float | None:
+    return None if den == 0 else num / den
+
+
+def summarize(
+    product: Product | str,
+    classes: Sequence[str],
+    outcomes: Iterable[ItemOutcome],
+    *,
+    confidence_threshold: float,
+    anomaly_threshold: float,
+    accept_minor: frozenset[str] = frozenset(),
+    withheld: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Decide every item with :func:`decide` and compute the report's figures."""
+    prod = Product(product)
+    all_labels = list(labels(prod))
+    columns = [*classes, *STATION_REASONS]
+    col_index = {c: i for i, c in enumerate(columns)}
+    confusion = np.zeros((len(all_labels), len(columns)), np.int64)
+    rejected: dict[str, int] = dict.fromkeys(all_labels, 0)
+    right_reason: dict[str, int] = dict.fromkeys(all_labels, 0)
+    count: dict[str, int] = dict.fromkeys(all_labels, 0)
+    item_anomaly: dict[str, list[float]] = {lab: [] for lab in all_labels}
+    unit_anomaly: dict[str, list[float]] = {lab: [] for lab in all_labels}
+    pocket_confusion = np.zeros_like(confusion)
+    pocket_hits = pocket_rejects = 0
+    times: list[float] = []
+    verdicts: list[Verdict] = []
+    for item in outcomes:
+        v = decide(
+            prod,
+            list(classes),
+            item.scores,
+            item.anomaly,
+            confidence_threshold=confidence_threshold,
+            anomaly_threshold=anomaly_threshold,
+            accept_minor=accept_minor,
+        )
+        verdicts.append(v)
+        lab = item.label
+        count[lab] += 1
+        # An accepted item shows as "ok" in the matrix, whatever its top class was.
+        confusion[all_labels.index(lab), col_index[OK if v.accept else v.reason]] += 1
+        rejected[lab] += int(not v.accept)
+        right_reason[lab] += int(v.reason == lab)
+        item_anomaly[lab].append(float(item.anomaly.max()))
+        unit_labels = list(item.pockets) if item.pockets is not None else [lab]
+        for u, ulab in enumerate(unit_labels):
+            unit_anomaly[ulab].append(float(item.anomaly[u]))
+            if item.pockets is not None:
+                pocket_confusion[all_labels.index(ulab), col_index[v.unit_reasons[u]]] += 1
+        if item.pockets is not None and lab != OK and not v.accept:
+            pocket_rejects += 1
+            pocket_hits += int(v.pocket_index is not None and item.pockets[v.pocket_index] != OK)
+        if item.infer_ms is not None:
+            times.append(item.infer_ms)
+    present = [lab for lab in all_labels if count[lab]]
+    recall: dict[str, float | None] = {}
+    for lab in present:
+        # Recall of a defect class: share rejected; of ok: share accepted (1 - false reject rate).
+        recall[lab] = _rate(count[lab] - rejected[lab], count[lab]) if lab == OK else _rate(rejected[lab], count[lab])
+    escapes = {lab: count[lab] - rejected[lab] for lab in present if lab != OK}
+    crit = {lab for lab in present if criticality(prod, lab) is Criticality.CRITICAL}
+    ok_units = unit_anomaly[OK]
+    defective_items = [s for lab in present if lab != OK for s in item_anomaly[lab]]
+    withheld_units = [s for lab in withheld for s in unit_anomaly.get(lab, [])]
+    result: dict[str, Any] = {
+        "product": prod.value,
+        "n": int(sum(count.values())),
+        "n_per_class": {lab: count[lab] for lab in present},
+        "thresholds": {"confidence": confidence_threshold, "anomaly": anomaly_threshold},
+        "accept_minor": sorted(accept_minor),
+        "per_class_recall": recall,
+        "per_class_reason_recall": {lab: _rate(right_reason[lab], count[lab]) for lab in present},
+        "false_reject_rate": _rate(rejected.get(OK, 0), count.get(OK, 0)),
+        "critical_escapes": int(sum(escapes[lab] for lab in crit)),
+        "escapes_per_class": escapes,
+        "must_reject_escapes": int(sum(n for lab, n in escapes.items() if defect(prod, lab).must_reject)),
+        "anomaly_auroc": auroc(item_anomaly[OK], defective_items),
+        "anomaly_auroc_withheld": auroc(ok_units, withheld_units),
+        "anomaly_auroc_per_class": {lab: auroc(ok_units, unit_anomaly[lab]) for lab in present if lab != OK},
+        "withheld_classes": list(withheld),
+        "confusion_matrix": {
+            "rows": present,
+            "columns": columns,
+            "counts": [confusion[all_labels.index(lab)].tolist() for lab in present],
+        },
+    }
+    if prod is Product.BLISTER:
+        rows = [lab for lab in all_labels if pocket_confusion[all_labels.index(lab)].sum()]
+        result["pocket_confusion_matrix"] = {
+            "rows": rows,
+            "columns": columns,
+            "counts": [pocket_confusion[all_labels.index(lab)].tolist() for lab in rows],
+        }
+        result["pocket_index_correct"] = _rate(pocket_hits, pocket_rejects)
+    if times:
+        t = np.asarray(times)
+        result.update(
+            infer_ms_p50=float(np.percentile(t, 50)),
+            infer_ms_p99=float(np.percentile(t, 99)),
+            infer_ms_mean=float(t.mean()),
+            infer_ms_max=float(t.max()),
+        )
+    return result
+
+
+def check_acceptance(product: Product | str, result: dict[str, Any], criteria: dict[str, Any]) -> dict[str, Any]:
+    """Compare a result with acceptance criteria (keys ``*_max`` / ``*_min``); unknown keys are ignored."""
+    prod = Product(product)
+    recall = result.get("per_class_recall", {})
+    rejectable = [lab for lab in recall if lab != OK and defect(prod, lab).must_reject]
+    critical = [lab for lab in rejectable if defect(prod, lab).criticality is Criticality.CRITICAL]
+
+    def worst(labs: list[str]) -> float | None:
+        vals = [recall[lab] for lab in labs if recall[lab] is not None]
+        return min(vals) if vals else None
+
+    measured = {
+        "critical_escapes_max": result.get("critical_escapes"),
+        "critical_recall_min": worst(critical),
+        "rejectable_recall_min": worst(rejectable),
+        "false_reject_rate_max": result.get("false_reject_rate"),
+        "anomaly_auroc_withheld_min": result.get("anomaly_auroc_withheld"),
+        "infer_ms_p50_max": result.get("infer_ms_p50"),
+        "infer_ms_p99_max": result.get("infer_ms_p99"),
+    }
+    checks: dict[str, Any] = {}
+    for key, limit in criteria.items():
+        if key not in measured or not isinstance(limit, int | float):
+            continue
+        value = measured[key]
+        passed = None if value is None else (value <= limit if key.endswith("_max") else value >= limit)
+        checks[key] = {"limit": limit, "value": value, "passed": passed}
+    return {"checks": checks, "passed": all(c["passed"] is not False for c in checks.values()) and bool(checks)}
+
+
+def _read_image(path: Path, want_sha: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: image listed in the manifest is missing") from None
+    if sha256_bytes(data) != want_sha:
+        raise ValueError(f"{path}: sha256 does not match the manifest; the image was changed")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.dtype != np.uint8 or img.shape != shape:
+        got = None if img is None else f"{img.dtype}{list(img.shape)}"
+        raise ValueError(f"{path}: expected a uint8 frame of shape {list(shape)}, got {got}")
+    return img
+
+
+def _frame_shape(record: ModelRecord) -> tuple[int, ...]:
+    if record.pocket_grid is not None:
+        w, h = record.pocket_grid.image_size
+        return (h, w, 3)
+    return IMAGE_SPECS[record.product].shape
+
+
+def evaluate(
+    model_dir: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str],
+    *,
+    accept_minor: Sequence[str] = (),
+    limit: int | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Run a model package over a labelled set (folder with ``manifest.jsonl``) and report."""
+    try:
+        package = load_package(model_dir)
+    except ModelIntegrityError as exc:
+        raise ValueError(f"cannot use model package {model_dir}: {exc}") from None
+    record = package.record
+    try:
+        entries = read_manifest(images_dir)
+    except ManifestError as exc:
+        raise ValueError(str(exc)) from None
+    if not entries:
+        raise ValueError(f"{images_dir}: the set is empty")
+    wrong = sorted({e.product.value for e in entries if e.product is not record.product})
+    if wrong:
+        raise ValueError(f"{images_dir}: holds {wrong} items but the model is for {record.product.value}")
+    for code in accept_minor:
+        if code not in labels(record.product) or defect(record.product, code).criticality is not Criticality.MINOR:
+            raise ValueError(f"accept_minor: {code!r} is not a minor {record.product.value} defect")
+    if limit is not None:
+        entries = entries[: max(limit, 0)]
+    engine = InferenceEngine(package, threads=threads)
+    rois = record.pocket_grid.rois() if record.pocket_grid is not None else None
+    shape = _frame_shape(record)
+    root = Path(images_dir)
+    outcomes: list[ItemOutcome] = []
+    for e in entries:
+        units = to_units(_read_image(root / e.file, e.sha256, shape), rois)
+        t0 = time.perf_counter()
+        scores, anomaly = engine.run(units)
+        ms = (time.perf_counter() - t0) * 1e3
+        pockets = tuple(e.pockets) if e.pockets is not None else None
+        outcomes.append(ItemOutcome(e.label, scores, anomaly, pockets, ms))
+    result = summarize(
+        record.product,
+        record.classes,
+        outcomes,
+        confidence_threshold=record.thresholds.confidence,
+        anomaly_threshold=record.thresholds.anomaly,
+        accept_minor=frozenset(accept_minor),
+        withheld=list(record.training.get("withheld_classes", [])),
+    )
+    result = {
+        "model": {
+            "path": str(model_dir),
+            "model_id": record.model_id,
+            "version": record.version,
+            "sha256": record.sha256,
+            "status": record.status,
+        },
+        "images": {"path": str(images_dir), "items": len(entries)},
+        "unit": record.unit,
+        "threads": threads,
+        **result,
+    }
+    if record.acceptance_criteria:
+        result["acceptance"] = check_acceptance(record.product, result, record.acceptance_criteria)
+    return result
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100.0 * x:.2f}%"
+
+
+def _num(x: float | None, fmt: str = ".4f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """Plain-text report for the terminal."""
+    lines = [
+        f"model {result.get('model', {}).get('model_id', '?')} {result.get('model', {}).get('version', '')}"
+        f" on {result.get('images', {}).get('path', '?')}: n={result['n']}",
+        f"false reject rate {_pct(result['false_reject_rate'])}   critical escapes {result['critical_escapes']}"
+        f"   must-reject escapes {result['must_reject_escapes']}",
+        f"anomaly AUROC {_num(result['anomaly_auroc'])}   withheld {result['withheld_classes']}:"
+        f" {_num(result['anomaly_auroc_withheld'])}",
+    ]
+    if "infer_ms_p50" in result:
+        lines.append(
+            f"inference ms p50 {result['infer_ms_p50']:.3f}  p99 {result['infer_ms_p99']:.3f}"
+            f"  mean {result['infer_ms_mean']:.3f}  max {result['infer_ms_max']:.3f}"
+        )
+    lines.append("per-class recall (defects: share rejected; ok: share accepted), reason code right:")
+    for lab, r in result["per_class_recall"].items():
+        lines.append(
+            f"  {lab:17} n={result['n_per_class'][lab]:5}  recall {_pct(r):>8}"
+            f"  reason {_pct(result['per_class_reason_recall'][lab]):>8}"
+        )
+    cm = result["confusion_matrix"]
+    width = max(9, *(len(c) for c in cm["columns"])) + 1
+    lines.append("confusion (rows: truth, columns: decision)")
+    lines.append(" " * 18 + "".join(c[: width - 1].rjust(width) for c in cm["columns"]))
+    for lab, row in zip(cm["rows"], cm["counts"], strict=True):
+        lines.append(f"  {lab:16}" + "".join(str(v).rjust(width) for v in row))
+    acc = result.get("acceptance")
+    if acc:
+        lines.append(f"acceptance criteria: {'PASS' if acc['passed'] else 'FAIL'}")
+        for key, c in acc["checks"].items():
+            mark = {True: "ok  ", False: "FAIL", None: "n/a "}[c["passed"]]
+            lines.append(f"  {mark} {key}: {c['value']} (limit {c['limit']})")
+    return "\n".join(lines)
+
+
+def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
+    """Short human-readable report (for ``evaluation.md`` in a model package)."""
+    m = result.get("model", {})
+    out = [
+        f"# {title}",
+        "",
+        f"- model: `{m.get('model_id', '?')}` {m.get('version', '')} (sha256 `{m.get('sha256', '?')}`)",
+        f"- images: `{result.get('images', {}).get('path', '?')}`, n = {result['n']}",
+        f"- thresholds: confidence {result['thresholds']['confidence']:.4f},"
+        f" anomaly {result['thresholds']['anomaly']:.4f}; accept_minor {result['accept_minor']}",
+        f"- false reject rate: {_pct(result['false_reject_rate'])}",
+        f"- critical escapes: {result['critical_escapes']} (must-reject escapes: {result['must_reject_escapes']})",
+        f"- anomaly AUROC: all defects {_num(result['anomaly_auroc'])},"
+        f" withheld {result['withheld_classes']} {_num(result['anomaly_auroc_withheld'])}",
+    ]
+    if "infer_ms_p50" in result:
+        out.append(
+            f"- inference per {'card' if result.get('unit') == 'pocket' else 'item'}, 1 thread:"
+            f" p50 {result['infer_ms_p50']:.3f} ms, p99 {result['infer_ms_p99']:.3f} ms,"
+            f" mean {result['infer_ms_mean']:.3f} ms"
+        )
+    if "pocket_index_correct" in result:
+        out.append(f"- rejected defective cards naming a defective pocket: {_pct(result['pocket_index_correct'])}")
+    out += ["", "| class | n | recall | reason right | anomaly AUROC |", "|---|---:|---:|---:|---:|"]
+    for lab, r in result["per_class_recall"].items():
+        au = result["anomaly_auroc_per_class"].get(lab)
+        out.append(
+            f"| {lab} | {result['n_per_class'][lab]} | {_pct(r)} | {_pct(result['per_class_reason_recall'][lab])}"
+            f" | {_num(au)} |"
+        )
+    cm = result["confusion_matrix"]
+    out += ["", "Confusion (rows: truth, columns: decision)", ""]
+    out.append("| truth | " + " | ".join(cm["columns"]) + " |")
+    out.append("|---|" + "---:|" * len(cm["columns"]))
+    for lab, row in zip(cm["rows"], cm["counts"], strict=True):
+        out.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
+    acc = result.get("acceptance")
+    if acc:
+        out += ["", f"Acceptance criteria (fixed before testing): **{'PASS' if acc['passed'] else 'FAIL'}**", ""]
+        for key, c in acc["checks"].items():
+            mark = {True: "pass", False: "FAIL", None: "n/a"}[c["passed"]]
+            out.append(f"- {key}: {c['value']} (limit {c['limit']}): {mark}")
+    return "\n".join(out) + "\n"
+
+
+def add_evaluate_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``evaluate`` to an argparse sub-parser set (``inspector evaluate ...``)."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "evaluate", help="evaluate a model package on a labelled set through the station's decision path"
+    )
+    p.add_argument("--model", required=True, type=Path, help="model package folder, e.g. models/vial/1.0.0")
+    p.add_argument("--images", required=True, type=Path, help="labelled set folder (manifest.jsonl)")
+    p.add_argument("--json", type=Path, default=None, help="write the full report as JSON here")
+    p.add_argument("--markdown", type=Path, default=None, help="also write a short Markdown report here")
+    p.add_argument("--accept-minor", nargs="*", default=[], metavar="CODE", help="minor defects the recipe accepts")
+    p.add_argument("--limit", type=int, default=None, help="only the first N items")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (station default 1)")
+    p.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Handler of ``inspector evaluate``; raises ValueError for bad input."""
+    if not Path(args.model).is_dir():
+        raise ValueError(f"--model {args.model} is not a folder")
+    if not Path(args.images).is_dir():
+        raise ValueError(f"--images {args.images} is not a folder")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    result = evaluate(args.model, args.images, accept_minor=args.accept_minor, limit=args.limit, threads=args.threads)
+    print(format_report(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(format_markdown(result), encoding="utf-8")
+    return 0

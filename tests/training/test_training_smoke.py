@@ -1,0 +1,142 @@
+"""Training end to end on a tiny rendered set: train, export (parity, determinism), evaluate.
+
+A few optimiser steps only: this proves the plumbing and the checks, not model quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+pytest.importorskip("onnx")
+
+from inspector.evaluation import evaluate  # noqa: E402
+from inspector.inference.package import load_package  # noqa: E402
+from inspector.synth.generate import generate  # noqa: E402
+from training.cli import main as train_main  # noqa: E402
+from training.data import (  # noqa: E402
+    NuisanceAugment,
+    SplitLeakError,
+    SyntheticAnomaly,
+    check_disjoint,
+    split_hash,
+    split_of,
+)
+from training.export import ExportCheckError, check_determinism, check_parity, to_onnx  # noqa: E402
+from training.nets import InspectorNet, NetConfig  # noqa: E402
+from training.train import load_checkpoint, train  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    # 30 % defects keeps enough ok items in validation (>= 50) to set thresholds.
+    generate("vial", 420, 11, root / "train", defect_rate=0.3, nuisance=1.0, masks=False, workers=2)
+    generate("vial", 24, 99, root / "fresh", defect_rate=0.5, nuisance=1.0, masks=False, workers=1)
+    return {"train": root / "train", "fresh": root / "fresh"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_sets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    return train(
+        "vial", [tiny_sets["train"]], out, epochs=1, batch_size=32, width_mult=0.5, ae_steps=4, log=lambda s: None
+    )
+
+
+def test_splits_are_hash_based_and_a_leak_fails_loudly() -> None:
+    shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(200)]
+    assert [split_of(s) for s in shas] == [split_of(s) for s in shas]
+    assert {split_of(s) for s in shas} == {"train", "val", "test"}
+    by_split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for s in shas:
+        by_split[split_of(s)].append(s)
+    proof = check_disjoint(by_split)
+    assert proof["disjoint"] and proof["hashes"]["train"] == split_hash(list(reversed(by_split["train"])))
+    leaked = {**by_split, "test": [*by_split["test"], by_split["train"][0]]}
+    with pytest.raises(SplitLeakError, match="overlap"):
+        check_disjoint(leaked)
+
+
+def test_augmentations_keep_shape_and_range() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(10, 1, 64, 48)
+    y = NuisanceAugment(max_shift_px=3, max_rot_deg=2, p_affine=1.0, p_blur=1.0)(x)
+    assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    assert not torch.equal(x, y)
+    units = np.full((4, 64, 48, 3), 120, np.uint8)
+    units[:, 20:40, 10:30] = 40
+    fake, masks = SyntheticAnomaly()(units, np.random.default_rng(1))
+    assert fake.shape == units.shape and masks.shape == (4, 64, 48)
+    changed = np.abs(fake.astype(int) - units.astype(int)).max(axis=3) >= 12
+    assert np.array_equal(changed, masks > 0)
+
+
+def test_checkpoint_holds_thresholds_splits_and_provenance(checkpoint: Path) -> None:
+    ckpt, _ = load_checkpoint(checkpoint)
+    assert ckpt["classes"][0] == "ok" and "crimp_defect" not in ckpt["classes"]
+    assert ckpt["withheld_classes"] == ["crimp_defect"]
+    assert 0.0 <= ckpt["thresholds"]["confidence"] <= 1.0
+    assert ckpt["splits"]["disjoint"] is True and set(ckpt["splits"]["hashes"]) == {"train", "val", "test"}
+    t = ckpt["training"]
+    assert t["from_scratch"] is True and t["pretrained_weights"] is None and t["seed"] == 0
+    assert t["train_seconds"] > 0 and t["code_version"].startswith("inspector-")
+    assert ckpt["acceptance_criteria"]["critical_escapes_max"] == 0
+
+
+def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
+    again = train(
+        "vial", [tiny_sets["train"]], tmp_path, epochs=1, batch_size=32, width_mult=0.5, ae_steps=4, log=lambda s: None
+    )
+    a = torch.load(checkpoint, weights_only=False)["state_dict"]
+    b = torch.load(again, weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_package_and_evaluate(checkpoint: Path, tiny_sets: dict[str, Path], tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    assert (
+        train_main(["export", "--checkpoint", str(checkpoint), "--models-dir", str(models), "--version", "0.0.1"]) == 0
+    )
+    folder = models / "vial" / "0.0.1"
+    package = load_package(folder)  # hash + metadata verified
+    rec = package.record
+    assert rec.status == "draft" and rec.unit == "item" and rec.input.height == 384 and rec.input.channels == 1
+    assert rec.metrics["parity"]["passed"] and rec.metrics["parity"]["argmax_identical"]
+    assert rec.metrics["parity"]["max_abs_diff_scores"] <= 1e-4
+    assert rec.metrics["determinism"]["bit_identical"]
+    assert rec.split_hashes == load_checkpoint(checkpoint)[0]["splits"]["hashes"]
+    assert rec.training["withheld_classes"] == ["crimp_defect"] and rec.training["from_scratch"] is True
+    assert rec.acceptance_criteria["false_reject_rate_max"] == 0.005
+    assert len(package.onnx_bytes) < 8_000_000
+    # Versions are immutable: a second export to the same version is refused.
+    assert (
+        train_main(["export", "--checkpoint", str(checkpoint), "--models-dir", str(models), "--version", "0.0.1"]) == 2
+    )
+    result = evaluate(folder, tiny_sets["fresh"])
+    assert result["n"] == 24 and result["model"]["sha256"] == rec.sha256
+    assert sum(map(sum, result["confusion_matrix"]["counts"])) == 24
+    assert result["infer_ms_p50"] > 0 and "acceptance" in result
+    json.dumps(result)  # the report is plain JSON
+
+
+def test_parity_and_determinism_checks_catch_a_wrong_graph() -> None:
+    torch.manual_seed(0)
+    net = InspectorNet(NetConfig(108, 100, 3, 4, width_mult=0.5, unshuffle=1)).eval()
+    units = np.random.default_rng(0).integers(0, 255, (6, 108, 100, 3), dtype=np.uint8)
+    data = to_onnx(net)
+    assert check_parity(net, data, units)["passed"]
+    assert check_determinism(data, units)["bit_identical"]
+    with torch.no_grad():
+        net.classifier[-1].bias.add_(torch.linspace(-50, 50, 4))  # the torch model no longer matches the graph
+    with pytest.raises(ExportCheckError, match="parity"):
+        check_parity(net, data, units)

@@ -1,0 +1,200 @@
+"""Runtime evaluation (inspector.evaluation): real ONNX packages, real labelled sets, decide()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.evaluation import (
+    ItemOutcome,
+    add_evaluate_command,
+    auroc,
+    check_acceptance,
+    evaluate,
+    format_markdown,
+    summarize,
+)
+from inspector.manifest import ManifestEntry, sha256_bytes, write_manifest
+from inspector.taxonomy import Product, criticality
+from tests.support.onnx_models import make_package
+
+REQUIRED_KEYS = {
+    "n",
+    "per_class_recall",
+    "false_reject_rate",
+    "critical_escapes",
+    "anomaly_auroc",
+    "infer_ms_p50",
+    "infer_ms_p99",
+}
+
+
+def _write_set(folder: Path, product: Product, items: list[tuple[str, int]]) -> None:
+    """A labelled set of flat frames: (label, grey level) per item."""
+    folder.mkdir(parents=True)
+    entries = []
+    shape = (384, 256) if product is Product.VIAL else (256, 256, 3)
+    for i, (label, level) in enumerate(items):
+        ok, buf = cv2.imencode(".png", np.full(shape, level, np.uint8))
+        assert ok
+        data = buf.tobytes()
+        name = f"img_{i:03d}.png"
+        (folder / name).write_bytes(data)
+        entries.append(
+            ManifestEntry(
+                file=name,
+                product=product,
+                label=label,
+                criticality=criticality(product, label),
+                seed=None,
+                sha256=sha256_bytes(data),
+                source="camera",
+            )
+        )
+    write_manifest(folder, entries)
+
+
+@pytest.fixture()
+def vial_package(tmp_path: Path) -> Path:
+    # Bright frames score ok, frames darker than 40 score missing_cap (a critical defect).
+    folder = tmp_path / "models" / "vial" / "0.0.1"
+    make_package(folder, Product.VIAL, defect_class="missing_cap")
+    return folder
+
+
+@pytest.fixture()
+def vial_set(tmp_path: Path) -> Path:
+    folder = tmp_path / "set"
+    items = [("ok", 200)] * 10 + [("missing_cap", 10)] * 5 + [("particle", 200)] * 3 + [("ok", 10)] * 2
+    _write_set(folder, Product.VIAL, items)
+    return folder
+
+
+def test_auroc_known_values() -> None:
+    assert auroc([0, 1, 2], [3, 4]) == 1.0
+    assert auroc([3, 4], [0, 1, 2]) == 0.0
+    assert auroc([1, 1], [1, 1]) == 0.5
+    assert auroc([0, 2], [1, 3]) == pytest.approx(0.75)
+    assert auroc([], [1.0]) is None
+
+
+def test_evaluate_counts_escapes_and_false_rejects(vial_package: Path, vial_set: Path) -> None:
+    result = evaluate(vial_package, vial_set)
+    assert set(result) >= REQUIRED_KEYS
+    assert result["n"] == 20
+    # 2 of 12 ok frames are dark: rejected as missing_cap.
+    assert result["false_reject_rate"] == pytest.approx(2 / 12)
+    assert result["per_class_recall"]["missing_cap"] == 1.0
+    # Bright particle frames look ok to this model: three critical escapes.
+    assert result["per_class_recall"]["particle"] == 0.0
+    assert result["critical_escapes"] == 3
+    assert result["escapes_per_class"] == {"missing_cap": 0, "particle": 3}
+    cm = result["confusion_matrix"]
+    row = dict(zip(cm["columns"], cm["counts"][cm["rows"].index("ok")], strict=True))
+    assert row["ok"] == 10 and row["missing_cap"] == 2
+    assert sum(map(sum, cm["counts"])) == 20
+    # The test model's anomaly output is constant: no ranking power.
+    assert result["anomaly_auroc"] == 0.5
+    assert 0 < result["infer_ms_p50"] <= result["infer_ms_p99"]
+    assert result["model"]["sha256"] == json.loads((vial_package / "record.json").read_text())["sha256"]
+
+
+def test_evaluate_refuses_bad_input(tmp_path: Path, vial_package: Path, vial_set: Path) -> None:
+    tablets = tmp_path / "tablets"
+    _write_set(tablets, Product.TABLET, [("ok", 200)])
+    with pytest.raises(ValueError, match="model is for vial"):
+        evaluate(vial_package, tablets)
+    with pytest.raises(ValueError, match="manifest"):
+        evaluate(vial_package, tmp_path)
+    with pytest.raises(ValueError, match="cannot use model package"):
+        evaluate(tmp_path / "nowhere", vial_set)
+    with pytest.raises(ValueError, match="not a minor"):
+        evaluate(vial_package, vial_set, accept_minor=["particle"])
+    (vial_set / "img_000.png").write_bytes(b"not the image")
+    with pytest.raises(ValueError, match="sha256"):
+        evaluate(vial_package, vial_set)
+
+
+def test_tampered_model_is_refused(vial_package: Path, vial_set: Path) -> None:
+    data = bytearray((vial_package / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (vial_package / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        evaluate(vial_package, vial_set)
+
+
+def test_blister_summary_uses_worst_pocket_and_reports_it() -> None:
+    classes = ["ok", "empty_pocket", "broken_tablet"]
+    ok_scores = np.tile([0.98, 0.01, 0.01], (10, 1)).astype(np.float32)
+    empty = ok_scores.copy()
+    empty[3] = [0.02, 0.97, 0.01]
+    normal = np.zeros(10, np.float32)
+    odd = normal.copy()
+    odd[7] = 5.0  # a pocket the classifier calls ok but the anomaly score flags
+    pockets_empty = tuple("empty_pocket" if i == 3 else "ok" for i in range(10))
+    pockets_foil = tuple("foil_damage" if i == 7 else "ok" for i in range(10))
+    outcomes = [
+        ItemOutcome("ok", ok_scores, normal, ("ok",) * 10, 1.0),
+        ItemOutcome("empty_pocket", empty, normal, pockets_empty, 2.0),
+        ItemOutcome("foil_damage", ok_scores, odd, pockets_foil, 3.0),
+    ]
+    r = summarize(
+        Product.BLISTER, classes, outcomes, confidence_threshold=0.5, anomaly_threshold=1.0, withheld=["foil_damage"]
+    )
+    assert r["n"] == 3 and r["critical_escapes"] == 0 and r["false_reject_rate"] == 0.0
+    assert r["per_class_reason_recall"]["empty_pocket"] == 1.0
+    assert r["per_class_recall"]["foil_damage"] == 1.0
+    assert r["pocket_index_correct"] == 1.0
+    assert r["anomaly_auroc_withheld"] == 1.0
+    pcm = r["pocket_confusion_matrix"]
+    foil_row = dict(zip(pcm["columns"], pcm["counts"][pcm["rows"].index("foil_damage")], strict=True))
+    assert foil_row["anomaly"] == 1
+    assert r["infer_ms_p50"] == 2.0
+
+
+def test_acceptance_check_flags_each_criterion() -> None:
+    result = {
+        "per_class_recall": {"ok": 0.996, "particle": 1.0, "fill_low": 0.98},
+        "critical_escapes": 0,
+        "false_reject_rate": 0.004,
+        "anomaly_auroc_withheld": 0.97,
+        "infer_ms_p50": 1.2,
+    }
+    criteria = {
+        "critical_escapes_max": 0,
+        "critical_recall_min": 0.999,
+        "rejectable_recall_min": 0.99,
+        "false_reject_rate_max": 0.005,
+        "anomaly_auroc_withheld_min": 0.98,
+        "infer_ms_p50_max": 2.0,
+        "test_set": "a note, not a limit",
+    }
+    acc = check_acceptance(Product.VIAL, result, criteria)
+    failed = {k for k, c in acc["checks"].items() if c["passed"] is False}
+    assert failed == {"rejectable_recall_min", "anomaly_auroc_withheld_min"}
+    assert acc["passed"] is False
+    assert "test_set" not in acc["checks"]
+
+
+def test_evaluate_command_writes_json_and_markdown(tmp_path: Path, vial_package: Path, vial_set: Path) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    add_evaluate_command(sub)
+    out = tmp_path / "report" / "evaluation.json"
+    md = tmp_path / "report" / "evaluation.md"
+    args = parser.parse_args(
+        ["evaluate", "--model", str(vial_package), "--images", str(vial_set), "--json", str(out), "--markdown", str(md)]
+    )
+    assert args.func(args) == 0
+    data = json.loads(out.read_text())
+    assert set(data) >= REQUIRED_KEYS and data["n"] == 20
+    assert "| particle | 3 | 0.00% |" in md.read_text()
+    assert format_markdown(data).startswith("# Evaluation")
+    bad = parser.parse_args(["evaluate", "--model", str(tmp_path / "none"), "--images", str(vial_set)])
+    with pytest.raises(ValueError, match="not a folder"):
+        bad.func(bad)

@@ -1,0 +1,147 @@
+"""``inspector-train`` / ``python -m training``: prepare, train, export, evaluate.
+
+- ``prepare``: render training sets over a range of nuisance scales (manifest folders);
+- ``train``: manifest folders -> ``checkpoint.pt`` with thresholds (from validation only);
+- ``export``: checkpoint -> verified package ``models/<product>/<version>/``;
+- ``evaluate``: the runtime's ``inspector evaluate`` (same code, for convenience here);
+- ``report``: ``evaluation.md`` of a package from evaluate results, with an independence check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from inspector.evaluation import add_evaluate_command
+from inspector.taxonomy import Product
+
+
+def _command_line(argv: Sequence[str] | None) -> str:
+    args = list(sys.argv[1:] if argv is None else argv)
+    return "python -m training " + " ".join(shlex.quote(a) for a in args)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from inspector.synth.generate import generate
+
+    out = Path(args.out)
+    made = []
+    for i, nuisance in enumerate(args.nuisance):
+        seed = args.seed + i
+        folder = out / f"{args.product}_seed{seed}_n{nuisance:.1f}"
+        start = time.perf_counter()
+        entries = generate(
+            args.product,
+            args.count,
+            seed,
+            folder,
+            defect_rate=args.defect_rate,
+            nuisance=nuisance,
+            masks=False,
+            workers=args.workers,
+        )
+        made.append(
+            {
+                "folder": str(folder),
+                "images": len(entries),
+                "seed": seed,
+                "nuisance": nuisance,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        print(json.dumps(made[-1]), flush=True)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    path = train(
+        args.product,
+        args.data,
+        args.out,
+        seed=args.seed,
+        withheld=args.withhold,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        width_mult=args.width_mult,
+        ae_steps=args.ae_steps,
+        command=args.command_line,
+        log=lambda s: print(s, flush=True),
+    )
+    print(json.dumps({"checkpoint": str(path)}))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export
+
+    folder = export(args.checkpoint, args.models_dir, version=args.version, command=args.command_line)
+    print(json.dumps({"package": str(folder)}))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from training.report import write_report
+
+    path = write_report(args.package, args.results)
+    print(json.dumps({"report": str(path)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inspector-train", description="Train and export Inspector models (CPU, torch)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pr = sub.add_parser("prepare", help="render training sets over a range of nuisance scales")
+    pr.add_argument("--product", required=True, choices=[x.value for x in Product])
+    pr.add_argument("--out", required=True, type=Path, help="parent folder; one sub-folder per nuisance scale")
+    pr.add_argument("--count", required=True, type=int, help="images per nuisance scale")
+    pr.add_argument("--seed", required=True, type=int, help="base seed; set i uses seed + i")
+    pr.add_argument("--nuisance", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0])
+    pr.add_argument("--defect-rate", type=float, default=0.5)
+    pr.add_argument("--workers", type=int, default=None)
+    pr.set_defaults(func=cmd_prepare)
+
+    t = sub.add_parser("train", help="train from manifest folders -> checkpoint with thresholds")
+    t.add_argument("--product", required=True, choices=[x.value for x in Product])
+    t.add_argument("--data", required=True, nargs="+", type=Path, help="one or more labelled set folders")
+    t.add_argument("--out", required=True, type=Path, help="run folder for checkpoint.pt")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--withhold", nargs="*", default=None, help="defect classes kept from the classifier")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--width-mult", type=float, default=None)
+    t.add_argument("--ae-steps", type=int, default=None, help="autoencoder-only steps (default: per product)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="checkpoint -> verified model package (parity + determinism checks)")
+    e.add_argument("--checkpoint", required=True, type=Path)
+    e.add_argument("--models-dir", type=Path, default=Path("models"))
+    e.add_argument("--version", default="1.0.0")
+    e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("report", help="write a package's evaluation.md from evaluate --json results")
+    r.add_argument("--package", required=True, type=Path, help="model package folder")
+    r.add_argument("--results", required=True, nargs="+", type=Path, help="evaluate JSON files, primary first")
+    r.set_defaults(func=cmd_report)
+
+    add_evaluate_command(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_line = _command_line(argv)
+    try:
+        code: int = args.func(args)
+    except (ValueError, FileExistsError) as exc:
+        print(f"inspector-train: error: {exc}", file=sys.stderr)
+        return 2
+    return code

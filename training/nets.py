@@ -1,0 +1,206 @@
+"""The inspection network: in-graph preprocessing, a MobileNetV3-small classifier and an anomaly side.
+
+One module, one ONNX graph: uint8 NHWC ``image`` in; ``scores`` (softmax), ``anomaly`` and
+``heatmap`` out. The anomaly side never sees a labelled defect; it has three parts:
+- a small convolutional autoencoder on a downsampled copy of the unit, trained on ok units
+  to restore them, also from synthetic corruptions (DRAEM practice): what it cannot restore
+  is what ok items never show (reconstruction error map);
+- a segmentation head on a mid-level feature map of the classifier (deeper context
+  upsampled onto it), trained to find synthetic local changes made to ok units (CutPaste /
+  NSA practice, see :class:`training.data.SyntheticAnomaly`);
+- a Gaussian of the classifier's pooled features, fitted on ok units only.
+Each part is divided by its ok-train 99th percentile; the heat map is the larger of the two
+maps per location and the anomaly score the largest of all. Trained from scratch, no
+pretrained weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import mobilenet_v3_small
+
+# Input scaling inside the graph: uint8 -> about [-2, 2]. One scalar for every channel keeps
+# the graph simple; BGR order is kept as it arrives (the network never saw any other).
+PIXEL_CENTER = 0.5
+PIXEL_SCALE = 0.25
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Everything needed to rebuild the network from a checkpoint."""
+
+    height: int
+    width: int
+    channels: int
+    n_classes: int
+    width_mult: float = 0.5
+    unshuffle: int = 2  # space-to-depth stem in the graph: every pixel kept, a quarter of the positions
+    tap: int = 3  # features block whose output map carries the segmentation head
+    deep_tap: int = 8  # deeper block upsampled onto that map for context
+    ae_down: int = 4  # the autoencoder sees the unit average-pooled by this factor
+    ae_width: int = 16
+    ae_latent: int = 8
+    ae_pool: int = 2  # error map pooling (and stride) before the max
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AutoEncoder(nn.Module):
+    """Four stride-2 stages down to a narrow latent map and back, resized to the input size."""
+
+    def __init__(self, channels: int, width: int, latent: int) -> None:
+        super().__init__()
+        w, act = width, nn.ReLU
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, w, 3, 2, 1),
+            act(),
+            nn.Conv2d(w, 2 * w, 3, 2, 1),
+            act(),
+            nn.Conv2d(2 * w, 2 * w, 3, 2, 1),
+            act(),
+            nn.Conv2d(2 * w, 2 * w, 3, 2, 1),
+            act(),
+            nn.Conv2d(2 * w, latent, 1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(latent, 2 * w, 1),
+            act(),
+            nn.Upsample(scale_factor=2.0, mode="nearest"),
+            nn.Conv2d(2 * w, 2 * w, 3, 1, 1),
+            act(),
+            nn.Upsample(scale_factor=2.0, mode="nearest"),
+            nn.Conv2d(2 * w, 2 * w, 3, 1, 1),
+            act(),
+            nn.Upsample(scale_factor=2.0, mode="nearest"),
+            nn.Conv2d(2 * w, w, 3, 1, 1),
+            act(),
+            nn.Upsample(scale_factor=2.0, mode="nearest"),
+            nn.Conv2d(w, channels, 3, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.decoder(self.encoder(x))
+        if y.shape[-2:] != x.shape[-2:]:
+            y = F.interpolate(y, size=(int(x.shape[2]), int(x.shape[3])), mode="bilinear", align_corners=False)
+        return y
+
+
+class InspectorNet(nn.Module):
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        base = mobilenet_v3_small(weights=None, num_classes=cfg.n_classes, width_mult=cfg.width_mult)
+        first = base.features[0][0]
+        assert isinstance(first, nn.Conv2d)
+        base.features[0][0] = nn.Conv2d(
+            cfg.channels * cfg.unshuffle**2, first.out_channels, kernel_size=3, stride=2, padding=1, bias=False
+        )
+        self.features = base.features
+        self.avgpool = base.avgpool
+        self.classifier = base.classifier
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                # torchvision's 0.01 lags far behind the weights over a short CPU training run.
+                m.momentum = 0.1
+        seg_in = self._block_channels(cfg.tap) + self._block_channels(cfg.deep_tap)
+        self.seg_head = nn.Sequential(nn.Conv2d(seg_in, 32, 3, padding=1), nn.Hardswish(), nn.Conv2d(32, 1, 1))
+        self.autoencoder = AutoEncoder(cfg.channels, cfg.ae_width, cfg.ae_latent)
+        self.eval()  # the shape probe must not touch the batch-norm statistics
+        with torch.no_grad():
+            probe = torch.zeros(1, cfg.channels, cfg.height, cfg.width)
+            _, tap, pooled = self.trunk(probe)
+            ae_map = self.ae_error_map(probe)
+        self.train()
+        self.seg_size = (int(tap.shape[2]), int(tap.shape[3]))
+        self.map_size = (int(ae_map.shape[1]), int(ae_map.shape[2]))
+        d = pooled.shape[1]
+        # Gaussian of the pooled features, fitted on ok units only; neutral until then.
+        self.register_buffer("ad_global_mean", torch.zeros(d))
+        self.register_buffer("ad_global_whiten", torch.eye(d))
+        # Each part (reconstruction, segmentation, global) over its ok-train 99th percentile.
+        self.register_buffer("ad_norm", torch.ones(3))
+
+    def _block_channels(self, index: int) -> int:
+        convs = [m for m in self.features[index].modules() if isinstance(m, nn.Conv2d)]
+        return int(convs[-1].out_channels)
+
+    def prepare(self, x01: torch.Tensor) -> torch.Tensor:
+        """Float NCHW in [0, 1] -> the backbone's input (normalised, space-to-depth)."""
+        x = (x01 - PIXEL_CENTER) / PIXEL_SCALE
+        if self.cfg.unshuffle > 1:
+            x = F.pixel_unshuffle(x, self.cfg.unshuffle)
+        return x
+
+    def trunk(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, the segmentation head's input map and the pooled features (float NCHW in [0, 1])."""
+        x = self.prepare(x01)
+        tap = deep = x
+        for i, block in enumerate(self.features):
+            x = block(x)
+            if i == self.cfg.tap:
+                tap = x
+            if i == self.cfg.deep_tap:
+                deep = x
+        pooled = torch.flatten(self.avgpool(x), 1)
+        context = F.interpolate(deep, size=(int(tap.shape[2]), int(tap.shape[3])), mode="nearest")
+        return self.classifier(pooled), torch.cat([tap, context], dim=1), pooled
+
+    def forward_float(self, x01: torch.Tensor) -> torch.Tensor:
+        """Logits only."""
+        return self.trunk(x01)[0]
+
+    def ae_input(self, x01: torch.Tensor) -> torch.Tensor:
+        d = self.cfg.ae_down
+        return F.avg_pool2d(x01, d) if d > 1 else x01
+
+    def ae_error_map(self, x01: torch.Tensor) -> torch.Tensor:
+        """Reconstruction error, channel mean, pooled: ``[N, h, w]``."""
+        small = self.ae_input(x01)
+        err = (self.autoencoder(small) - small).abs().mean(dim=1, keepdim=True)
+        p = self.cfg.ae_pool
+        if p > 1:
+            err = F.avg_pool2d(err, p)
+        return err.squeeze(1)
+
+    def global_score(self, pooled: torch.Tensor) -> torch.Tensor:
+        z = (pooled - self.ad_global_mean) @ self.ad_global_whiten.T
+        return (z * z).mean(dim=1)
+
+    def seg_logits(self, tap: torch.Tensor) -> torch.Tensor:
+        """Per-location logit that the unit was changed there, ``[N, h, w]``."""
+        return self.seg_head(tap).squeeze(1)
+
+    def anomaly_parts(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, reconstruction map, segmentation probability map and global score (not normalised)."""
+        logits, tap, pooled = self.trunk(x01)
+        return logits, self.ae_error_map(x01), torch.sigmoid(self.seg_logits(tap)), self.global_score(pooled)
+
+    def outputs_float(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scores, anomaly and heat map for float NCHW input in [0, 1]."""
+        logits, rec, seg, glob = self.anomaly_parts(x01)
+        seg_up = F.interpolate(seg.unsqueeze(1), size=self.map_size, mode="nearest").squeeze(1)
+        heat = torch.maximum(rec / self.ad_norm[0], seg_up / self.ad_norm[1])
+        anomaly = torch.maximum(torch.amax(heat, dim=(1, 2)), glob / self.ad_norm[2])
+        return torch.softmax(logits, dim=1), anomaly, heat
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Exported interface: uint8 ``[N, H, W, C]`` -> scores ``[N, K]``, anomaly ``[N]``, heatmap ``[N, h, w]``."""
+        x01 = image.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)
+        return self.outputs_float(x01)
+
+
+def uint8_to_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1], channels-last in memory (faster convolutions on CPU)."""
+    x = batch.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def float_to_uint8(x01: torch.Tensor) -> torch.Tensor:
+    """Float NCHW in [0, 1] -> uint8 NHWC (contiguous), the inverse of :func:`uint8_to_float`."""
+    return torch.round(x01 * 255.0).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()

@@ -1,0 +1,74 @@
+"""``evaluation.md`` for a model package: evaluate results plus proof the test sets are independent.
+
+Independence: no image of a test set (by sha256) may appear in any data set the model was
+trained, validated or internally tested on (the record lists them with their folders).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inspector.evaluation import format_markdown
+from inspector.inference.package import read_record
+from inspector.manifest import read_manifest
+
+
+def _shas(folder: str | os.PathLike[str]) -> set[str]:
+    return {e.sha256 for e in read_manifest(folder)}
+
+
+def independence(record_datasets: Sequence[dict[str, Any]], test_folder: str) -> dict[str, Any]:
+    """Count test images that also sit in a training data set; folders no longer on disk are reported."""
+    test = _shas(test_folder)
+    overlap = 0
+    checked, missing = [], []
+    for ds in record_datasets:
+        folder = ds["folder"]
+        if not Path(folder, "manifest.jsonl").is_file():
+            missing.append(folder)
+            continue
+        overlap += len(test & _shas(folder))
+        checked.append(folder)
+    return {"test_images": len(test), "overlap": overlap, "checked": checked, "not_found": missing}
+
+
+def write_report(package: str | os.PathLike[str], results: Sequence[str | os.PathLike[str]]) -> Path:
+    """Write ``evaluation.md`` into ``package`` from evaluate JSON files (the first is the primary test)."""
+    root = Path(package)
+    record = read_record(root)
+    datasets = record.training.get("datasets", [])
+    parts = [
+        f"# Evaluation of {record.model_id} {record.version} ({record.product.value})",
+        "",
+        f"Status **{record.status}**. Model sha256 `{record.sha256}`. Trained from scratch: "
+        f"{record.training.get('from_scratch')}; withheld from the classifier: "
+        f"{record.training.get('withheld_classes')}.",
+        f"Training: `{record.training.get('command', '')}` (seed {record.training.get('seed')},"
+        f" {record.training.get('train_seconds')} s on {record.training.get('machine', '?')}).",
+        f"Acceptance criteria fixed before testing ({record.acceptance_criteria.get('fixed_utc', '?')}):"
+        f" {json.dumps({k: v for k, v in record.acceptance_criteria.items() if k != 'fixed_utc'})}",
+        "",
+    ]
+    for i, path in enumerate(results):
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+        if result.get("model", {}).get("sha256") != record.sha256:
+            raise ValueError(f"{path}: evaluates another model (sha256 differs from the package's)")
+        proof = independence(datasets, result["images"]["path"])
+        if proof["overlap"]:
+            raise ValueError(f"{path}: {proof['overlap']} test images are also in the training data")
+        title = "Primary test set" if i == 0 else f"Additional test set {i}"
+        body = format_markdown(result, title=f"{title}: `{Path(path).name}`").replace("\n# ", "\n## ")
+        parts.append("#" + body)
+        parts.append(
+            f"- independence: {proof['test_images']} test images, {proof['overlap']} shared with the "
+            f"{len(proof['checked'])} training data sets checked"
+            + (f" ({len(proof['not_found'])} no longer on disk)" if proof["not_found"] else "")
+        )
+        parts.append("")
+    out = root / "evaluation.md"
+    out.write_text("\n".join(parts), encoding="utf-8")
+    return out

@@ -1,0 +1,467 @@
+"""Train one product's model: classifier, anomaly head (ok only), thresholds from validation.
+
+Deterministic: fixed seeds, a fixed number of epochs (never a time budget, which would
+make the result depend on the machine's speed), two CPU threads and torch's deterministic
+algorithms. The checkpoint carries everything the exporter needs to write the record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import inspector
+from inspector.evaluation import ItemOutcome, summarize
+from inspector.taxonomy import OK, Product
+from training.data import (
+    ItemSet,
+    NuisanceAugment,
+    SyntheticAnomaly,
+    check_disjoint,
+    load_sets,
+    mask_to_map,
+    model_classes,
+    unit_shape,
+)
+from training.nets import InspectorNet, NetConfig, float_to_uint8, uint8_to_float
+from training.thresholds import select_thresholds
+
+THREADS = 2
+SYNTHETIC_SHARE = 0.5  # of ok units per batch that get a synthetic change for the anomaly map
+SEG_POS_WEIGHT = 5.0  # changed cells are rare; weigh them up in the map's loss
+AD_NORM_QUANTILE = 0.999  # each anomaly part over this ok-train quantile: equal tails before the max
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class ProductPlan:
+    """Per-product defaults: what to withhold, the network and the training length."""
+
+    withheld: tuple[str, ...]
+    width_mult: float
+    unshuffle: int
+    tap: int
+    ae_down: int
+    epochs: int
+    batch_size: int
+    lr: float
+    max_shift_px: float
+    max_rot_deg: float
+    ae_steps: int = 1500  # autoencoder-only steps after the classifier
+    ok_share: float = 1.0  # share of the ok training units used per epoch
+
+
+PLANS: dict[Product, ProductPlan] = {
+    # crimp_defect changes the cap silhouette, a shape no ok item shows: the reconstruction
+    # part of the anomaly side catches it although nothing was ever labelled crimp_defect.
+    Product.VIAL: ProductPlan(("crimp_defect",), 0.5, 2, 3, 4, 7, 64, 3e-3, 4.0, 1.5, ae_steps=2000),
+    Product.TABLET: ProductPlan(("discoloration",), 0.5, 2, 3, 4, 7, 64, 3e-3, 4.0, 10.0, ae_steps=2000),
+    Product.BLISTER: ProductPlan(("foil_damage",), 0.5, 2, 3, 2, 14, 64, 3e-3, 3.0, 2.0, ae_steps=2000, ok_share=0.3),
+}
+
+# Fixed before any test run (draft Annex 22): the exporter copies them into the record.
+ACCEPTANCE_CRITERIA: dict[Product, dict[str, Any]] = {
+    p: {
+        "critical_escapes_max": 0,
+        "critical_recall_min": 0.999,
+        "rejectable_recall_min": 0.99,
+        "false_reject_rate_max": 0.005,
+        "anomaly_auroc_withheld_min": 0.98,
+        "infer_ms_p50_max": 10.0 if p is Product.BLISTER else 2.0,
+        "test_set": "freshly rendered, seeds disjoint from training, nominal nuisance; inspector evaluate",
+    }
+    for p in Product
+}
+
+
+def code_version() -> str:
+    """Content hash of the training code and the runtime pieces it depends on (no VCS needed)."""
+    root = Path(__file__).resolve().parents[1]
+    files = [
+        *sorted((root / "training").glob("*.py")),
+        root / "inspector" / "evaluation.py",
+        root / "inspector" / "pipeline" / "decision.py",
+        root / "inspector" / "inference" / "units.py",
+    ]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return f"inspector-{inspector.__version__}+train.{h.hexdigest()[:12]}"
+
+
+def set_determinism(seed: int) -> None:
+    torch.set_num_threads(THREADS)
+    # Denormal floats (tiny late-training gradients) slow x86 CPUs several-fold; flushing them is deterministic.
+    torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True)
+
+
+@torch.no_grad()
+def predict(net: InspectorNet, units: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``[U, K]`` and anomaly ``[U]`` in eval mode, as the exported graph computes them."""
+    net.eval()
+    scores, anomaly = [], []
+    for i in range(0, len(units), batch_size):
+        x = uint8_to_float(torch.from_numpy(units[i : i + batch_size]))
+        s, a, _ = net.outputs_float(x)
+        scores.append(s.numpy())
+        anomaly.append(a.numpy())
+    k = net.cfg.n_classes
+    return (
+        np.concatenate(scores) if scores else np.zeros((0, k), np.float32),
+        np.concatenate(anomaly) if anomaly else np.zeros(0, np.float32),
+    )
+
+
+@torch.no_grad()
+def fit_anomaly(net: InspectorNet, ok_units: np.ndarray, batch_size: int = 256, shrink: float = 0.01) -> dict[str, Any]:
+    """Fit the pooled-feature Gaussian and every part's scale on ok units only (no augmentation)."""
+    net.eval()
+    pooled, rec_max, seg_max = [], [], []
+    for i in range(0, len(ok_units), batch_size):
+        x = uint8_to_float(torch.from_numpy(ok_units[i : i + batch_size]))
+        _, tap, p = net.trunk(x)
+        pooled.append(p.double())
+        rec_max.append(torch.amax(net.ae_error_map(x), dim=(1, 2)).double())
+        seg_max.append(torch.amax(torch.sigmoid(net.seg_logits(tap)), dim=(1, 2)).double())
+    pool = torch.cat(pooled)  # [N, D]
+    g_mean = pool.mean(dim=0)
+    gr = pool - g_mean
+    net.ad_global_mean.copy_(g_mean.float())
+    net.ad_global_whiten.copy_(_whitening(gr.T @ gr / gr.shape[0], shrink).float())
+    glob = net.global_score(pool.float()).double()
+    norms = [torch.quantile(v, AD_NORM_QUANTILE).item() for v in (torch.cat(rec_max), torch.cat(seg_max), glob)]
+    net.ad_norm.copy_(torch.tensor(norms, dtype=torch.float32).clamp_min(1e-6))
+    return {
+        "ok_units": len(ok_units),
+        "parts": ["reconstruction", "segmentation", "global"],
+        "norm_quantile": AD_NORM_QUANTILE,
+        "norms": norms,
+        "map_size": list(net.map_size),
+        "shrinkage": shrink,
+    }
+
+
+def train_autoencoder(
+    net: InspectorNet, ok_units: np.ndarray, plan: ProductPlan, seed: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Second phase: the denoising autoencoder alone, on ok units at its own (downsampled) resolution.
+
+    Input: an augmented ok unit, half of them with a synthetic change; target: the clean
+    augmented unit. Working at the small size makes each step cheap, so the autoencoder
+    gets many more steps than it could inside the classifier's loop.
+    """
+    d = net.cfg.ae_down
+    augment = NuisanceAugment(max_shift_px=plan.max_shift_px / d, max_rot_deg=plan.max_rot_deg, p_blur=0.0)
+    synthetic = SyntheticAnomaly(min_change=12)
+    rng = np.random.Generator(np.random.PCG64([seed, 0xAE]))
+    gen = torch.Generator().manual_seed(seed + 1)
+    ae = net.autoencoder
+    ae.train()
+    opt = torch.optim.AdamW(ae.parameters(), lr=plan.lr, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=plan.lr, total_steps=plan.ae_steps, pct_start=0.1)
+    t0 = time.perf_counter()
+    # Downsample once (kept as uint8: a 1/255 step is far below what the error map resolves).
+    with torch.no_grad():
+        small = torch.cat(
+            [
+                float_to_uint8(net.ae_input(uint8_to_float(torch.from_numpy(ok_units[i : i + 512]))))
+                for i in range(0, len(ok_units), 512)
+            ]
+        )
+    loss_sum = 0.0
+    for step in range(plan.ae_steps):
+        idx = torch.randint(0, len(small), (plan.batch_size,), generator=gen)
+        with torch.no_grad():
+            clean = augment(uint8_to_float(small[idx]))
+            fake = np.flatnonzero(rng.random(len(idx)) < SYNTHETIC_SHARE)
+            x = clean
+            if len(fake):
+                corrupted, _ = synthetic(float_to_uint8(clean[torch.from_numpy(fake)]).numpy(), rng)
+                x = clean.clone()
+                x[torch.from_numpy(fake)] = uint8_to_float(torch.from_numpy(corrupted))
+        loss = F.mse_loss(ae(x), clean)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += float(loss.detach())
+        if (step + 1) % 500 == 0 or step + 1 == plan.ae_steps:
+            log(
+                json.dumps(
+                    {
+                        "ae_step": step + 1,
+                        "loss": round(loss_sum / 500, 6),
+                        "seconds": round(time.perf_counter() - t0, 1),
+                    }
+                )
+            )
+            loss_sum = 0.0
+    ae.eval()
+    return {"steps": plan.ae_steps, "batch_size": plan.batch_size, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _whitening(cov: torch.Tensor, shrink: float) -> torch.Tensor:
+    """``cov^(-1/2)`` with shrinkage towards the mean variance (stable with few samples)."""
+    c = cov.shape[0]
+    cov = (1 - shrink) * cov + shrink * torch.trace(cov) / c * torch.eye(c, dtype=cov.dtype)
+    vals, vecs = torch.linalg.eigh(cov)
+    return (vecs * vals.clamp_min(1e-9).rsqrt()) @ vecs.T
+
+
+def outcomes_for(data: ItemSet, scores: np.ndarray, anomaly: np.ndarray, unit_idx: np.ndarray) -> list[ItemOutcome]:
+    """Group unit outputs back into items (only items whose units are all in ``unit_idx``)."""
+    by_item: dict[int, list[int]] = {}
+    for pos, u in enumerate(unit_idx):
+        by_item.setdefault(int(data.unit_item[u]), []).append(pos)
+    out = []
+    for item, rows in sorted(by_item.items()):
+        unit_labels = [data.unit_labels[int(unit_idx[r])] for r in rows]
+        pockets = tuple(unit_labels) if data.product is Product.BLISTER else None
+        out.append(ItemOutcome(data.item_label[item], scores[rows], anomaly[rows], pockets))
+    return out
+
+
+def train(
+    product: Product | str,
+    folders: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    withheld: Sequence[str] | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    width_mult: float | None = None,
+    ae_steps: int | None = None,
+    command: str | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train, fit the anomaly head, pick thresholds on validation; write ``out_dir/checkpoint.pt``."""
+    prod = Product(product)
+    plan = PLANS[prod]
+    withheld = tuple(plan.withheld if withheld is None else withheld)
+    epochs = plan.epochs if epochs is None else epochs
+    batch_size = plan.batch_size if batch_size is None else batch_size
+    width_mult = plan.width_mult if width_mult is None else width_mult
+    if ae_steps is not None:
+        plan = replace(plan, ae_steps=ae_steps)
+    if epochs < 1 or batch_size < 2:
+        raise ValueError("epochs must be >= 1 and batch size >= 2")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    criteria = dict(ACCEPTANCE_CRITERIA[prod], fixed_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    set_determinism(seed)
+    version = code_version()  # of the code as it is when training starts
+    t_start = time.perf_counter()
+    cpu_start = time.process_time()
+
+    data = load_sets(prod, folders, workers=THREADS)
+    splits = check_disjoint(data.split_shas())
+    classes = model_classes(prod, withheld)
+    log(f"{prod.value}: {len(data.item_sha)} items, {len(data.units)} units, splits {splits['counts']}")
+    unit_split = data.unit_split()
+    is_withheld = np.array([lab in withheld for lab in data.unit_labels])
+    # Withheld classes appear in no training and no threshold choice: they stand for unknown defects.
+    train_idx = np.flatnonzero((unit_split == "train") & ~is_withheld)
+    val_idx = np.flatnonzero((unit_split == "val") & ~is_withheld)
+    test_idx = np.flatnonzero(unit_split == "test")
+    # Items with a withheld unit (blister cards) drop out of validation entirely.
+    val_items_bad = {int(data.unit_item[u]) for u in np.flatnonzero((unit_split == "val") & is_withheld)}
+    val_idx = np.array([u for u in val_idx if int(data.unit_item[u]) not in val_items_bad], np.int64)
+    class_index = {c: i for i, c in enumerate(classes)}
+    y_all = np.array([class_index.get(lab, -1) for lab in data.unit_labels], np.int64)
+    if len(train_idx) < batch_size or len(val_idx) == 0:
+        raise ValueError(f"too little data: {len(train_idx)} training and {len(val_idx)} validation units")
+
+    h, w, c = unit_shape(prod)
+    cfg = NetConfig(
+        h,
+        w,
+        c,
+        len(classes),
+        width_mult=width_mult,
+        unshuffle=plan.unshuffle,
+        tap=plan.tap,
+        ae_down=plan.ae_down,
+    )
+    net = InspectorNet(cfg).to(memory_format=torch.channels_last)
+    augment = NuisanceAugment(max_shift_px=plan.max_shift_px, max_rot_deg=plan.max_rot_deg)
+    synthetic = SyntheticAnomaly()
+    np_rng = np.random.Generator(np.random.PCG64(seed))
+    gen = torch.Generator().manual_seed(seed)
+    ok_train_all = train_idx[y_all[train_idx] == 0]
+    defect_train = train_idx[y_all[train_idx] != 0]
+    # Blisters hold ~10 ok pockets per defective one: each epoch takes a fresh share of them.
+    n_ok_epoch = max(1, round(len(ok_train_all) * plan.ok_share))
+    steps_per_epoch = (len(defect_train) + n_ok_epoch) // batch_size
+    total_steps = steps_per_epoch * epochs
+    opt = torch.optim.AdamW(net.parameters(), lr=plan.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=plan.lr, total_steps=total_steps, pct_start=0.15)
+    y_t = torch.from_numpy(y_all)
+    val_log = val_idx[:: max(1, len(val_idx) // 1000)]
+    history = []
+    t_train = time.perf_counter()
+    for epoch in range(epochs):
+        net.train()
+        ok_pick = torch.from_numpy(ok_train_all)[torch.randperm(len(ok_train_all), generator=gen)[:n_ok_epoch]]
+        pool = torch.cat([torch.from_numpy(defect_train), ok_pick])
+        perm = pool[torch.randperm(len(pool), generator=gen)]
+        loss_sum = correct = seen = 0.0
+        t_prep = t_step = 0.0
+        for s in range(steps_per_epoch):
+            t0 = time.perf_counter()
+            idx = perm[s * batch_size : (s + 1) * batch_size]
+            y = y_t[idx]
+            clean = augment(uint8_to_float(torch.from_numpy(data.units[idx.numpy()])))
+            # Some ok units get a synthetic change after augmentation (so the change mask stays
+            # aligned). They train only the anomaly side, never the classifier: they are no
+            # longer ok, and not any known defect either.
+            ok_pos = np.flatnonzero(y.numpy() == 0)
+            fake = ok_pos[np_rng.random(len(ok_pos)) < SYNTHETIC_SHARE]
+            change = np.zeros((len(idx), h, w), np.float32)
+            x = clean
+            if len(fake):
+                corrupted_u8 = float_to_uint8(clean[torch.from_numpy(fake)]).numpy()
+                corrupted_u8, change[fake] = synthetic(corrupted_u8, np_rng)
+                x = clean.clone()
+                x[torch.from_numpy(fake)] = uint8_to_float(torch.from_numpy(corrupted_u8))
+            seg_target = torch.from_numpy(mask_to_map(change, net.seg_size))
+            t1 = time.perf_counter()
+            logits, tap, _ = net.trunk(x)
+            real = torch.ones(len(idx), dtype=torch.bool)
+            real[torch.from_numpy(fake)] = False
+            loss = F.cross_entropy(logits[real], y[real])
+            if len(ok_pos):
+                rows = torch.from_numpy(ok_pos)
+                seg = net.seg_logits(tap[rows])
+                loss = loss + F.binary_cross_entropy_with_logits(
+                    seg, seg_target[rows], pos_weight=torch.tensor(SEG_POS_WEIGHT)
+                )
+            logits, y = logits[real], y[real]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            t_prep += t1 - t0
+            t_step += time.perf_counter() - t1
+            loss_sum += float(loss.detach()) * len(y)
+            correct += float((logits.argmax(1) == y).sum())
+            seen += len(y)
+        # A fixed val subset keeps the per-epoch log cheap; thresholds use all of val below.
+        vs, _ = predict(net, data.units[val_log])
+        val_acc = float((vs.argmax(1) == y_all[val_log]).mean())
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": round(loss_sum / max(seen, 1), 5),
+                "train_acc": round(correct / max(seen, 1), 5),
+                "val_acc": round(val_acc, 5),
+                "seconds": round(time.perf_counter() - t_train, 1),
+                "prep_s": round(t_prep, 1),
+                "step_s": round(t_step, 1),
+            }
+        )
+        log(json.dumps(history[-1]))
+    ae_info = train_autoencoder(net, data.units[ok_train_all], plan, seed, log)
+    ad_info = fit_anomaly(net, data.units[ok_train_all])
+    ad_info["autoencoder"] = ae_info
+    log(f"anomaly head fitted on {ad_info['ok_units']} ok units, map {ad_info['map_size']}")
+
+    val_scores, val_anomaly = predict(net, data.units[val_idx])
+    val_out = outcomes_for(data, val_scores, val_anomaly, val_idx)
+    thresholds = select_thresholds(prod, classes, val_out)
+    conf, anom = thresholds["confidence"], thresholds["anomaly"]
+    log(f"thresholds: confidence {conf}, anomaly {anom:.4f}, criteria met on val: {thresholds['criteria_met_on_val']}")
+    val_metrics = summarize(prod, classes, val_out, confidence_threshold=conf, anomaly_threshold=anom)
+    train_seconds = time.perf_counter() - t_start
+    cpu_seconds = time.process_time() - cpu_start
+
+    # The internal test split is scored only now, with everything above frozen.
+    test_scores, test_anomaly = predict(net, data.units[test_idx])
+    test_out = outcomes_for(data, test_scores, test_anomaly, test_idx)
+    test_metrics = summarize(
+        prod, classes, test_out, confidence_threshold=conf, anomaly_threshold=anom, withheld=withheld
+    )
+    log(
+        f"internal test: n={test_metrics['n']} FRR {test_metrics['false_reject_rate']:.4f} "
+        f"critical escapes {test_metrics['critical_escapes']} AUROC withheld {test_metrics['anomaly_auroc_withheld']}"
+    )
+    ckpt = {
+        "format": 1,
+        "product": prod.value,
+        "classes": classes,
+        "net_config": cfg.to_dict(),
+        "state_dict": net.state_dict(),
+        "thresholds": thresholds,
+        "withheld_classes": list(withheld),
+        "splits": splits,
+        "test_units": test_idx.size,
+        "datasets": data.datasets,
+        "acceptance_criteria": criteria,
+        "metrics": {"val": val_metrics, "test_internal": test_metrics, "history": history, "anomaly": ad_info},
+        "training": {
+            "command": command or " ".join(sys.argv),
+            "seed": seed,
+            "code_version": version,
+            "from_scratch": True,
+            "pretrained_weights": None,
+            "architecture": (
+                f"torchvision mobilenet_v3_small(weights=None, width_mult={width_mult}), space-to-depth stem "
+                f"x{plan.unshuffle}; anomaly: denoising autoencoder (input /{plan.ae_down}) + synthetic-change "
+                "segmentation head + pooled-feature Gaussian, all from ok units only"
+            ),
+            "withheld_classes": list(withheld),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "optimizer": f"AdamW lr {plan.lr} one-cycle, weight decay 1e-4",
+            "augmentations": "torchvision.transforms.v2: RandomAffine (shift "
+            f"{plan.max_shift_px} px, rotation {plan.max_rot_deg} deg), ColorJitter(0.12, 0.12), "
+            "GaussianBlur(5, 0.2-1.0) p=0.3, GaussianNoise(0.012), per chunk of 8",
+            "train_seconds": round(train_seconds, 1),
+            # CPU time of this process over its threads: unlike wall time, not inflated by other load.
+            "train_cpu_seconds": round(cpu_seconds, 1),
+            "ae_steps": plan.ae_steps,
+            "threads": THREADS,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "datasets": data.datasets,
+            "units": {"train": int(train_idx.size), "val": int(val_idx.size), "test": int(test_idx.size)},
+            "steps": total_steps,
+            "seconds_per_step": round((time.perf_counter() - t_train) / max(total_steps, 1), 4),
+        },
+        "test_sample_units": data.units[test_idx[: min(64, test_idx.size)]].copy(),
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    path = out / CHECKPOINT
+    torch.save(ckpt, path)
+    log(f"train seconds {train_seconds:.1f}; checkpoint {path}")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], InspectorNet]:
+    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    net = InspectorNet(NetConfig(**ckpt["net_config"]))
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval()
+    if ckpt["classes"][0] != OK:
+        raise ValueError(f"{path}: classes must start with ok")
+    return ckpt, net
