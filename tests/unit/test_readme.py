@@ -22,8 +22,8 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_readme_start_command_names_a_shipped_recipe() -> None:
-    starts = [line for line in _code_lines() if line.startswith("uv run inspector") and "--recipe" in line]
-    assert starts, "README must show how to start the station"
-    for line in starts:
-        recipe = line.split("--recipe", 1)[1].split()[0]
-        assert (ROOT / "recipes" / f"{recipe}.yaml").is_file(), f"README starts recipe {recipe!r}, not shipped"
+    starts = [line for line in _code_lines() if line.startswith(("uv run inspector-hmi", "uv run inspector run"))]
+    assert len(starts) == 1, "README gives exactly one command that starts the station"
+    flag = "--recipe" if "--recipe" in starts[0] else "--product"
+    recipe = starts[0].split(flag, 1)[1].split()[0]
+    assert (ROOT / "recipes" / f"{recipe}.yaml").is_file(), f"README starts recipe {recipe!r}, not shipped"
