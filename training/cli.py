@@ -78,6 +78,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_thresholds(args: argparse.Namespace) -> int:
+    from training.train import reselect_thresholds
+
+    path = reselect_thresholds(args.checkpoint, args.out)
+    print(json.dumps({"checkpoint": str(path)}))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from training.export import export
 
@@ -119,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width-mult", type=float, default=None)
     t.add_argument("--ae-steps", type=int, default=None, help="autoencoder-only steps (default: per product)")
     t.set_defaults(func=cmd_train)
+
+    th = sub.add_parser("thresholds", help="re-choose a checkpoint's thresholds on its validation split")
+    th.add_argument("--checkpoint", required=True, type=Path)
+    th.add_argument("--out", required=True, type=Path, help="new checkpoint file")
+    th.set_defaults(func=cmd_thresholds)
 
     e = sub.add_parser("export", help="checkpoint -> verified model package (parity + determinism checks)")
     e.add_argument("--checkpoint", required=True, type=Path)

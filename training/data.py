@@ -160,24 +160,29 @@ def load_sets(product: Product | str, folders: Sequence[str | os.PathLike[str]],
                 "nuisance": nuisances,
             }
         )
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        images = list(pool.map(lambda t: _decode(t[0] / t[1].file, t[1].sha256, frame_shape), todo))
-    unit_list: list[np.ndarray] = []
+    per_item = len(rois) if rois else 1
+    # Units go straight into one preallocated array: whole frames are never all held at once
+    # (10,000 blister frames would be 9 GB; their pocket crops are a third of that).
+    units = np.empty((len(todo) * per_item, *unit_shape(prod)), np.uint8)
     unit_labels: list[str] = []
-    unit_item: list[int] = []
-    for i, ((_, e), img) in enumerate(zip(todo, images, strict=True)):
-        u = to_units(img, rois)
-        unit_list.append(u)
+    for _, e in todo:
         pocket_labels = e.pockets if rois else [e.label]
-        if pocket_labels is None or len(pocket_labels) != len(u):
-            raise ValueError(f"{e.file}: {len(u)} units but pocket labels {pocket_labels}")
+        if pocket_labels is None or len(pocket_labels) != per_item:
+            raise ValueError(f"{e.file}: {per_item} units but pocket labels {pocket_labels}")
         unit_labels.extend(pocket_labels)
-        unit_item.extend([i] * len(u))
+
+    def fill(i: int) -> None:
+        root, e = todo[i]
+        units[i * per_item : (i + 1) * per_item] = to_units(_decode(root / e.file, e.sha256, frame_shape), rois)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(fill, range(len(todo))))
+    unit_item = np.repeat(np.arange(len(todo), dtype=np.int64), per_item)
     return ItemSet(
         product=prod,
-        units=np.concatenate(unit_list) if unit_list else np.zeros((0, *unit_shape(prod)), np.uint8),
+        units=units,
         unit_labels=unit_labels,
-        unit_item=np.asarray(unit_item, np.int64),
+        unit_item=unit_item,
         item_sha=[e.sha256 for _, e in todo],
         item_label=[e.label for _, e in todo],
         item_split=[split_of(e.sha256) for _, e in todo],
@@ -204,13 +209,21 @@ class NuisanceAugment:
     """
 
     def __init__(
-        self, *, max_shift_px: float, max_rot_deg: float, chunk: int = 8, p_affine: float = 0.3, p_blur: float = 0.15
+        self,
+        *,
+        max_shift_px: float,
+        max_rot_deg: float,
+        chunk: int = 8,
+        p_affine: float = 0.3,
+        p_blur: float = 0.15,
+        p_noise: float = 0.5,
     ) -> None:
         self.chunk = chunk
         self.max_shift_px = max_shift_px
         self.max_rot_deg = max_rot_deg
         self.p_affine = p_affine
         self.p_blur = p_blur
+        self.p_noise = p_noise
         self.light = v2.ColorJitter(brightness=0.12, contrast=0.12)
         self.blur = v2.GaussianBlur(kernel_size=5, sigma=(0.2, 1.0))
         self.noise = v2.GaussianNoise(mean=0.0, sigma=0.01, clip=True)
@@ -229,8 +242,11 @@ class NuisanceAugment:
             part = self.light(part)
             if float(torch.rand(())) < self.p_blur:
                 part = self.blur(part)
+            if float(torch.rand(())) < self.p_noise:
+                # Contiguous first: random fills on channels-last tensors are several times slower.
+                part = self.noise(part.contiguous())
             parts.append(part)
-        out = self.noise(torch.cat(parts))
+        out = torch.cat(parts)
         # Re-quantise to 8 bits: the deployed model only ever sees uint8 pixels.
         return (torch.round(out * 255.0) / 255.0).contiguous(memory_format=torch.channels_last)
 

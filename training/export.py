@@ -191,7 +191,7 @@ def export(
     if command:
         training["export_command"] = command
     base = {
-        "model_id": model_id or f"inspector-{product.value}-mnv3s-gauss",
+        "model_id": model_id or f"inspector-{product.value}-mnv3s-ae",
         "product": product,
         "version": version,
         "status": "draft",

@@ -5,8 +5,8 @@
   the unknown as the false-reject budget allows.
 - Confidence threshold: the highest value on a grid that keeps the total false reject rate
   within ``frr_target`` (low-confidence items are rejected as 'undecided', so higher is
-  safer) with zero critical escapes; if no value gives zero critical escapes, the one with
-  the fewest, flagged as not meeting the criterion.
+  safer) with zero critical escapes. If none does: the lowest false reject rate among the
+  values with zero critical escapes (or with the fewest), flagged as not meeting the target.
 The search is vectorised; the chosen pair is then re-scored with the station's own
 :func:`~inspector.pipeline.decision.decide`, and the two must agree.
 """
@@ -68,8 +68,12 @@ def select_thresholds(
         chosen = max(feasible, key=lambda r: r["confidence"])
         met = True
     else:
-        # Safety first: fewest critical escapes, then fewest escapes, then the lowest false rejects.
-        chosen = min(table, key=lambda r: (r["critical_escapes"], r["must_reject_escapes"], r["frr"]))
+        # No value meets the false-reject target: keep zero critical escapes if any value has
+        # them and take the lowest false reject rate among those (a higher confidence there
+        # buys few escapes at the price of many good items); else the fewest critical escapes.
+        zero_critical = [r for r in table if r["critical_escapes"] == 0]
+        pool = zero_critical or table
+        chosen = min(pool, key=lambda r: (r["critical_escapes"], r["frr"], -r["confidence"]))
         met = False
     conf = float(chosen["confidence"])
     check = summarize(product, classes, val, confidence_threshold=conf, anomaly_threshold=anomaly_threshold)
@@ -88,7 +92,8 @@ def select_thresholds(
             "frr_target": frr_target,
             "anomaly_frr": anomaly_frr,
             "anomaly": "quantile 1 - anomaly_frr of ok validation items' max unit anomaly",
-            "confidence": "highest grid value with val FRR <= frr_target and 0 critical escapes",
+            "confidence": "highest grid value with val FRR <= frr_target and 0 critical escapes; else the lowest"
+            " FRR among values with the fewest critical escapes",
         },
         "val_items": len(val),
         "val_ok_items": n_ok,

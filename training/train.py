@@ -465,3 +465,56 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Inspe
     if ckpt["classes"][0] != OK:
         raise ValueError(f"{path}: classes must start with ok")
     return ckpt, net
+
+
+def reselect_thresholds(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Re-run the threshold choice of a checkpoint on its validation split (same data, current rule).
+
+    Validation outputs are recomputed from the data sets the checkpoint names; the test split
+    is scored again only after the new thresholds are fixed. The old choice is kept in the
+    checkpoint's history.
+    """
+    ckpt, net = load_checkpoint(checkpoint)
+    set_determinism(int(ckpt["training"]["seed"]))
+    prod = Product(ckpt["product"])
+    classes = list(ckpt["classes"])
+    withheld = list(ckpt["withheld_classes"])
+    data = load_sets(prod, [d["folder"] for d in ckpt["datasets"]], workers=THREADS)
+    splits = check_disjoint(data.split_shas())
+    if splits["hashes"] != ckpt["splits"]["hashes"]:
+        raise ValueError("the data sets no longer give the checkpoint's splits")
+    unit_split = data.unit_split()
+    is_withheld = np.array([lab in withheld for lab in data.unit_labels])
+    val_items_bad = {int(data.unit_item[u]) for u in np.flatnonzero((unit_split == "val") & is_withheld)}
+    val_idx = np.array(
+        [
+            u
+            for u in np.flatnonzero((unit_split == "val") & ~is_withheld)
+            if int(data.unit_item[u]) not in val_items_bad
+        ],
+        np.int64,
+    )
+    test_idx = np.flatnonzero(unit_split == "test")
+    val_scores, val_anomaly = predict(net, data.units[val_idx])
+    val_out = outcomes_for(data, val_scores, val_anomaly, val_idx)
+    thresholds = select_thresholds(prod, classes, val_out)
+    conf, anom = thresholds["confidence"], thresholds["anomaly"]
+    test_scores, test_anomaly = predict(net, data.units[test_idx])
+    test_out = outcomes_for(data, test_scores, test_anomaly, test_idx)
+    history = [*ckpt.get("threshold_history", []), ckpt["thresholds"]]
+    ckpt.update(
+        thresholds=thresholds,
+        threshold_history=history,
+        metrics={
+            **ckpt["metrics"],
+            "val": summarize(prod, classes, val_out, confidence_threshold=conf, anomaly_threshold=anom),
+            "test_internal": summarize(
+                prod, classes, test_out, confidence_threshold=conf, anomaly_threshold=anom, withheld=withheld
+            ),
+        },
+    )
+    ckpt["training"] = {**ckpt["training"], "thresholds_reselected": True}
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
