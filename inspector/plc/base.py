@@ -6,7 +6,8 @@ The base class owns the threading (python-microscope style); protocol drivers on
 - takes decisions from a bounded queue (``submit`` never blocks the inspection thread;
   a full queue is an alarm and a ``missing`` acknowledgement);
 - writes each decision (item id, decision, reason code, exposure time), then changes the
-  sequence word (the strobe) and polls the PLC block until the PLC echoes that sequence
+  sequence word (the strobe; in the same request where the protocol allows, the decision
+  words first) and polls the PLC block until the PLC echoes that sequence
   and item id. Completion is judged by the echoed number, not by an edge;
 - writes the station heartbeat and state every ``heartbeat_ms`` and reads the PLC's
   heartbeat; a PLC heartbeat unchanged for ``watchdog_ms``, or any failed request, is a
@@ -329,6 +330,12 @@ class PlcLink(abc.ABC):
     def _do_write_sequence(self, sequence: int) -> None:
         """Write the sequence word: the strobe that tells the PLC a new decision is valid."""
 
+    def _do_write_decision_sequence(self, words: DecisionWords, sequence: int) -> None:
+        """Decision words, then the sequence strobe. Drivers whose block is contiguous override this
+        with one request (the words before the strobe in the same write): one round trip less."""
+        self._do_write_decision(words)
+        self._do_write_sequence(sequence)
+
     @abc.abstractmethod
     def _do_write_status(self, heartbeat: int, state: StationStateCode) -> None:
         """Write the station heartbeat counter and state word."""
@@ -449,9 +456,8 @@ class PlcLink(abc.ABC):
         words = DecisionWords(request.item_id, int(request.decision), request.reason_code, request.exposure_ms)
         t0 = time.perf_counter()
         try:
-            self._do_write_decision(words)
             self._sequence = seq
-            self._do_write_sequence(seq)
+            self._do_write_decision_sequence(words, seq)
         except (PlcSecurityError, PlcProtocolError) as exc:
             self._alarm("PLC_WRITE_REFUSED", f"item {request.item_id}: {exc}")
             self._resolve(ItemAck(request, AckResult.REFUSED, seq, detail=str(exc)))

@@ -22,6 +22,7 @@ from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, L
 from inspector.plc.config import PROTOCOLS, parse_plc_url
 from inspector.plc.layout import U32_MAX, StationStateCode
 from inspector.plc.linesim import LineSimProcess
+from inspector.realtime import prepare_for_latency
 from inspector.taxonomy import PLC_CODE_OK
 
 TARGET_P99_MS = 2.0
@@ -55,6 +56,7 @@ def bench_protocol(
         link = create_link(parse_plc_url(f"{protocol}://127.0.0.1:{sim.port}"))
         link.subscribe(on_event)
         link.start()
+        prepare_for_latency()  # as Station.start() does in production
         try:
             link.set_station_state(StationStateCode.RUNNING)
             time.sleep(0.05)

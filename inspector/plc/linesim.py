@@ -70,6 +70,7 @@ from inspector.plc.layout import (
     registers_to_bytes,
     unpack_station,
 )
+from inspector.realtime import prepare_for_latency
 
 log = logging.getLogger("inspector.plc.linesim")
 
@@ -664,6 +665,7 @@ def run_line_sim(settings: LineSimSettings, *, stop: StopFlag | None = None) -> 
 
     def ready(port: int) -> None:
         bound["port"] = port
+        prepare_for_latency()  # a PLC answers in bounded time: no collector pauses over the server
         print(f"READY {port}", flush=True)
 
     if settings.protocol == "s7":

@@ -100,6 +100,12 @@ class ModbusLink(PlcLink):
     def _do_write_sequence(self, sequence: int) -> None:
         self.write_registers(self.cfg.station_base + SEQUENCE_OFFSET // 2, bytes_to_registers(pack_sequence(sequence)))
 
+    def _do_write_decision_sequence(self, words: DecisionWords, sequence: int) -> None:
+        # One write-multiple-registers request: the server applies it whole, so the PLC never
+        # sees the new sequence with the old decision words.
+        regs = bytes_to_registers(pack_decision(words) + pack_sequence(sequence))
+        self.write_registers(self.cfg.station_base, regs)
+
     def _do_write_status(self, heartbeat: int, state: StationStateCode) -> None:
         regs = bytes_to_registers(pack_status(heartbeat, int(state)))
         self.write_registers(self.cfg.station_base + STATUS_OFFSET // 2, regs)

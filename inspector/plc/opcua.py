@@ -69,6 +69,18 @@ def _is_security_failure(exc: BaseException) -> bool:
     return any(word in name for word in ("Certificate", "Security", "UserAccessDenied", "IdentityToken"))
 
 
+def _check_station_tags(values: dict[str, int]) -> None:
+    foreign = [k for k in values if k not in _STATION_TAGS]
+    if foreign:
+        raise PlcSecurityError(f"OPC UA write to {', '.join(foreign)} refused: not a station tag")
+
+
+async def _bounded(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    # asyncio.timeout, not wait_for: no extra task per request (a tenth of a millisecond each).
+    async with asyncio.timeout(timeout_s):
+        return await coro
+
+
 class OpcUaLink(PlcLink):
     protocol = "opcua"
 
@@ -78,13 +90,14 @@ class OpcUaLink(PlcLink):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Client | None = None
         self._nodes: dict[str, ua.NodeId] = {}
+        self._prefetched: list[ua.DataValue] | None = None  # the echo read in the decision's request
 
     # -- running coroutines on the link thread's loop -----------------------------------------
     def _run_io(self, coro: Coroutine[Any, Any, T], timeout_s: float, what: str) -> T:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         try:
-            return self._loop.run_until_complete(asyncio.wait_for(coro, timeout_s))
+            return self._loop.run_until_complete(_bounded(coro, timeout_s))
         except TimeoutError as exc:
             raise PlcIoError(f"OPC UA {what}: no answer within {timeout_s * 1e3:.0f} ms") from exc
         except (ServiceError, UaStatusCodeError) as exc:
@@ -97,14 +110,33 @@ class OpcUaLink(PlcLink):
     # -- tag access (link thread) ------------------------------------------------------------
     def write_tags(self, values: dict[str, int]) -> None:
         """Write station tags in one request; any other tag is refused (PlcSecurityError)."""
-        foreign = [k for k in values if k not in _STATION_TAGS]
-        if foreign:
-            raise PlcSecurityError(f"OPC UA write to {', '.join(foreign)} refused: not a station tag")
+        _check_station_tags(values)
+        self._check_write_results(values, self._run_io(self._write(values), self.io_timeout_s, "write"))
+
+    def write_tags_then_read_plc(self, values: dict[str, int]) -> None:
+        """Write station tags, then read the PLC block, on one pass of the loop; the read is kept
+        for the next :meth:`_do_read_plc` (the first echo poll), which judges it as usual."""
+        _check_station_tags(values)
+        client = self._require()
+        ids = [self._nodes[k] for k in _PLC_TAGS]
+
+        async def both() -> tuple[list[ua.StatusCode], list[ua.DataValue]]:
+            results = await self._write(values)
+            return results, await client.uaclient.read_attributes(ids, AttributeIds.Value)
+
+        self._prefetched = None
+        results, dvs = self._run_io(both(), self.io_timeout_s, "write")
+        self._check_write_results(values, results)
+        self._prefetched = dvs
+
+    def _write(self, values: dict[str, int]) -> Coroutine[Any, Any, list[ua.StatusCode]]:
         client = self._require()
         ids = [self._nodes[k] for k in values]
         dvs = [ua.DataValue(ua.Variant(int(v), TAG_TYPES[k])) for k, v in values.items()]
-        write = client.uaclient.write_attributes(ids, dvs, AttributeIds.Value)
-        results = self._run_io(write, self.io_timeout_s, "write")
+        return client.uaclient.write_attributes(ids, dvs, AttributeIds.Value)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _check_write_results(values: dict[str, int], results: list[ua.StatusCode]) -> None:
         bad = [f"{k}: {r.name}" for k, r in zip(values, results, strict=True) if not r.is_good()]
         if bad:
             raise PlcProtocolError(f"OPC UA write refused: {'; '.join(bad)}")
@@ -114,6 +146,9 @@ class OpcUaLink(PlcLink):
         client = self._require()
         ids = [self._nodes[k] for k in names]
         dvs = self._run_io(client.uaclient.read_attributes(ids, AttributeIds.Value), self.io_timeout_s, "read")
+        return self._parse(names, dvs)
+
+    def _parse(self, names: tuple[str, ...], dvs: list[ua.DataValue]) -> dict[str, int]:
         if len(dvs) != len(names):
             raise PlcValueError(f"OPC UA read: {len(dvs)} values for {len(names)} tags")
         out: dict[str, int] = {}
@@ -188,6 +223,7 @@ class OpcUaLink(PlcLink):
         )
 
     def _do_disconnect(self) -> None:
+        self._prefetched = None
         client, self._client = self._client, None
         loop = self._loop
         if client is None or loop is None:
@@ -226,6 +262,19 @@ class OpcUaLink(PlcLink):
             }
         )
 
+    def _do_write_decision_sequence(self, words: DecisionWords, sequence: int) -> None:
+        # One Write service call (the server applies the nodes in order, the sequence last),
+        # and the first echo poll right behind it on the same pass of the loop.
+        self.write_tags_then_read_plc(
+            {
+                "item_id": words.item_id,
+                "decision": words.decision,
+                "reason_code": words.reason_code,
+                "exposure_ms": words.exposure_ms,
+                "sequence": sequence,
+            }
+        )
+
     def _do_write_sequence(self, sequence: int) -> None:
         self.write_tags({"sequence": sequence})
 
@@ -233,5 +282,6 @@ class OpcUaLink(PlcLink):
         self.write_tags({"station_heartbeat": heartbeat, "station_state": int(state)})
 
     def _do_read_plc(self) -> PlcWords:
-        v = self.read_tags(_PLC_TAGS)
+        dvs, self._prefetched = self._prefetched, None
+        v = self.read_tags(_PLC_TAGS) if dvs is None else self._parse(_PLC_TAGS, dvs)
         return PlcWords(v["ack_sequence"], v["ack_item_id"], v["ack_status"], v["plc_heartbeat"])

@@ -105,6 +105,10 @@ class S7Link(PlcLink):
     def _do_write_sequence(self, sequence: int) -> None:
         self.write_db(self.cfg.db_number, self.cfg.station_offset + SEQUENCE_OFFSET, pack_sequence(sequence))
 
+    def _do_write_decision_sequence(self, words: DecisionWords, sequence: int) -> None:
+        # One DB write of 16 contiguous bytes: within one PDU, so the CPU applies it between scans.
+        self.write_db(self.cfg.db_number, self.cfg.station_offset, pack_decision(words) + pack_sequence(sequence))
+
     def _do_write_status(self, heartbeat: int, state: StationStateCode) -> None:
         self.write_db(self.cfg.db_number, self.cfg.station_offset + STATUS_OFFSET, pack_status(heartbeat, int(state)))
 
