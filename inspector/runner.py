@@ -107,6 +107,7 @@ class StationSession:
     def start_batch(self, batch_id: str | None = None, operator: str | None = None) -> str:
         rec = self.recipe.recipe
         bid = batch_id or new_batch_id(rec.product.value)
+        self.station.check_startable()  # before the batch row: a refused start leaves no open batch
         sinks: list[DecisionSink] = list(self.extra_sinks)
         if self.writer is not None:
             record_batch_start(self.writer.store_path, bid, self.recipe, self.package, self.camera, operator)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from inspector.pipeline.types import (
     StationEvent,
     StationState,
 )
+from inspector.realtime import prepare_for_latency
 from inspector.taxonomy import RejectReason
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,6 @@ log = logging.getLogger(__name__)
 Listener = Callable[[StationEvent], None]
 GRAB_TIMEOUT_S = 0.2
 RECOVER_INTERVAL_S = 0.5
-# CPython hands the GIL between threads every 5 ms by default; an inspection thread waiting
-# behind the record writer or a renderer would see that as latency. 0.5 ms bounds the wait.
-GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class StationError(RuntimeError):
@@ -150,9 +147,15 @@ class Station:
 
     # -- control ------------------------------------------------------------------------
     def start(self, batch_id: str) -> None:
-        """Open and start the camera and the pipeline threads; the station is RUNNING after."""
+        """Open and start the camera and the pipeline threads; the station is RUNNING after.
+
+        Refused while a part the station depends on (the PLC link) reports a fault: a batch
+        never starts into a state in which no decision could reach the line.
+        """
+        self.check_startable()
         self._transition(StationState.STARTING)
-        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
+        # GIL switch interval 0.5 ms (not 5) and no collector pauses over what is already loaded.
+        prepare_for_latency()
         self.batch_id = batch_id
         self.summary = RunSummary(self.recipe.product, self.accept_minor)
         self._stop.clear()
@@ -173,6 +176,16 @@ class Station:
         for t in self._threads:
             t.start()
         self._transition(StationState.RUNNING)
+
+    def check_startable(self) -> None:
+        """Raise StationError when start() would be refused (wrong state, or an active fault)."""
+        with self._state_lock:
+            faults = sorted(self._fault_sources)
+            state = self._state
+        if state is not StationState.IDLE:
+            raise StationError(f"cannot start in state {state.value}")
+        if faults:
+            raise StationError(f"cannot start: active fault in {', '.join(faults)}; clear it first")
 
     def stop(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """Stop acquisition, finish the items already queued, and return the summary."""

@@ -240,6 +240,20 @@ def test_station_refuses_wrong_transitions(tablet_engine: InferenceEngine) -> No
     st.stop()
 
 
+def test_station_refuses_to_start_while_a_dependency_is_in_fault(tablet_engine: InferenceEngine) -> None:
+    cam = MemoryCamera(_frames(1, 0), line_rate_per_min=600, items=1)
+    st = Station(_recipe(Product.TABLET, tablet_engine.package.sha256), cam, tablet_engine)
+    st.report_fault("plc", "PLC link lost")
+    with pytest.raises(StationError, match="active fault in plc"):
+        st.start("B")
+    assert st.state is StationState.IDLE
+    assert [a.code for a in st.alarms] == ["PLC_FAULT"]
+    st.report_recovered("plc", "PLC link recovered")
+    st.start("B")
+    assert st.state is StationState.RUNNING
+    st.stop()
+
+
 def test_tampered_model_refuses_to_load(tmp_path: Path) -> None:
     folder = tmp_path / "m"
     record = make_package(folder, Product.VIAL)
