@@ -146,4 +146,5 @@ def torch_eager(model_dir: Path, product: str, frames: int, seed: int) -> dict[s
         data = json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         return {"torch_ms_p50": None, "torch_note": "torch benchmark printed no JSON"}
-    return {"torch_ms_p50": data.get("torch_ms_p50"), "torch_ms_p99": data.get("torch_ms_p99")}
+    keys = ("torch_ms_p50", "torch_ms_p99", "parity_max_abs_diff_scores", "parity_argmax_identical")
+    return {k if k.startswith("torch") else f"torch_{k}": data.get(k) for k in keys}

@@ -1,9 +1,10 @@
 """The same model in torch eager mode, for ``inspector bench`` (run as a child process).
 
 ``python -m training.bench_torch --model models/<product>/<version> --frames N --seed S``
-loads the package's ``checkpoint.pt`` (the weights the ONNX file was exported from), runs
-the same rendered frames with one torch thread (like the station's one ONNX Runtime
-thread) and prints one JSON line with ``torch_ms_p50`` and ``torch_ms_p99``.
+loads the package's ``torch_weights.pt`` (the weights the ONNX file was exported from,
+bound to it by sha256 and re-checked here against ONNX Runtime on the same frames), runs
+those frames with one torch thread (like the station's one ONNX Runtime thread) and prints
+one JSON line with ``torch_ms_p50``, ``torch_ms_p99`` and the parity figures.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import numpy as np
 import torch
 
 from inspector.camera.sim import SimCamera
-from inspector.inference.package import read_record
+from inspector.inference.package import load_package
 from inspector.inference.units import to_units
-from training.train import load_checkpoint
+from training.export import TORCH_WEIGHTS, check_parity
+from training.nets import InspectorNet, NetConfig
 
 WARMUP = 20
 
@@ -31,17 +33,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    ckpt_path = args.model / "checkpoint.pt"
-    if not ckpt_path.is_file():
-        print(f"no {ckpt_path}: this package ships no torch weights", file=sys.stderr)
+    weights_path = args.model / TORCH_WEIGHTS
+    if not weights_path.is_file():
+        print(f"no {weights_path}: this package ships no torch weights", file=sys.stderr)
         return 2
-    record = read_record(args.model)
-    _, net = load_checkpoint(ckpt_path)
+    package = load_package(args.model)
+    record = package.record
+    payload = torch.load(weights_path, map_location="cpu", weights_only=True)
+    if payload.get("onnx_sha256") != record.sha256:
+        print(f"{weights_path} belongs to another ONNX file (sha256 {payload.get('onnx_sha256')})", file=sys.stderr)
+        return 2
+    net = InspectorNet(NetConfig(**payload["net_config"]))
+    net.load_state_dict(payload["state_dict"])
     net.eval()
     torch.set_num_threads(1)
     sim = SimCamera(record.product, line_rate_per_min=60, seed=args.seed, defect_rate=0.1)
     rois = record.pocket_grid.rois() if record.pocket_grid is not None else None
-    units = [torch.from_numpy(to_units(sim.render_item(i)[0], rois)) for i in range(min(args.frames, 200))]
+    frames = [to_units(sim.render_item(i)[0], rois) for i in range(min(args.frames, 200))]
+    parity = check_parity(net, package.onnx_bytes, np.concatenate(frames[:8]))
+    units = [torch.from_numpy(u) for u in frames]
     times: list[float] = []
     with torch.inference_mode():
         for i in range(WARMUP + args.frames):
@@ -57,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 "torch_ms_p99": round(float(np.percentile(times, 99)), 4),
                 "frames": args.frames,
                 "torch_threads": 1,
+                "parity_max_abs_diff_scores": parity["max_abs_diff_scores"],
+                "parity_argmax_identical": parity["argmax_identical"],
             }
         )
     )

@@ -94,6 +94,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from training.export import write_torch_weights
+    from training.train import load_checkpoint
+
+    ckpt, net = load_checkpoint(args.checkpoint)
+    path = write_torch_weights(ckpt, net, args.package)
+    print(json.dumps({"torch_weights": str(path)}))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from training.report import write_report
 
@@ -132,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--checkpoint", required=True, type=Path)
     th.add_argument("--out", required=True, type=Path, help="new checkpoint file")
     th.set_defaults(func=cmd_thresholds)
+
+    w = sub.add_parser("weights", help="add torch_weights.pt (for the torch eager bench) to an exported package")
+    w.add_argument("--checkpoint", required=True, type=Path)
+    w.add_argument("--package", required=True, type=Path, help="models/<product>/<version>")
+    w.set_defaults(func=cmd_weights)
 
     e = sub.add_parser("export", help="checkpoint -> verified model package (parity + determinism checks)")
     e.add_argument("--checkpoint", required=True, type=Path)

@@ -8,6 +8,10 @@ preprocessing step (cast, scale, normalise, space-to-depth). Before anything is 
   outputs.
 Either failure raises :class:`ExportCheckError` and no package is written. The package is
 then re-loaded through :func:`~inspector.inference.package.load_package` (hash + metadata).
+
+Next to the ONNX file the package gets ``torch_weights.pt`` (weights and network config
+only, loadable with ``weights_only=True``), bound to the ONNX file by its sha256: the torch
+eager figure of ``inspector bench`` runs these weights. The runtime never loads them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from training.nets import InspectorNet
 from training.train import load_checkpoint
 
 OPSET = 17
+TORCH_WEIGHTS = "torch_weights.pt"
 SCORE_ATOL = 1e-4
 ANOMALY_RTOL = 1e-3
 
@@ -229,9 +234,35 @@ def export(
     )
     folder = Path(models_dir) / product.value / version
     write_package(folder, onnx_bytes, record)
+    write_torch_weights(ckpt, net, folder)
     # The runtime path must accept what was written: hash, metadata and interface.
     engine = InferenceEngine(load_package(folder), warmup=2)
     scores, _ = engine.run(held_out[: 4 if product is not Product.BLISTER else 10])
     if not np.isfinite(scores).all():
         raise ExportCheckError("the written package gives non-finite scores")
     return folder
+
+
+def write_torch_weights(ckpt: dict[str, Any], net: InspectorNet, folder: str | os.PathLike[str]) -> Path:
+    """``<package>/torch_weights.pt``: the weights the package's ONNX file was exported from.
+
+    Refused unless the weights reproduce the package's ONNX outputs on the checkpoint's
+    held-out units (same parity rule as the export), so they can only sit next to their own graph.
+    """
+    package = load_package(folder)
+    check_parity(net, package.onnx_bytes, np.ascontiguousarray(ckpt["test_sample_units"]))
+    if list(ckpt["classes"]) != list(package.record.classes):
+        raise ExportCheckError("checkpoint classes differ from the package's")
+    payload = {
+        "format": 1,
+        "product": ckpt["product"],
+        "classes": list(ckpt["classes"]),
+        "net_config": net.cfg.to_dict(),
+        "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
+        "onnx_sha256": package.record.sha256,
+    }
+    path = Path(folder) / TORCH_WEIGHTS
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path

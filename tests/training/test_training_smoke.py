@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("onnx")
 
+from inspector.bench import torch_eager  # noqa: E402
 from inspector.evaluation import evaluate  # noqa: E402
 from inspector.inference.package import load_package  # noqa: E402
 from inspector.synth.generate import generate  # noqa: E402
@@ -122,6 +123,12 @@ def test_export_package_and_evaluate(checkpoint: Path, tiny_sets: dict[str, Path
     assert (
         train_main(["export", "--checkpoint", str(checkpoint), "--models-dir", str(models), "--version", "0.0.1"]) == 2
     )
+    # The torch weights sit next to their own graph and the eager bench runs them.
+    weights = torch.load(folder / "torch_weights.pt", map_location="cpu", weights_only=True)
+    assert weights["onnx_sha256"] == rec.sha256 and weights["classes"] == rec.classes
+    eager = torch_eager(folder, "vial", frames=5, seed=1)
+    assert eager["torch_ms_p50"] is not None and eager["torch_ms_p50"] > 0, eager
+    assert eager["torch_parity_argmax_identical"] is True
     result = evaluate(folder, tiny_sets["fresh"])
     assert result["n"] == 24 and result["model"]["sha256"] == rec.sha256
     assert sum(map(sum, result["confusion_matrix"]["counts"])) == 24
