@@ -1,7 +1,8 @@
 """Does the HMI slow inspection down? Pipeline latency at a line rate, headless vs with the HMI open.
 
-Each run is a fresh child process: the same recipe, sim camera, seed and item count, either
-headless (``inspector.runner.run_until_done``) or inside the full HMI window (offscreen, or
+Each run is a fresh child process: the same recipe, sim camera, seed, item count and demo
+line (line simulator process + PLC link), either headless
+(``inspector.runner.run_until_done``) or inside the full HMI window (offscreen, or
 the X display when ``--platform xcb``), with the live view, counters, reject strip and heat
 maps all running. Runs alternate (headless, HMI, headless, ...) so a neighbour's load hits
 both alike, and the medians are compared. Prints one JSON object.
@@ -26,6 +27,7 @@ TARGET_RATIO = 1.10
 
 
 def _child_headless(args: argparse.Namespace, db: Path) -> dict[str, Any]:
+    from inspector.plc.demo import start_line_simulator
     from inspector.runner import open_station, run_until_done
 
     session = open_station(
@@ -38,9 +40,13 @@ def _child_headless(args: argparse.Namespace, db: Path) -> dict[str, Any]:
         db=db,
         root=args.root,
     )
+    # The same demo line as the HMI runs (line simulator process + PLC link), so the two
+    # modes differ only by the HMI.
+    line = start_line_simulator(session)
     try:
         summary = run_until_done(session, items=args.items, duration_s=None)
     finally:
+        line.close()
         session.close()
     return {"summary": summary}
 
