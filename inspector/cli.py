@@ -220,6 +220,9 @@ def _print_run_summary(s: dict[str, object]) -> None:
     print(f"  not_inspected      {s['not_inspected']} {s.get('not_inspected_by_cause') or ''}")
     if s.get("escapes") is not None:
         print(f"  escapes {s['escapes']}, false rejects {s['false_rejects']} (against simulator ground truth)")
+        if s.get("escapes_by_class"):
+            by_class = ", ".join(f"{k} {v}" for k, v in s["escapes_by_class"].items())
+            print(f"  escapes by class: {by_class}; critical escapes {s['critical_escapes']}")
     if "plc_decisions" in s:
         print(
             f"  PLC {s['plc']}: acked {s['plc_acked']}, late {s['plc_late']}, missing {s['plc_missing']},"

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from inspector.plc.linesim import LineSimProcess  # noqa: E402
 
 STATION_KEYS = (
-    "items", "accepted", "rejected", "not_inspected", "escapes", "false_rejects", "latency_ms_p50",
+    "items", "accepted", "rejected", "not_inspected", "escapes", "escapes_by_class", "critical_escapes",
+    "false_rejects", "latency_ms_p50",
     "latency_ms_p99", "latency_ms_max", "plc_acked", "plc_late", "plc_missing", "plc_refused",
     "plc_rtt_ms_p50", "plc_rtt_ms_p99", "plc_rtt_ms_max", "plc_link_losses",
 )  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from inspector.pipeline.types import ItemDecision
-from inspector.taxonomy import OK, Product, RejectReason, defect
+from inspector.taxonomy import OK, Criticality, Product, RejectReason, defect
 
 
 def percentile(values: list[float] | np.ndarray, q: float) -> float | None:
@@ -36,6 +36,8 @@ class RunSummary:
         self.latencies_ms: list[float] = []
         self.deadline_misses = 0
         self.escape_items: list[int] = []
+        self.escapes_by_class: Counter[str] = Counter()
+        self.critical_escapes = 0
 
     def must_reject(self, label: str) -> bool:
         if label == OK:
@@ -63,6 +65,9 @@ class RunSummary:
                 if bad and d.accept:
                     self.escapes += 1
                     self.escape_items.append(d.item_id)
+                    self.escapes_by_class[d.truth.label] += 1
+                    if defect(self.product, d.truth.label).criticality is Criticality.CRITICAL:
+                        self.critical_escapes += 1
                 if not bad and not d.accept:
                     if d.reason == RejectReason.NOT_INSPECTED:
                         self.false_rejects_not_inspected += 1
@@ -87,6 +92,8 @@ class RunSummary:
                 "reconciled": self.items == self.accepted + rejected_total,
                 "scored": self.scored,
                 "escapes": self.escapes if self.scored else None,
+                "escapes_by_class": dict(sorted(self.escapes_by_class.items())) if self.scored else None,
+                "critical_escapes": self.critical_escapes if self.scored else None,
                 "false_rejects": self.false_rejects if self.scored else None,
                 "false_rejects_not_inspected": self.false_rejects_not_inspected if self.scored else None,
                 "latency_ms_p50": _r(percentile(lat, 50)),
