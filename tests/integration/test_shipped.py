@@ -1,0 +1,49 @@
+"""The shipped recipes and model packages: they verify, load, and run a batch from a clean checkout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inspector.config.recipe import load_recipe
+from inspector.inference.package import load_package
+from inspector.runner import open_station, run_until_done
+from inspector.taxonomy import Product
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml"))
+
+
+def test_every_product_has_a_shipped_recipe() -> None:
+    products = {load_recipe(name, ROOT).recipe.product for name in RECIPES}
+    assert products == set(Product)
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_shipped_package_matches_its_recipe_and_evaluation(name: str) -> None:
+    rec = load_recipe(name, ROOT).recipe
+    folder = ROOT / rec.model.path
+    package = load_package(folder, expected_sha256=rec.model.sha256)  # sha256 + ONNX metadata verified
+    record = package.record
+    assert record.product is rec.product and record.status == "draft"
+    assert len(package.onnx_bytes) < 8_000_000, "a shipped model stays small"
+    assert record.training["from_scratch"] is True and record.training["seed"] is not None
+    assert record.training["train_seconds"] <= 15 * 60, "each shipped model trains within 15 minutes"
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    assert evaluation["model"]["sha256"] == record.sha256
+    assert evaluation["n"] == 5000 and evaluation["critical_escapes"] == 0
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_shipped_recipe_runs_a_sim_batch(name: str) -> None:
+    session = open_station(name, camera="sim", items=24, line_rate=600, seed=11, defect_rate=0.0, db=None, root=ROOT)
+    try:
+        summary = run_until_done(session, items=24, duration_s=None)
+    finally:
+        session.close()
+    assert summary["items"] == 24 and summary["reconciled"] is True
+    assert summary["not_inspected"] == 0
+    # Only good items were rendered: all accepted by the shipped model at nominal nuisance.
+    assert summary["accepted"] == 24, summary["rejected_by_reason"]
