@@ -220,8 +220,9 @@ def _print_run_summary(s: dict[str, object]) -> None:
     print(f"  not_inspected      {s['not_inspected']} {s.get('not_inspected_by_cause') or ''}")
     if s.get("escapes") is not None:
         print(f"  escapes {s['escapes']}, false rejects {s['false_rejects']} (against simulator ground truth)")
-        if s.get("escapes_by_class"):
-            by_class = ", ".join(f"{k} {v}" for k, v in s["escapes_by_class"].items())
+        escapes_by_class = s.get("escapes_by_class")
+        if isinstance(escapes_by_class, dict) and escapes_by_class:
+            by_class = ", ".join(f"{k} {v}" for k, v in escapes_by_class.items())
             print(f"  escapes by class: {by_class}; critical escapes {s['critical_escapes']}")
     if "plc_decisions" in s:
         print(

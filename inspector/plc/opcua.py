@@ -133,7 +133,7 @@ class OpcUaLink(PlcLink):
         client = self._require()
         ids = [self._nodes[k] for k in values]
         dvs = [ua.DataValue(ua.Variant(int(v), TAG_TYPES[k])) for k, v in values.items()]
-        return client.uaclient.write_attributes(ids, dvs, AttributeIds.Value)  # type: ignore[no-any-return]
+        return client.uaclient.write_attributes(ids, dvs, AttributeIds.Value)
 
     @staticmethod
     def _check_write_results(values: dict[str, int], results: list[ua.StatusCode]) -> None:
