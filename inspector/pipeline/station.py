@@ -41,7 +41,7 @@ from inspector.pipeline.types import (
     StationEvent,
     StationState,
 )
-from inspector.realtime import prepare_for_latency
+from inspector.realtime import prepare_for_latency, raise_thread_priority
 from inspector.taxonomy import RejectReason
 
 log = logging.getLogger(__name__)
@@ -267,6 +267,7 @@ class Station:
                 self._transition(StationState.RUNNING)
 
     def _acquisition_loop(self) -> None:
+        raise_thread_priority()
         try:
             while not self._stop.is_set():
                 if self.camera.state.value == "fault":
@@ -357,6 +358,7 @@ class Station:
         return to_units(image, self._rois)
 
     def _inference_loop(self) -> None:
+        raise_thread_priority()
         rec = self.engine.package.record
         while True:
             try:

@@ -43,6 +43,7 @@ from inspector.plc.layout import (
     PlcWords,
     StationStateCode,
 )
+from inspector.realtime import raise_thread_priority
 from inspector.taxonomy import PLC_CODE_OK
 
 log = logging.getLogger(__name__)
@@ -349,6 +350,7 @@ class PlcLink(abc.ABC):
 
     # -- link thread --------------------------------------------------------------------------
     def _run(self) -> None:
+        raise_thread_priority()  # decisions must reach the PLC before the gate, whatever else runs
         try:
             if not self._initial_connect():
                 return
