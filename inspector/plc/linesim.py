@@ -70,7 +70,7 @@ from inspector.plc.layout import (
     registers_to_bytes,
     unpack_station,
 )
-from inspector.realtime import prepare_for_latency
+from inspector.realtime import prepare_for_latency, raise_thread_priority
 
 log = logging.getLogger("inspector.plc.linesim")
 
@@ -661,6 +661,9 @@ def run_line_sim(settings: LineSimSettings, *, stop: StopFlag | None = None) -> 
         raise ValueError(f"unknown fault injection {bad}; choose {', '.join(INJECTIONS)}")
     core = LineCore(settings)
     flag = stop or threading.Event()
+    # A PLC answers from its own hardware in bounded time: on a shared test PC the simulator
+    # gets the station's priority (threads started below inherit it), where permitted.
+    raise_thread_priority()
     bound = {"port": settings.port}
 
     def ready(port: int) -> None:
