@@ -139,7 +139,7 @@ def _run_progress(label: str, total: int | None) -> Callable[[dict[str, object]]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from inspector.runner import open_station, run_until_done
+    from inspector.runner import open_station, record_alarms, run_until_done
 
     try:
         session = open_station(
@@ -155,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except _station_errors() as exc:
         raise CliError(f"station refuses to start: {exc}") from None
+    record_alarms(session)
     if args.plc:
         from inspector.plc.base import PlcError
         from inspector.plc.sink import attach_plc

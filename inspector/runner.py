@@ -8,6 +8,7 @@ same way.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import uuid
@@ -22,8 +23,10 @@ from inspector.config.recipe import LoadedRecipe, find_project_root, load_recipe
 from inspector.inference.package import ModelPackage, load_package
 from inspector.inference.session import InferenceEngine
 from inspector.pipeline.station import DecisionSink, Station
-from inspector.pipeline.types import ItemDecision, StationEvent
+from inspector.pipeline.types import EventKind, ItemDecision, StationEvent
 from inspector.records import ItemRecord, RecordStore, RecordWriter
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DB = "var/inspector.sqlite"
 
@@ -222,6 +225,29 @@ def open_station(
     return StationSession(
         station=station, camera=cam, engine=engine, recipe=loaded, package=package, writer=writer, root=base
     )
+
+
+def record_alarms(session: StationSession) -> None:
+    """Store every station alarm in the record database (headless runs; the HMI stores its own).
+
+    Each alarm names the batch the station is running at that moment (the batch row exists
+    before the station starts, so the reference is always valid).
+    """
+    writer = session.writer
+    if writer is None:
+        return
+    station = session.station
+
+    def on_event(event: StationEvent) -> None:
+        if event.kind is not EventKind.ALARM or event.alarm is None:
+            return
+        a = event.alarm
+        try:
+            writer.submit_alarm(a.source, a.code, a.message, batch_id=station.batch_id)
+        except Exception as exc:  # writer full or closed: the alarm is still logged
+            log.warning("alarm %s not stored: %s", a.code, exc)
+
+    station.subscribe(on_event)
 
 
 def run_until_done(

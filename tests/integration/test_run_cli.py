@@ -220,3 +220,23 @@ def test_run_sends_every_decision_to_the_line_simulator(tmp_path: Path, protocol
     assert s["accepted"] + s["rejected"] == 30
     assert line["items"] == 30 and line["decision_missing"] == 0 and line["decision_late"] == 0
     assert line["accepted"] == s["accepted"], "the gate let through exactly the acknowledged accepts"
+
+
+def test_headless_runs_store_their_alarms(tmp_path: Path) -> None:
+    from inspector.records import RecordStore
+    from inspector.runner import open_station, record_alarms
+
+    root = _project(tmp_path, Product.TABLET)
+    db = tmp_path / "records.sqlite"
+    session = open_station("tablet", camera="sim", items=5, line_rate=1200, db=db, root=root)
+    record_alarms(session)
+    try:
+        batch = session.start_batch()
+        session.station.raise_alarm("TEST_ALARM", "raised by the test", "test")
+        assert session.station.wait_finished(20)
+        session.end_batch()
+    finally:
+        session.close()
+    with RecordStore(db) as store:
+        alarms = store.alarms(batch)
+    assert [(a.code, a.source, a.batch_id) for a in alarms] == [("TEST_ALARM", "test", batch)]
