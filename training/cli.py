@@ -71,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         width_mult=args.width_mult,
         ae_steps=args.ae_steps,
+        threshold_nuisance_max=args.threshold_nuisance_max,
         command=args.command_line,
         log=lambda s: print(s, flush=True),
     )
@@ -81,7 +82,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_thresholds(args: argparse.Namespace) -> int:
     from training.train import reselect_thresholds
 
-    path = reselect_thresholds(args.checkpoint, args.out)
+    path = reselect_thresholds(
+        args.checkpoint, args.out, nuisance_max=args.threshold_nuisance_max, command=args.command_line
+    )
     print(json.dumps({"checkpoint": str(path)}))
     return 0
 
@@ -136,11 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--width-mult", type=float, default=None)
     t.add_argument("--ae-steps", type=int, default=None, help="autoencoder-only steps (default: per product)")
+    t.add_argument(
+        "--threshold-nuisance-max",
+        type=float,
+        default=None,
+        help="choose thresholds on validation items up to this nuisance scale (the validated operating range;"
+        " items without a scale always count); default: all validation items",
+    )
     t.set_defaults(func=cmd_train)
 
     th = sub.add_parser("thresholds", help="re-choose a checkpoint's thresholds on its validation split")
     th.add_argument("--checkpoint", required=True, type=Path)
     th.add_argument("--out", required=True, type=Path, help="new checkpoint file")
+    th.add_argument(
+        "--threshold-nuisance-max",
+        type=float,
+        default=None,
+        help="choose thresholds on validation items up to this nuisance scale (the validated operating range;"
+        " items without a scale always count); default: all validation items",
+    )
     th.set_defaults(func=cmd_thresholds)
 
     w = sub.add_parser("weights", help="add torch_weights.pt (for the torch eager bench) to an exported package")

@@ -144,10 +144,24 @@ def check_determinism(onnx_bytes: bytes, units: np.ndarray, repeats: int = 5) ->
     return report
 
 
+def _nuisance_range(ckpt: dict[str, Any]) -> tuple[float, float, float]:
+    """(lowest, highest) nuisance scale of the training sets and the top of the threshold range."""
+    scales = [float(n) for d in ckpt["datasets"] for n in d.get("nuisance", [])]
+    lo, hi = (min(scales), max(scales)) if scales else (1.0, 1.0)
+    top = ckpt["thresholds"].get("nuisance_max")
+    return lo, hi, hi if top is None else min(float(top), hi)
+
+
 def _intended_use(
-    product: Product, record_input: ModelInput, withheld: list[str], classes: list[str]
+    product: Product, record_input: ModelInput, withheld: list[str], classes: list[str], ckpt: dict[str, Any]
 ) -> dict[str, Any]:
     grid = product is Product.BLISTER
+    lo, hi, top = _nuisance_range(ckpt)
+    beyond = (
+        f"nuisance scale {top:g}-{hi:g} was trained on but not used to set thresholds: expect more false rejects there"
+        if top < hi
+        else None
+    )
     return {
         "task": (
             f"Accept/reject decision support for {product.value} inspection: classify each "
@@ -160,14 +174,15 @@ def _intended_use(
             "dtype": "uint8",
             "colour": "mono8" if record_input.channels == 1 else "BGR8",
             "frame": "640x480 BGR8 blister card, DEFAULT_BLISTER_GRID pockets" if grid else "station camera frame",
-            "conditions": "procedurally rendered images, nuisance scale 0.5-2 (pose jitter, lighting drift, "
-            "blur, noise) as produced by inspector.synth",
+            "conditions": f"procedurally rendered images, nuisance scale {lo:g}-{top:g} (pose jitter, lighting "
+            "drift, blur, noise) as produced by inspector.synth",
         },
         "limits": [
             "trained only on rendered images; camera images need a qualification run before any use",
             f"classes withheld from the classifier ({', '.join(withheld)}) are caught only by the anomaly score, "
             "and are rejected as 'anomaly', not with their reason code",
-            "nuisance beyond scale 2 or a different product style / camera geometry is outside the input space",
+            f"nuisance beyond scale {top:g} or a different product style / camera geometry is outside the input space",
+            *([beyond] if beyond else []),
             "status draft: not approved for GMP decisions until QA release",
         ],
     }
@@ -228,7 +243,7 @@ def export(
     record = ModelRecord(
         sha256=sha256_bytes(onnx_bytes),
         metrics=metrics,
-        intended_use=_intended_use(product, model_input, list(ckpt["withheld_classes"]), classes),
+        intended_use=_intended_use(product, model_input, list(ckpt["withheld_classes"]), classes, ckpt),
         acceptance_criteria=dict(ckpt["acceptance_criteria"]),
         **base,
     )

@@ -250,6 +250,7 @@ def train(
     batch_size: int | None = None,
     width_mult: float | None = None,
     ae_steps: int | None = None,
+    threshold_nuisance_max: float | None = None,
     command: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -384,9 +385,11 @@ def train(
     ad_info["autoencoder"] = ae_info
     log(f"anomaly head fitted on {ad_info['ok_units']} ok units, map {ad_info['map_size']}")
 
+    val_idx = in_operating_range(data, val_idx, threshold_nuisance_max)
     val_scores, val_anomaly = predict(net, data.units[val_idx])
     val_out = outcomes_for(data, val_scores, val_anomaly, val_idx)
     thresholds = select_thresholds(prod, classes, val_out)
+    thresholds["nuisance_max"] = threshold_nuisance_max
     conf, anom = thresholds["confidence"], thresholds["anomaly"]
     log(f"thresholds: confidence {conf}, anomaly {anom:.4f}, criteria met on val: {thresholds['criteria_met_on_val']}")
     val_metrics = summarize(prod, classes, val_out, confidence_threshold=conf, anomaly_threshold=anom)
@@ -457,6 +460,20 @@ def train(
     return path
 
 
+def in_operating_range(data: ItemSet, idx: np.ndarray, nuisance_max: float | None) -> np.ndarray:
+    """The units of ``idx`` whose item lies in the validated operating range.
+
+    Rendered items carry their nuisance scale; an item without one (a real image, a labelled
+    reject) is always in range. ``None`` keeps every unit.
+    """
+    if nuisance_max is None:
+        return idx
+    keep = [u for u in idx if (n := data.item_nuisance[int(data.unit_item[u])]) is None or n <= nuisance_max]
+    if not keep:
+        raise ValueError(f"no validation units within nuisance <= {nuisance_max}")
+    return np.array(keep, np.int64)
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], InspectorNet]:
     ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
     net = InspectorNet(NetConfig(**ckpt["net_config"]))
@@ -467,7 +484,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Inspe
     return ckpt, net
 
 
-def reselect_thresholds(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+def reselect_thresholds(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    nuisance_max: float | None = None,
+    command: str | None = None,
+) -> Path:
     """Re-run the threshold choice of a checkpoint on its validation split (same data, current rule).
 
     Validation outputs are recomputed from the data sets the checkpoint names; the test split
@@ -495,9 +518,11 @@ def reselect_thresholds(checkpoint: str | os.PathLike[str], out: str | os.PathLi
         np.int64,
     )
     test_idx = np.flatnonzero(unit_split == "test")
+    val_idx = in_operating_range(data, val_idx, nuisance_max)
     val_scores, val_anomaly = predict(net, data.units[val_idx])
     val_out = outcomes_for(data, val_scores, val_anomaly, val_idx)
     thresholds = select_thresholds(prod, classes, val_out)
+    thresholds["nuisance_max"] = nuisance_max
     conf, anom = thresholds["confidence"], thresholds["anomaly"]
     test_scores, test_anomaly = predict(net, data.units[test_idx])
     test_out = outcomes_for(data, test_scores, test_anomaly, test_idx)
@@ -513,7 +538,11 @@ def reselect_thresholds(checkpoint: str | os.PathLike[str], out: str | os.PathLi
             ),
         },
     )
-    ckpt["training"] = {**ckpt["training"], "thresholds_reselected": True}
+    ckpt["training"] = {
+        **ckpt["training"],
+        "thresholds_reselected": True,
+        "thresholds_command": command or " ".join(sys.argv),
+    }
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ from training.data import (  # noqa: E402
 )
 from training.export import ExportCheckError, check_determinism, check_parity, to_onnx  # noqa: E402
 from training.nets import InspectorNet, NetConfig  # noqa: E402
-from training.train import load_checkpoint, train  # noqa: E402
+from training.train import in_operating_range, load_checkpoint, reselect_thresholds, train  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +92,27 @@ def test_checkpoint_holds_thresholds_splits_and_provenance(checkpoint: Path) -> 
     assert t["from_scratch"] is True and t["pretrained_weights"] is None and t["seed"] == 0
     assert t["train_seconds"] > 0 and t["code_version"].startswith("inspector-")
     assert ckpt["acceptance_criteria"]["critical_escapes_max"] == 0
+
+
+def test_thresholds_can_be_chosen_on_the_validated_operating_range(checkpoint: Path, tmp_path: Path) -> None:
+    # Four items: rendered at nuisance 0.5, 2.5 and 3.0, and one real image (no scale); two units each.
+    data = SimpleNamespace(item_nuisance=[0.5, 2.5, None, 3.0], unit_item=np.repeat(np.arange(4), 2))
+    idx = np.arange(8)
+    assert in_operating_range(data, idx, None).tolist() == idx.tolist()  # type: ignore[arg-type]
+    assert in_operating_range(data, idx, 2.0).tolist() == [0, 1, 4, 5]  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no validation units"):
+        in_operating_range(data, np.array([2, 3, 6, 7]), 2.0)  # type: ignore[arg-type]
+    # The tiny set is rendered at nuisance 1.0: a range up to 1.0 holds all of it, so the choice is
+    # the training run's own, and the range is recorded with it; a range below it holds nothing.
+    ckpt, _ = load_checkpoint(checkpoint)
+    out = reselect_thresholds(checkpoint, tmp_path / "r.pt", nuisance_max=1.0)
+    again = torch.load(out, weights_only=False)
+    assert again["thresholds"]["nuisance_max"] == 1.0
+    assert again["thresholds"]["confidence"] == ckpt["thresholds"]["confidence"]
+    assert again["thresholds"]["anomaly"] == ckpt["thresholds"]["anomaly"]
+    assert again["training"]["thresholds_reselected"] is True
+    with pytest.raises(ValueError, match=r"nuisance <= 0\.5"):
+        reselect_thresholds(checkpoint, tmp_path / "none.pt", nuisance_max=0.5)
 
 
 def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
