@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, type=Path, help="parent folder; one sub-folder per nuisance scale")
     pr.add_argument("--count", required=True, type=int, help="images per nuisance scale")
     pr.add_argument("--seed", required=True, type=int, help="base seed; set i uses seed + i")
-    pr.add_argument("--nuisance", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0])
+    pr.add_argument("--nuisance", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
     pr.add_argument("--defect-rate", type=float, default=0.5)
     pr.add_argument("--workers", type=int, default=None)
     pr.set_defaults(func=cmd_prepare)

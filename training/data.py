@@ -204,8 +204,9 @@ class NuisanceAugment:
     """Nuisance variation on float NCHW batches in [0, 1]: shift, rotation, lighting, blur, noise.
 
     Torchvision v2 draws one parameter set per call, so a batch is augmented in chunks to
-    vary the parameters within a batch. The rendered training sets already span nuisance
-    0.5-2, so the costly geometric and blur steps run only on a share of the chunks (CPU budget).
+    vary the parameters within a batch. The rendered training sets already span the nuisance
+    range (0.5-3 for the shipped models), so the costly geometric and blur steps run only on a
+    share of the chunks (CPU budget).
     """
 
     def __init__(
