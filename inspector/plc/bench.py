@@ -5,6 +5,10 @@ For each protocol a line simulator child runs on 127.0.0.1 (port 0); a PLC link 
 schedule, and the link measures each round trip: decision words written, sequence
 strobe written, PLC block polled until the echo of that sequence and item id (the same
 path production uses). Prints JSON with p50/p90/p99/max per protocol.
+
+``--opcua-security basic256sha256`` runs OPC UA as production does (Basic256Sha256
+SignAndEncrypt, certificate trust both ways) with throwaway certificates made for the run;
+the default is policy None, the demo setting.
 """
 
 from __future__ import annotations
@@ -14,18 +18,22 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, LinkEventKind, create_link
-from inspector.plc.config import PROTOCOLS, parse_plc_url
+from inspector.plc.config import PROTOCOLS, OpcUaConfig, OpcUaSecurity, parse_plc_url
 from inspector.plc.layout import U32_MAX, StationStateCode
 from inspector.plc.linesim import LineSimProcess
+from inspector.plc.pki import loopback_pki
 from inspector.realtime import prepare_for_latency
 from inspector.taxonomy import PLC_CODE_OK
 
 TARGET_P99_MS = 2.0
+OPCUA_SECURITY = ("none", "basic256sha256")
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
@@ -40,12 +48,43 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 
 
 def bench_protocol(
-    protocol: str, *, decisions: int = 1000, interval_ms: float = 5.0, warmup: int = 50
+    protocol: str,
+    *,
+    decisions: int = 1000,
+    interval_ms: float = 5.0,
+    warmup: int = 50,
+    opcua_security: str = "none",
 ) -> dict[str, Any]:
     """Round trips of one protocol (ms), the ack results, and the simulator's own count."""
+    if opcua_security not in OPCUA_SECURITY:
+        raise ValueError(f"opcua_security must be one of {OPCUA_SECURITY}, got {opcua_security!r}")
+    secure = protocol == "opcua" and opcua_security == "basic256sha256"
+    with ExitStack() as stack:
+        sim_args = ["--line-rate", f"{60.0 / (interval_ms / 1e3):.6f}", "--gate-delay-ms", "500"]
+        security = None
+        if secure:
+            pki = loopback_pki(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inspector-pki-"))))
+            sim_args += ["--security", "basic256sha256", "--cert", str(pki.server.cert), "--key", str(pki.server.key)]
+            sim_args += ["--trust-dir", str(pki.server_trust)]
+            security = OpcUaSecurity(
+                certificate=pki.station.cert, private_key=pki.station.key, trusted_certificates=pki.station_trust
+            )
+        result = _bench(protocol, sim_args, security, decisions=decisions, interval_ms=interval_ms, warmup=warmup)
+    result["security"] = ("Basic256Sha256 SignAndEncrypt" if secure else "None") if protocol == "opcua" else None
+    return result
+
+
+def _bench(
+    protocol: str,
+    sim_args: list[str],
+    security: OpcUaSecurity | None,
+    *,
+    decisions: int,
+    interval_ms: float,
+    warmup: int,
+) -> dict[str, Any]:
     period_s = interval_ms / 1e3
-    rate = 60.0 / period_s
-    sim = LineSimProcess.start(protocol, "--line-rate", f"{rate:.6f}", "--gate-delay-ms", "500")
+    sim = LineSimProcess.start(protocol, *sim_args, timeout_s=40.0)
     acks: list[ItemAck] = []
 
     def on_event(event: LinkEvent) -> None:
@@ -53,7 +92,14 @@ def bench_protocol(
             acks.append(event.ack)
 
     try:
-        link = create_link(parse_plc_url(f"{protocol}://127.0.0.1:{sim.port}"))
+        cfg = parse_plc_url(f"{protocol}://127.0.0.1:{sim.port}")
+        if security is not None:
+            assert isinstance(cfg, OpcUaConfig)
+            # Production mode, as a plant's config file would set it (demo mode means policy None).
+            cfg = OpcUaConfig(
+                schema_version=1, protocol="opcua", name="opcua-bench", host=cfg.host, port=cfg.port, security=security
+            )
+        link = create_link(cfg)
         link.subscribe(on_event)
         link.start()
         prepare_for_latency()  # as Station.start() does in production
@@ -92,7 +138,12 @@ def bench_protocol(
 
 
 def run_plc_bench(
-    protocols: tuple[str, ...] = PROTOCOLS, *, decisions: int = 1000, interval_ms: float = 5.0, warmup: int = 50
+    protocols: tuple[str, ...] = PROTOCOLS,
+    *,
+    decisions: int = 1000,
+    interval_ms: float = 5.0,
+    warmup: int = 50,
+    opcua_security: str = "none",
 ) -> dict[str, Any]:
     """Benchmark every protocol in turn; returns the JSON-ready result."""
     out: dict[str, Any] = {
@@ -106,14 +157,20 @@ def run_plc_bench(
     }
     for protocol in protocols:
         out["protocols"][protocol] = bench_protocol(
-            protocol, decisions=decisions, interval_ms=interval_ms, warmup=warmup
+            protocol, decisions=decisions, interval_ms=interval_ms, warmup=warmup, opcua_security=opcua_security
         )
     return out
 
 
 def cmd_plc_bench(args: argparse.Namespace) -> int:
     protocols = tuple(args.protocol) if args.protocol else PROTOCOLS
-    result = run_plc_bench(protocols, decisions=args.decisions, interval_ms=args.interval_ms, warmup=args.warmup)
+    result = run_plc_bench(
+        protocols,
+        decisions=args.decisions,
+        interval_ms=args.interval_ms,
+        warmup=args.warmup,
+        opcua_security=args.opcua_security,
+    )
     print(json.dumps(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -125,6 +182,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decisions", type=int, default=1000)
     p.add_argument("--interval-ms", type=float, default=5.0, help="time between decisions")
     p.add_argument("--warmup", type=int, default=50, help="decisions not measured")
+    p.add_argument(
+        "--opcua-security",
+        choices=OPCUA_SECURITY,
+        default="none",
+        help="OPC UA security policy; basic256sha256 = SignAndEncrypt with throwaway certificates (default none)",
+    )
     p.add_argument("--json", default=None, help="also write the result here")
 
 

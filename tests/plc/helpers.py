@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID
-
 from inspector.plc.base import DecisionRequest, ItemAck, LinkEvent, LinkEventKind, PlcLink
 from inspector.plc.layout import U32_MAX
+from inspector.plc.pki import STATION_URI, app_certificate, loopback_pki, trust_folder
 from inspector.taxonomy import PLC_CODE_OK
 
 
@@ -107,46 +103,18 @@ class Pki:
     rogue_trust: Path  # trusts only the rogue certificate
 
 
-def _app_cert(folder: Path, name: str, uri: str, use: x509.ObjectIdentifier) -> tuple[Path, Path]:
-    from asyncua.crypto.cert_gen import (
-        dump_private_key_as_pem,
-        generate_private_key,
-        generate_self_signed_app_certificate,
-    )
-
-    key = generate_private_key()
-    names: list[x509.GeneralName] = [
-        x509.UniformResourceIdentifier(uri),
-        x509.DNSName("localhost"),
-        x509.DNSName(socket.gethostname()),
-    ]
-    cert = generate_self_signed_app_certificate(key, name, {}, names, [use], days=2)
-    cert_path, key_path = folder / f"{name}.der", folder / f"{name}.pem"
-    cert_path.write_bytes(cert.public_bytes(Encoding.DER))
-    key_path.write_bytes(dump_private_key_as_pem(key))
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 def make_pki(folder: Path) -> Pki:
-    folder.mkdir(parents=True, exist_ok=True)
-    server_cert, server_key = _app_cert(folder, "linesim", "urn:inspector:linesim", ExtendedKeyUsageOID.SERVER_AUTH)
-    station_cert, station_key = _app_cert(folder, "station", "urn:inspector:station", ExtendedKeyUsageOID.CLIENT_AUTH)
-    rogue_cert, rogue_key = _app_cert(folder, "rogue", "urn:inspector:station", ExtendedKeyUsageOID.CLIENT_AUTH)
-    trusts = {}
-    for name, cert in (("server_trust", station_cert), ("station_trust", server_cert), ("rogue_trust", rogue_cert)):
-        d = folder / name
-        d.mkdir()
-        (d / cert.name).write_bytes(cert.read_bytes())
-        trusts[name] = d
+    """The loopback cell's certificates plus a rogue station certificate no one trusts by default."""
+    cell = loopback_pki(folder)
+    rogue = app_certificate(folder, "rogue", STATION_URI, server=False)
     return Pki(
-        server_cert,
-        server_key,
-        trusts["server_trust"],
-        station_cert,
-        station_key,
-        trusts["station_trust"],
-        rogue_cert,
-        rogue_key,
-        trusts["rogue_trust"],
+        cell.server.cert,
+        cell.server.key,
+        cell.server_trust,
+        cell.station.cert,
+        cell.station.key,
+        cell.station_trust,
+        rogue.cert,
+        rogue.key,
+        trust_folder(folder / "rogue_trust", rogue.cert),
     )

@@ -19,6 +19,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from inspector.plc.base import AckResult, PlcIoError, PlcSecurityError
+from inspector.plc.bench import bench_protocol
 from inspector.plc.config import ModbusConfig, OpcUaConfig, OpcUaSecurity, S7Config, parse_plc_url
 from inspector.plc.layout import STATION_BLOCK_BYTES, StationStateCode
 from inspector.plc.linesim import LineSimProcess
@@ -199,3 +200,14 @@ def test_s7_config_refuses_an_area_outside_the_db_or_over_the_plc_block() -> Non
         S7Config(schema_version=1, protocol="s7", host="127.0.0.1", write_area={"db_number": 2})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="overlaps write_area"):
         S7Config(schema_version=1, protocol="s7", host="127.0.0.1", write_area={"size": 40})  # type: ignore[arg-type]
+
+
+def test_plc_bench_runs_opcua_signed_and_encrypted() -> None:
+    # The benchmark's production setting: throwaway certificates, SignAndEncrypt both ways.
+    result = bench_protocol("opcua", decisions=20, interval_ms=10.0, warmup=5, opcua_security="basic256sha256")
+    assert result["security"] == "Basic256Sha256 SignAndEncrypt"
+    assert result["results"]["acked"] == 20 and result["decisions"] == 20
+    assert result["sim"]["decision_late"] == 0 and result["sim"]["decision_missing"] == 0
+    assert result["round_trip_ms"]["p50"] is not None and result["round_trip_ms"]["p50"] > 0
+    with pytest.raises(ValueError, match="opcua_security"):
+        bench_protocol("opcua", decisions=1, opcua_security="basic128")
