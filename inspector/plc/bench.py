@@ -20,7 +20,6 @@ import platform
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +58,11 @@ def bench_protocol(
     if opcua_security not in OPCUA_SECURITY:
         raise ValueError(f"opcua_security must be one of {OPCUA_SECURITY}, got {opcua_security!r}")
     secure = protocol == "opcua" and opcua_security == "basic256sha256"
-    with ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="inspector-pki-") as tmp:  # certificates, when secure
         sim_args = ["--line-rate", f"{60.0 / (interval_ms / 1e3):.6f}", "--gate-delay-ms", "500"]
         security = None
         if secure:
-            pki = loopback_pki(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inspector-pki-"))))
+            pki = loopback_pki(Path(tmp))
             sim_args += ["--security", "basic256sha256", "--cert", str(pki.server.cert), "--key", str(pki.server.key)]
             sim_args += ["--trust-dir", str(pki.server_trust)]
             security = OpcUaSecurity(
