@@ -115,6 +115,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_threshold_range(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threshold-nuisance-max",
+        type=float,
+        default=None,
+        help="choose thresholds on validation items up to this nuisance scale (the validated operating range;"
+        " items without a scale always count); default: all validation items",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inspector-train", description="Train and export Inspector models (CPU, torch)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -139,25 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--width-mult", type=float, default=None)
     t.add_argument("--ae-steps", type=int, default=None, help="autoencoder-only steps (default: per product)")
-    t.add_argument(
-        "--threshold-nuisance-max",
-        type=float,
-        default=None,
-        help="choose thresholds on validation items up to this nuisance scale (the validated operating range;"
-        " items without a scale always count); default: all validation items",
-    )
+    _add_threshold_range(t)
     t.set_defaults(func=cmd_train)
 
     th = sub.add_parser("thresholds", help="re-choose a checkpoint's thresholds on its validation split")
     th.add_argument("--checkpoint", required=True, type=Path)
     th.add_argument("--out", required=True, type=Path, help="new checkpoint file")
-    th.add_argument(
-        "--threshold-nuisance-max",
-        type=float,
-        default=None,
-        help="choose thresholds on validation items up to this nuisance scale (the validated operating range;"
-        " items without a scale always count); default: all validation items",
-    )
+    _add_threshold_range(th)
     th.set_defaults(func=cmd_thresholds)
 
     w = sub.add_parser("weights", help="add torch_weights.pt (for the torch eager bench) to an exported package")

@@ -145,7 +145,7 @@ def check_determinism(onnx_bytes: bytes, units: np.ndarray, repeats: int = 5) ->
 
 
 def _nuisance_range(ckpt: dict[str, Any]) -> tuple[float, float, float]:
-    """(lowest, highest) nuisance scale of the training sets and the top of the threshold range."""
+    """Lowest and highest nuisance scale of the training sets, and the top of the threshold range."""
     scales = [float(n) for d in ckpt["datasets"] for n in d.get("nuisance", [])]
     lo, hi = (min(scales), max(scales)) if scales else (1.0, 1.0)
     top = ckpt["thresholds"].get("nuisance_max")
