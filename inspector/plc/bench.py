@@ -8,7 +8,9 @@ path production uses). Prints JSON with p50/p90/p99/max per protocol.
 
 ``--opcua-security basic256sha256`` runs OPC UA as production does (Basic256Sha256
 SignAndEncrypt, certificate trust both ways) with throwaway certificates made for the run;
-the default is policy None, the demo setting.
+the default is policy None, the demo setting. ``--opcua-handshake write_read`` measures the
+two-request handshake (Write, then Read of the echo) instead of the default SubmitDecision
+method call.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from inspector.taxonomy import PLC_CODE_OK
 
 TARGET_P99_MS = 2.0
 OPCUA_SECURITY = ("none", "basic256sha256")
+OPCUA_HANDSHAKES = ("method", "write_read")
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
@@ -53,10 +56,13 @@ def bench_protocol(
     interval_ms: float = 5.0,
     warmup: int = 50,
     opcua_security: str = "none",
+    opcua_handshake: str = "method",
 ) -> dict[str, Any]:
     """Round trips of one protocol (ms), the ack results, and the simulator's own count."""
     if opcua_security not in OPCUA_SECURITY:
         raise ValueError(f"opcua_security must be one of {OPCUA_SECURITY}, got {opcua_security!r}")
+    if opcua_handshake not in OPCUA_HANDSHAKES:
+        raise ValueError(f"opcua_handshake must be one of {OPCUA_HANDSHAKES}, got {opcua_handshake!r}")
     secure = protocol == "opcua" and opcua_security == "basic256sha256"
     with tempfile.TemporaryDirectory(prefix="inspector-pki-") as tmp:  # certificates, when secure
         sim_args = ["--line-rate", f"{60.0 / (interval_ms / 1e3):.6f}", "--gate-delay-ms", "500"]
@@ -68,8 +74,18 @@ def bench_protocol(
             security = OpcUaSecurity(
                 certificate=pki.station.cert, private_key=pki.station.key, trusted_certificates=pki.station_trust
             )
-        result = _bench(protocol, sim_args, security, decisions=decisions, interval_ms=interval_ms, warmup=warmup)
-    result["security"] = ("Basic256Sha256 SignAndEncrypt" if secure else "None") if protocol == "opcua" else None
+        result = _bench(
+            protocol,
+            sim_args,
+            security,
+            opcua_handshake,
+            decisions=decisions,
+            interval_ms=interval_ms,
+            warmup=warmup,
+        )
+    opcua = protocol == "opcua"
+    result["security"] = ("Basic256Sha256 SignAndEncrypt" if secure else "None") if opcua else None
+    result["handshake"] = opcua_handshake if opcua else "one block write + echo read"
     return result
 
 
@@ -77,6 +93,7 @@ def _bench(
     protocol: str,
     sim_args: list[str],
     security: OpcUaSecurity | None,
+    opcua_handshake: str,
     *,
     decisions: int,
     interval_ms: float,
@@ -92,11 +109,19 @@ def _bench(
 
     try:
         cfg = parse_plc_url(f"{protocol}://127.0.0.1:{sim.port}")
+        if isinstance(cfg, OpcUaConfig):
+            cfg = cfg.model_copy(update={"handshake": opcua_handshake})
         if security is not None:
             assert isinstance(cfg, OpcUaConfig)
             # Production mode, as a plant's config file would set it (demo mode means policy None).
             cfg = OpcUaConfig(
-                schema_version=1, protocol="opcua", name="opcua-bench", host=cfg.host, port=cfg.port, security=security
+                schema_version=1,
+                protocol="opcua",
+                name="opcua-bench",
+                host=cfg.host,
+                port=cfg.port,
+                security=security,
+                handshake=opcua_handshake,  # type: ignore[arg-type]
             )
         link = create_link(cfg)
         link.subscribe(on_event)
@@ -143,10 +168,11 @@ def run_plc_bench(
     interval_ms: float = 5.0,
     warmup: int = 50,
     opcua_security: str = "none",
+    opcua_handshake: str = "method",
 ) -> dict[str, Any]:
     """Benchmark every protocol in turn; returns the JSON-ready result."""
     out: dict[str, Any] = {
-        "what": "decision write + strobe + acknowledgement poll, station link thread -> line simulator (loopback)",
+        "what": "decision + strobe sent, PLC acknowledgement received: station link -> line simulator (loopback)",
         "target_p99_ms": TARGET_P99_MS,
         "host": platform.node(),
         "python": platform.python_version(),
@@ -156,7 +182,12 @@ def run_plc_bench(
     }
     for protocol in protocols:
         out["protocols"][protocol] = bench_protocol(
-            protocol, decisions=decisions, interval_ms=interval_ms, warmup=warmup, opcua_security=opcua_security
+            protocol,
+            decisions=decisions,
+            interval_ms=interval_ms,
+            warmup=warmup,
+            opcua_security=opcua_security,
+            opcua_handshake=opcua_handshake,
         )
     return out
 
@@ -169,6 +200,7 @@ def cmd_plc_bench(args: argparse.Namespace) -> int:
         interval_ms=args.interval_ms,
         warmup=args.warmup,
         opcua_security=args.opcua_security,
+        opcua_handshake=args.opcua_handshake,
     )
     print(json.dumps(result))
     if args.json:
@@ -186,6 +218,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         choices=OPCUA_SECURITY,
         default="none",
         help="OPC UA security policy; basic256sha256 = SignAndEncrypt with throwaway certificates (default none)",
+    )
+    p.add_argument(
+        "--opcua-handshake",
+        choices=OPCUA_HANDSHAKES,
+        default="method",
+        help="OPC UA handshake: method = one SubmitDecision call per item (default), write_read = Write then Read",
     )
     p.add_argument("--json", default=None, help="also write the result here")
 

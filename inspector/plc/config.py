@@ -114,6 +114,9 @@ class OpcUaTags(_Strict):
     ack_item_id: str = "Inspector.Plc.AckItemId"
     ack_status: str = "Inspector.Plc.AckStatus"
     plc_heartbeat: str = "Inspector.Plc.Heartbeat"
+    # handshake: method: the object that owns the method, and the method (see docs/plc.md)
+    station_object: str = "Inspector"
+    submit_decision: str = "Inspector.SubmitDecision"
 
     @model_validator(mode="after")
     def _unique(self) -> OpcUaTags:
@@ -129,6 +132,13 @@ class OpcUaConfig(_LinkBase):
     path: str = Field(default="/inspector", pattern=r"^/[A-Za-z0-9_./-]*$")
     security: OpcUaSecurity = Field(default_factory=OpcUaSecurity)
     tags: OpcUaTags = Field(default_factory=OpcUaTags)
+    handshake: Literal["method", "write_read"] = Field(
+        default="method",
+        description=(
+            "method: one Call of SubmitDecision per item, which returns the PLC's acknowledgement (one request); "
+            "write_read: Write of the decision tags, then Read of the echo tags (two requests, any PLC)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _none_only_in_demo(self) -> OpcUaConfig:

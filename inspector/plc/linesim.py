@@ -153,6 +153,7 @@ class LineCore:
         self.tracking_mismatch = 0
         self.duplicates = 0
         self.foreign_writes = 0
+        self.method_calls = 0  # OPC UA SubmitDecision calls (handshake: method)
         self.injected = 0
         self.ack_status_counts: dict[str, int] = {a.name.lower(): 0 for a in AckStatus if a is not AckStatus.NONE}
         # heartbeats
@@ -403,6 +404,7 @@ class LineCore:
                 "tracking_mismatch": self.tracking_mismatch,
                 "duplicate_decisions": self.duplicates,
                 "foreign_writes": self.foreign_writes,
+                "method_calls": self.method_calls,
                 "injected_faults": self.injected,
                 "station_watchdog_trips": self.watchdog_trips,
                 "stopped_by": self.stop_reason or "signal",
@@ -478,9 +480,12 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
     from asyncua.crypto.truststore import TrustStore
     from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
     from asyncua.server.server import Server
+    from asyncua.ua.status_codes import StatusCodes
 
     from inspector.plc.config import OpcUaTags
-    from inspector.plc.opcua import TAG_TYPES
+    from inspector.plc.opcua import METHOD_INPUTS, PLC_TAGS, TAG_TYPES
+
+    logging.getLogger("asyncua.server.address_space").setLevel(logging.WARNING)  # it logs every method call at INFO
 
     server = Server()
     await server.init()
@@ -506,7 +511,7 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
     ns = await server.register_namespace(s.opcua_namespace)
     tags = OpcUaTags(namespace_uri=s.opcua_namespace)
     ns16 = ua.Int16(ns)
-    parent = await server.nodes.objects.add_object(ua.NodeId(ua.String("Inspector"), ns16), "Inspector")
+    parent = await server.nodes.objects.add_object(ua.NodeId(ua.String(tags.station_object), ns16), "Inspector")
     nodes: dict[str, ua.NodeId] = {}
     for name, vtype in TAG_TYPES.items():
         node = await parent.add_variable(ua.NodeId(ua.String(getattr(tags, name)), ns16), name, ua.Variant(0, vtype))
@@ -552,6 +557,59 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
         if result is not None:
             await write_plc(*result)
 
+    async def submit_decision(_parent: Any, *args: Any) -> Any:
+        """SubmitDecision(ItemId, Decision, ReasonCode, ExposureMs, Sequence) -> the PLC block.
+
+        The method form of the handshake (one request per item): the tags are updated as a
+        Write would, the PLC logic runs, and the acknowledgement is the method's result."""
+        types = [TAG_TYPES[n] for n in METHOD_INPUTS]
+        if len(args) != len(types) or any(
+            not isinstance(a, ua.Variant) or a.VariantType != t for a, t in zip(args, types, strict=False)
+        ):
+            log.warning("SubmitDecision refused: arguments %r", args)
+            return ua.StatusCode(ua.UInt32(StatusCodes.BadInvalidArgument))
+        values = {n: int(a.Value) for n, a in zip(METHOD_INPUTS, args, strict=True)}
+        core.method_calls += 1
+        for name, v in values.items():
+            await server.write_attribute_value(nodes[name], ua.DataValue(ua.Variant(v, TAG_TYPES[name])))
+        station = StationWords(
+            values["item_id"],
+            values["decision"],
+            values["reason_code"],
+            values["exposure_ms"],
+            values["sequence"],
+            read("station_heartbeat"),
+            read("station_state"),
+        )
+        result = core.on_station_block(station)
+        words, injection = (core.current_plc(), None) if result is None else result
+        if result is not None:
+            await write_plc(words, injection)
+        ack = {
+            "ack_sequence": words.ack_sequence,
+            "ack_item_id": words.ack_item_id,
+            "ack_status": words.ack_status,
+            "plc_heartbeat": words.heartbeat,
+        }
+        out = [ua.Variant(ack[n], TAG_TYPES[n]) for n in PLC_TAGS]
+        if injection == "bad_type":
+            out[PLC_TAGS.index("ack_status")] = ua.Variant("accepted", ua.VariantType.String)
+        return out
+
+    def argument(name: str) -> ua.Argument:
+        arg = ua.Argument()
+        arg.Name = name
+        arg.DataType = ua.NodeId(ua.Int32(TAG_TYPES[name].value))
+        arg.ValueRank = -1
+        return arg
+
+    await parent.add_method(
+        ua.NodeId(ua.String(tags.submit_decision), ns16),
+        "SubmitDecision",
+        submit_decision,
+        [argument(n) for n in METHOD_INPUTS],
+        [argument(n) for n in PLC_TAGS],
+    )
     server.subscribe_server_callback(CallbackType.PostWrite, post_write)
     await server.start()
     try:

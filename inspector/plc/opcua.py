@@ -6,6 +6,17 @@ certificate is not trusted is refused, and the server in turn refuses an untrust
 certificate. Policy ``None`` is accepted only in demo mode (the config refuses it
 otherwise) and logs a warning at every connect.
 
+Handshake per item (``handshake`` in the config):
+
+- ``method`` (default): one Call of the PLC's ``SubmitDecision`` method with item id,
+  decision, reason code, exposure time and sequence; its output arguments are the PLC
+  block (echoed sequence, echoed item id, ack status, PLC heartbeat). One request per item.
+  The connect checks that the method exists and refuses the link with a clear error if not.
+- ``write_read``: one Write of the decision tags (sequence last), then a Read of the PLC
+  block on the same pass of the loop. Two requests, but any PLC with the tags can do it.
+
+Both paths judge the PLC block the same way (:meth:`OpcUaLink._parse`).
+
 Every value goes with an explicit variant type (UInt32 / UInt16); a value read back with
 another type, a bad status or out of range is refused (:class:`PlcValueError`). Writes go
 only to the station's own tags. Each request runs under ``asyncio.wait_for`` with the I/O
@@ -40,7 +51,9 @@ UINT32 = ua.VariantType.UInt32
 UINT16 = ua.VariantType.UInt16
 _DISCONNECT_TIMEOUT_S = 0.3
 _STATION_TAGS = ("item_id", "decision", "reason_code", "exposure_ms", "sequence", "station_heartbeat", "station_state")
-_PLC_TAGS = ("ack_sequence", "ack_item_id", "ack_status", "plc_heartbeat")
+PLC_TAGS = ("ack_sequence", "ack_item_id", "ack_status", "plc_heartbeat")
+# SubmitDecision: input arguments in this order, output arguments = PLC_TAGS in that order.
+METHOD_INPUTS = ("item_id", "decision", "reason_code", "exposure_ms", "sequence")
 TAG_TYPES: dict[str, ua.VariantType] = {
     "item_id": UINT32,
     "decision": UINT16,
@@ -90,6 +103,8 @@ class OpcUaLink(PlcLink):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Client | None = None
         self._nodes: dict[str, ua.NodeId] = {}
+        self._object: ua.NodeId | None = None  # SubmitDecision's object and method (handshake: method)
+        self._method: ua.NodeId | None = None
         self._prefetched: list[ua.DataValue] | None = None  # the echo read in the decision's request
 
     # -- running coroutines on the link thread's loop -----------------------------------------
@@ -118,7 +133,7 @@ class OpcUaLink(PlcLink):
         for the next :meth:`_do_read_plc` (the first echo poll), which judges it as usual."""
         _check_station_tags(values)
         client = self._require()
-        ids = [self._nodes[k] for k in _PLC_TAGS]
+        ids = [self._nodes[k] for k in PLC_TAGS]
 
         async def both() -> tuple[list[ua.StatusCode], list[ua.DataValue]]:
             results = await self._write(values)
@@ -128,6 +143,24 @@ class OpcUaLink(PlcLink):
         results, dvs = self._run_io(both(), self.io_timeout_s, "write")
         self._check_write_results(values, results)
         self._prefetched = dvs
+
+    def submit_decision(self, values: dict[str, int]) -> None:
+        """Call SubmitDecision (one request); its output arguments are kept for the next
+        :meth:`_do_read_plc`, which judges them like a Read of the PLC block."""
+        client = self._require()
+        if self._object is None or self._method is None:
+            raise PlcIoError("OPC UA SubmitDecision: method not resolved")
+        args = [ua.Variant(int(values[k]), TAG_TYPES[k]) for k in METHOD_INPUTS]
+        request = ua.CallMethodRequest(ObjectId=self._object, MethodId=self._method, InputArguments=args)
+        self._prefetched = None
+        results = self._run_io(client.uaclient.call([request]), self.io_timeout_s, "SubmitDecision")
+        if len(results) != 1:
+            raise PlcProtocolError(f"OPC UA SubmitDecision: {len(results)} results for one call")
+        result = results[0]
+        if not result.StatusCode.is_good():
+            raise PlcProtocolError(f"OPC UA SubmitDecision refused: {result.StatusCode.name}")
+        outputs = result.OutputArguments or []
+        self._prefetched = [ua.DataValue(v if isinstance(v, ua.Variant) else None) for v in outputs]
 
     def _write(self, values: dict[str, int]) -> Coroutine[Any, Any, list[ua.StatusCode]]:
         client = self._require()
@@ -203,6 +236,25 @@ class OpcUaLink(PlcLink):
         ns = self._run_io(client.get_namespace_index(self.cfg.tags.namespace_uri), timeout_s, "namespace")
         tags = self.cfg.tags
         self._nodes = {name: ua.NodeId(ua.String(getattr(tags, name)), ua.Int16(ns)) for name in TAG_TYPES}
+        self._object = self._method = None
+        if self.cfg.handshake == "method":
+            obj = ua.NodeId(ua.String(tags.station_object), ua.Int16(ns))
+            method = ua.NodeId(ua.String(tags.submit_decision), ua.Int16(ns))
+            self._run_io(self._check_method(client, method), timeout_s, "method lookup")
+            self._object, self._method = obj, method
+
+    async def _check_method(self, client: Client, method: ua.NodeId) -> None:
+        dv = (await client.uaclient.read_attributes([method], AttributeIds.NodeClass))[0]
+        if (dv.StatusCode is not None and not dv.StatusCode.is_good()) or dv.Value is None:
+            found = "no such node"
+        elif dv.Value.Value != ua.NodeClass.Method:
+            found = f"node class {dv.Value.Value}"
+        else:
+            return
+        raise PlcProtocolError(
+            f"OPC UA server {self.cfg.endpoint_url} has no method {self.cfg.tags.submit_decision} ({found}): "
+            "configure it on the PLC, or set handshake: write_read"
+        )
 
     async def _secure(self, client: Client) -> None:
         sec = self.cfg.security
@@ -263,17 +315,19 @@ class OpcUaLink(PlcLink):
         )
 
     def _do_write_decision_sequence(self, words: DecisionWords, sequence: int) -> None:
-        # One Write service call (the server applies the nodes in order, the sequence last),
-        # and the first echo poll right behind it on the same pass of the loop.
-        self.write_tags_then_read_plc(
-            {
-                "item_id": words.item_id,
-                "decision": words.decision,
-                "reason_code": words.reason_code,
-                "exposure_ms": words.exposure_ms,
-                "sequence": sequence,
-            }
-        )
+        values = {
+            "item_id": words.item_id,
+            "decision": words.decision,
+            "reason_code": words.reason_code,
+            "exposure_ms": words.exposure_ms,
+            "sequence": sequence,
+        }
+        if self.cfg.handshake == "method":
+            self.submit_decision(values)  # one request: the acknowledgement comes back in its result
+        else:
+            # One Write service call (the server applies the nodes in order, the sequence last),
+            # and the first echo poll right behind it on the same pass of the loop.
+            self.write_tags_then_read_plc(values)
 
     def _do_write_sequence(self, sequence: int) -> None:
         self.write_tags({"sequence": sequence})
@@ -283,5 +337,5 @@ class OpcUaLink(PlcLink):
 
     def _do_read_plc(self) -> PlcWords:
         dvs, self._prefetched = self._prefetched, None
-        v = self.read_tags(_PLC_TAGS) if dvs is None else self._parse(_PLC_TAGS, dvs)
+        v = self.read_tags(PLC_TAGS) if dvs is None else self._parse(PLC_TAGS, dvs)
         return PlcWords(v["ack_sequence"], v["ack_item_id"], v["ack_status"], v["plc_heartbeat"])

@@ -1,5 +1,8 @@
 """One contract, three protocols: the PLC link against the real servers of the line simulator on 127.0.0.1.
 
+OPC UA runs twice: with the default handshake (one SubmitDecision method call per item)
+and with ``handshake: write_read`` (Write of the decision tags, then Read of the echo).
+
 Every protocol must:
 - complete the handshake per item (echo of sequence and item id) and let the gate accept
   exactly the acknowledged accepts (positive release);
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from inspector.plc.base import AckResult, LinkEventKind, create_link
-from inspector.plc.config import parse_plc_url
+from inspector.plc.config import ModbusConfig, OpcUaConfig, S7Config, parse_plc_url
 from inspector.plc.layout import StationStateCode
 from tests.plc.conftest import StartSim
 from tests.plc.helpers import Feeder, Recorder, is_accept
@@ -29,22 +32,35 @@ SIM_ARGS = ("--line-rate", "1200", "--gate-delay-ms", str(GATE_MS))
 pytestmark = pytest.mark.slow
 
 
+VARIANTS = ["modbus", "s7", "opcua", "opcua-write_read"]
+
+
+def _config(variant: str, port: int) -> OpcUaConfig | S7Config | ModbusConfig:
+    protocol, _, handshake = variant.partition("-")
+    cfg = parse_plc_url(f"{protocol}://127.0.0.1:{port}")
+    if handshake:
+        assert isinstance(cfg, OpcUaConfig)
+        cfg = cfg.model_copy(update={"handshake": handshake})
+    return cfg
+
+
 def _finish(link: object, seconds: float = GATE_MS / 1e3 + 0.15) -> None:
     """Batch over: state idle, then wait until the last items reached the simulator's gate."""
     link.set_station_state(StationStateCode.IDLE)  # type: ignore[attr-defined]
     time.sleep(seconds)
 
 
-@pytest.mark.parametrize("protocol", ["modbus", "s7", "opcua"])
+@pytest.mark.parametrize("variant", VARIANTS)
 class TestPlcLinkContract:
-    def test_handshake_gate_and_refused_values(self, protocol: str, start_sim: StartSim, tmp_path: Path) -> None:
+    def test_handshake_gate_and_refused_values(self, variant: str, start_sim: StartSim, tmp_path: Path) -> None:
+        protocol = variant.partition("-")[0]
         injected = {3: "bad_status", 5: "wrong_item", 7: "bad_sequence"}
         if protocol == "opcua":
             injected[9] = "bad_type"  # AckStatus sent as a String
         inject = ",".join(f"{kind}@{item}" for item, kind in injected.items())
         sim_json = tmp_path / "sim.json"
         sim = start_sim(protocol, *SIM_ARGS, "--inject", inject, "--json", str(sim_json))
-        link = create_link(parse_plc_url(f"{protocol}://127.0.0.1:{sim.port}"))
+        link = create_link(_config(variant, sim.port))
         rec = Recorder()
         link.subscribe(rec)
         n = 24
@@ -78,16 +94,19 @@ class TestPlcLinkContract:
         assert summary["items"] == n and summary["accepted"] == len(acked_accepts)
         assert summary["decision_late"] == 0 and summary["decision_missing"] == 0
         assert summary["decision_refused"] == len(injected)
+        # The handshake the config asked for is the one that ran.
+        assert summary["method_calls"] == (n if variant == "opcua" else 0)
         outcomes = json.loads(sim_json.read_text())["outcomes"]
         assert {int(i) for i, o in outcomes.items() if o == "accepted"} == acked_accepts
         assert all(outcomes[str(i)] == "refused" for i in injected)
 
     def test_killed_plc_detected_nothing_accepted_during_outage_resumes(
-        self, protocol: str, start_sim: StartSim, tmp_path: Path
+        self, variant: str, start_sim: StartSim, tmp_path: Path
     ) -> None:
+        protocol = variant.partition("-")[0]
         sim = start_sim(protocol, *SIM_ARGS)
         port = sim.port
-        link = create_link(parse_plc_url(f"{protocol}://127.0.0.1:{port}"))
+        link = create_link(_config(variant, port))
         rec = Recorder()
         link.subscribe(rec)
         link.start()
@@ -117,7 +136,7 @@ class TestPlcLinkContract:
             link.close()
         summary = sim2.stop()
 
-        print(f"{protocol}: loss detected {detect_ms:.1f} ms after the kill")
+        print(f"{variant}: loss detected {detect_ms:.1f} ms after the kill")
         assert detect_ms < 100, f"loss detected after {detect_ms:.1f} ms"
         # No acknowledgement while no PLC was there, and nothing decided then is accepted.
         for ack in rec.acks.values():

@@ -205,9 +205,11 @@ def test_s7_config_refuses_an_area_outside_the_db_or_over_the_plc_block() -> Non
 def test_plc_bench_runs_opcua_signed_and_encrypted() -> None:
     # The benchmark's production setting: throwaway certificates, SignAndEncrypt both ways.
     result = bench_protocol("opcua", decisions=20, interval_ms=10.0, warmup=5, opcua_security="basic256sha256")
-    assert result["security"] == "Basic256Sha256 SignAndEncrypt"
+    assert result["security"] == "Basic256Sha256 SignAndEncrypt" and result["handshake"] == "method"
     assert result["results"]["acked"] == 20 and result["decisions"] == 20
     assert result["sim"]["decision_late"] == 0 and result["sim"]["decision_missing"] == 0
     assert result["round_trip_ms"]["p50"] is not None and result["round_trip_ms"]["p50"] > 0
     with pytest.raises(ValueError, match="opcua_security"):
         bench_protocol("opcua", decisions=1, opcua_security="basic128")
+    with pytest.raises(ValueError, match="opcua_handshake"):
+        bench_protocol("opcua", decisions=1, opcua_handshake="subscribe")
