@@ -72,6 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         width_mult=args.width_mult,
         ae_steps=args.ae_steps,
         threshold_nuisance_max=args.threshold_nuisance_max,
+        ae_contrast=args.reconstruction_score == "contrast",
         command=args.command_line,
         log=lambda s: print(s, flush=True),
     )
@@ -82,8 +83,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_thresholds(args: argparse.Namespace) -> int:
     from training.train import reselect_thresholds
 
+    score = args.reconstruction_score
     path = reselect_thresholds(
-        args.checkpoint, args.out, nuisance_max=args.threshold_nuisance_max, command=args.command_line
+        args.checkpoint,
+        args.out,
+        nuisance_max=args.threshold_nuisance_max,
+        ae_contrast=None if score is None else score == "contrast",
+        command=args.command_line,
     )
     print(json.dumps({"checkpoint": str(path)}))
     return 0
@@ -113,6 +119,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(args.package, args.results)
     print(json.dumps({"report": str(path)}))
     return 0
+
+
+RECONSTRUCTION_SCORES = ("contrast", "absolute")
 
 
 def _add_threshold_range(p: argparse.ArgumentParser) -> None:
@@ -150,12 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width-mult", type=float, default=None)
     t.add_argument("--ae-steps", type=int, default=None, help="autoencoder-only steps (default: per product)")
     _add_threshold_range(t)
+    t.add_argument(
+        "--reconstruction-score",
+        choices=RECONSTRUCTION_SCORES,
+        default="contrast",
+        help="anomaly reconstruction part: contrast = error over its mean per unit (default), absolute = error",
+    )
     t.set_defaults(func=cmd_train)
 
     th = sub.add_parser("thresholds", help="re-choose a checkpoint's thresholds on its validation split")
     th.add_argument("--checkpoint", required=True, type=Path)
     th.add_argument("--out", required=True, type=Path, help="new checkpoint file")
     _add_threshold_range(th)
+    th.add_argument(
+        "--reconstruction-score",
+        choices=RECONSTRUCTION_SCORES,
+        default=None,
+        help="switch the reconstruction part's score (weights unchanged; part scales refitted on ok train units)",
+    )
     th.set_defaults(func=cmd_thresholds)
 
     w = sub.add_parser("weights", help="add torch_weights.pt (for the torch eager bench) to an exported package")

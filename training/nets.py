@@ -4,7 +4,9 @@ One module, one ONNX graph: uint8 NHWC ``image`` in; ``scores`` (softmax), ``ano
 ``heatmap`` out. The anomaly side never sees a labelled defect; it has three parts:
 - a small convolutional autoencoder on a downsampled copy of the unit, trained on ok units
   to restore them, also from synthetic corruptions (DRAEM practice): what it cannot restore
-  is what ok items never show (reconstruction error map);
+  is what ok items never show (reconstruction error map). With ``ae_contrast`` the map is
+  divided by its own mean over the unit: a local defect stands out against the rest of the
+  unit, while nuisance (noise, blur, light) that raises the error everywhere cancels out;
 - a segmentation head on a mid-level feature map of the classifier (deeper context
   upsampled onto it), trained to find synthetic local changes made to ok units (CutPaste /
   NSA practice, see :class:`training.data.SyntheticAnomaly`);
@@ -28,6 +30,8 @@ from torchvision.models import mobilenet_v3_small
 # the graph simple; BGR order is kept as it arrives (the network never saw any other).
 PIXEL_CENTER = 0.5
 PIXEL_SCALE = 0.25
+# Floor of the mean reconstruction error in the contrast score (units of [0, 1] pixel values).
+AE_CONTRAST_EPS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class NetConfig:
     ae_width: int = 16
     ae_latent: int = 8
     ae_pool: int = 2  # error map pooling (and stride) before the max
+    # Reconstruction map over its own mean per unit (peak-to-mean contrast). False: the absolute
+    # error, as packages before it were built (their checkpoints load with this default).
+    ae_contrast: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,6 +175,12 @@ class InspectorNet(nn.Module):
             err = F.avg_pool2d(err, p)
         return err.squeeze(1)
 
+    def rec_score_map(self, err: torch.Tensor) -> torch.Tensor:
+        """The reconstruction part's map from the error map ``[N, h, w]``: absolute, or over its mean."""
+        if not self.cfg.ae_contrast:
+            return err
+        return err / (err.mean(dim=(1, 2), keepdim=True) + AE_CONTRAST_EPS)
+
     def global_score(self, pooled: torch.Tensor) -> torch.Tensor:
         z = (pooled - self.ad_global_mean) @ self.ad_global_whiten.T
         return (z * z).mean(dim=1)
@@ -177,9 +190,10 @@ class InspectorNet(nn.Module):
         return self.seg_head(tap).squeeze(1)
 
     def anomaly_parts(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits, reconstruction map, segmentation probability map and global score (not normalised)."""
+        """Logits, reconstruction score map, segmentation probability map and global score (not normalised)."""
         logits, tap, pooled = self.trunk(x01)
-        return logits, self.ae_error_map(x01), torch.sigmoid(self.seg_logits(tap)), self.global_score(pooled)
+        rec = self.rec_score_map(self.ae_error_map(x01))
+        return logits, rec, torch.sigmoid(self.seg_logits(tap)), self.global_score(pooled)
 
     def outputs_float(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Scores, anomaly and heat map for float NCHW input in [0, 1]."""

@@ -36,6 +36,21 @@ def independence(record_datasets: Sequence[dict[str, Any]], test_folder: str) ->
     return {"test_images": len(test), "overlap": overlap, "checked": checked, "not_found": missing}
 
 
+def _after_training(training: dict[str, Any]) -> list[str]:
+    """What was done to the trained network before export: thresholds re-chosen, anomaly rescored."""
+    lines = []
+    if training.get("thresholds_command"):
+        lines.append(f"Thresholds re-chosen on validation: `{training['thresholds_command']}`.")
+    rescored = training.get("reconstruction_rescored")
+    if rescored:
+        how = "error over its mean per unit (contrast)" if rescored.get("ae_contrast") else "absolute error"
+        lines.append(
+            f"Anomaly reconstruction part rescored as {how}, weights unchanged "
+            f"(part scales refitted on ok training units, {rescored.get('seconds')} s)."
+        )
+    return lines
+
+
 def write_report(package: str | os.PathLike[str], results: Sequence[str | os.PathLike[str]]) -> Path:
     """Write ``evaluation.md`` into ``package`` from evaluate JSON files (the first is the primary test)."""
     root = Path(package)
@@ -49,6 +64,7 @@ def write_report(package: str | os.PathLike[str], results: Sequence[str | os.Pat
         f"{record.training.get('withheld_classes')}.",
         f"Training: `{record.training.get('command', '')}` (seed {record.training.get('seed')},"
         f" {record.training.get('train_seconds')} s on {record.training.get('machine', '?')}).",
+        *_after_training(record.training),
         f"Acceptance criteria fixed before testing ({record.acceptance_criteria.get('fixed_utc', '?')}):"
         f" {json.dumps({k: v for k, v in record.acceptance_criteria.items() if k != 'fixed_utc'})}",
         "",

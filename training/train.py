@@ -139,7 +139,7 @@ def fit_anomaly(net: InspectorNet, ok_units: np.ndarray, batch_size: int = 256, 
         x = uint8_to_float(torch.from_numpy(ok_units[i : i + batch_size]))
         _, tap, p = net.trunk(x)
         pooled.append(p.double())
-        rec_max.append(torch.amax(net.ae_error_map(x), dim=(1, 2)).double())
+        rec_max.append(torch.amax(net.rec_score_map(net.ae_error_map(x)), dim=(1, 2)).double())
         seg_max.append(torch.amax(torch.sigmoid(net.seg_logits(tap)), dim=(1, 2)).double())
     pool = torch.cat(pooled)  # [N, D]
     g_mean = pool.mean(dim=0)
@@ -151,7 +151,7 @@ def fit_anomaly(net: InspectorNet, ok_units: np.ndarray, batch_size: int = 256, 
     net.ad_norm.copy_(torch.tensor(norms, dtype=torch.float32).clamp_min(1e-6))
     return {
         "ok_units": len(ok_units),
-        "parts": ["reconstruction", "segmentation", "global"],
+        "parts": ["reconstruction contrast" if net.cfg.ae_contrast else "reconstruction", "segmentation", "global"],
         "norm_quantile": AD_NORM_QUANTILE,
         "norms": norms,
         "map_size": list(net.map_size),
@@ -251,6 +251,7 @@ def train(
     width_mult: float | None = None,
     ae_steps: int | None = None,
     threshold_nuisance_max: float | None = None,
+    ae_contrast: bool = True,
     command: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -301,6 +302,7 @@ def train(
         unshuffle=plan.unshuffle,
         tap=plan.tap,
         ae_down=plan.ae_down,
+        ae_contrast=ae_contrast,
     )
     net = InspectorNet(cfg).to(memory_format=torch.channels_last)
     augment = NuisanceAugment(max_shift_px=plan.max_shift_px, max_rot_deg=plan.max_rot_deg)
@@ -427,7 +429,8 @@ def train(
             "pretrained_weights": None,
             "architecture": (
                 f"torchvision mobilenet_v3_small(weights=None, width_mult={width_mult}), space-to-depth stem "
-                f"x{plan.unshuffle}; anomaly: denoising autoencoder (input /{plan.ae_down}) + synthetic-change "
+                f"x{plan.unshuffle}; anomaly: denoising autoencoder (input /{plan.ae_down}"
+                f"{', error over its mean per unit' if ae_contrast else ''}) + synthetic-change "
                 "segmentation head + pooled-feature Gaussian, all from ok units only"
             ),
             "withheld_classes": list(withheld),
@@ -474,6 +477,15 @@ def in_operating_range(data: ItemSet, idx: np.ndarray, nuisance_max: float | Non
     return np.array(keep, np.int64)
 
 
+def rescore_reconstruction(ckpt: dict[str, Any], net: InspectorNet, ae_contrast: bool) -> InspectorNet:
+    """The same network with the reconstruction part scored the other way (weights copied)."""
+    cfg = replace(NetConfig(**ckpt["net_config"]), ae_contrast=ae_contrast)
+    new = InspectorNet(cfg)
+    new.load_state_dict(net.state_dict())
+    new.eval()
+    return new
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], InspectorNet]:
     ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
     net = InspectorNet(NetConfig(**ckpt["net_config"]))
@@ -489,6 +501,7 @@ def reselect_thresholds(
     out: str | os.PathLike[str],
     *,
     nuisance_max: float | None = None,
+    ae_contrast: bool | None = None,
     command: str | None = None,
 ) -> Path:
     """Re-run the threshold choice of a checkpoint on its validation split (same data, current rule).
@@ -496,7 +509,12 @@ def reselect_thresholds(
     Validation outputs are recomputed from the data sets the checkpoint names; the test split
     is scored again only after the new thresholds are fixed. The old choice is kept in the
     checkpoint's history.
+
+    ``ae_contrast`` switches how the reconstruction part is scored (absolute error or error over
+    its mean per unit) without touching a weight: the part scales are refitted on the ok
+    training units (:func:`fit_anomaly`, as training does) before the thresholds are chosen.
     """
+    t_start = time.perf_counter()
     ckpt, net = load_checkpoint(checkpoint)
     set_determinism(int(ckpt["training"]["seed"]))
     prod = Product(ckpt["product"])
@@ -518,6 +536,13 @@ def reselect_thresholds(
         np.int64,
     )
     test_idx = np.flatnonzero(unit_split == "test")
+    rescored: dict[str, Any] | None = None
+    if ae_contrast is not None and ae_contrast != net.cfg.ae_contrast:
+        net = rescore_reconstruction(ckpt, net, ae_contrast)
+        ok_train = np.flatnonzero((unit_split == "train") & np.array([lab == OK for lab in data.unit_labels]))
+        ad_info = fit_anomaly(net, data.units[ok_train])
+        ad_info["autoencoder"] = ckpt["metrics"]["anomaly"].get("autoencoder")
+        rescored = {"ae_contrast": ae_contrast, "anomaly": ad_info}
     val_idx = in_operating_range(data, val_idx, nuisance_max)
     val_scores, val_anomaly = predict(net, data.units[val_idx])
     val_out = outcomes_for(data, val_scores, val_anomaly, val_idx)
@@ -543,6 +568,19 @@ def reselect_thresholds(
         "thresholds_reselected": True,
         "thresholds_command": command or " ".join(sys.argv),
     }
+    if rescored is not None:
+        ckpt["net_config"] = net.cfg.to_dict()
+        ckpt["state_dict"] = net.state_dict()  # same weights; new anomaly buffers (Gaussian, part scales)
+        ckpt["metrics"]["anomaly"] = rescored["anomaly"]
+        arch = str(ckpt["training"]["architecture"])
+        ckpt["training"]["architecture"] = arch.replace(
+            f"(input /{net.cfg.ae_down})", f"(input /{net.cfg.ae_down}, error over its mean per unit)"
+        )
+        ckpt["training"]["reconstruction_rescored"] = {
+            "ae_contrast": rescored["ae_contrast"],
+            "weights_unchanged": True,
+            "seconds": round(time.perf_counter() - t_start, 1),
+        }
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, path)

@@ -115,6 +115,44 @@ def test_thresholds_can_be_chosen_on_the_validated_operating_range(checkpoint: P
         reselect_thresholds(checkpoint, tmp_path / "none.pt", nuisance_max=0.5)
 
 
+def test_contrast_score_cancels_an_error_raised_everywhere() -> None:
+    torch.manual_seed(0)
+    net = InspectorNet(NetConfig(64, 48, 1, 3, ae_contrast=True))
+    err = torch.rand(2, 8, 6) * 0.02 + 0.01
+    err[1] = err[0] * 3.0  # the same unit, three times the error everywhere (noise, blur, light)
+    err[:, 4, 3] += torch.tensor([0.2, 0.6])  # and the same local defect on top of each
+    m = net.rec_score_map(err)
+    assert torch.allclose(m.mean(dim=(1, 2)), torch.ones(2), atol=0.05)  # about 1 where nothing stands out
+    assert abs(float(m[0].amax()) - float(m[1].amax())) / float(m[0].amax()) < 0.05  # eps: a few %
+    absolute = InspectorNet(NetConfig(64, 48, 1, 3))
+    assert torch.equal(absolute.rec_score_map(err), err)
+
+
+def test_reconstruction_score_switch_keeps_weights_and_refits_scales(checkpoint: Path, tmp_path: Path) -> None:
+    ckpt, _ = load_checkpoint(checkpoint)
+    assert ckpt["net_config"]["ae_contrast"] is True  # new training runs score contrast
+    out = tmp_path / "absolute.pt"
+    assert (
+        train_main(
+            ["thresholds", "--checkpoint", str(checkpoint), "--out", str(out), "--reconstruction-score", "absolute"]
+        )
+        == 0
+    )
+    again, net = load_checkpoint(out)
+    assert again["net_config"]["ae_contrast"] is False and net.cfg.ae_contrast is False
+    assert again["training"]["reconstruction_rescored"]["weights_unchanged"] is True
+    assert again["metrics"]["anomaly"]["parts"][0] == "reconstruction"
+    weights = [k for k in ckpt["state_dict"] if not k.startswith("ad_")]
+    assert all(torch.equal(ckpt["state_dict"][k], again["state_dict"][k]) for k in weights)
+    # Same Gaussian (same ok units; float rounding differs with the memory layout), a new scale
+    # for the reconstruction part only.
+    assert torch.allclose(ckpt["state_dict"]["ad_global_mean"], again["state_dict"]["ad_global_mean"], atol=1e-5)
+    old_norm, new_norm = ckpt["state_dict"]["ad_norm"], again["state_dict"]["ad_norm"]
+    assert not torch.isclose(old_norm[0], new_norm[0], rtol=0.05)
+    assert torch.allclose(old_norm[1:], new_norm[1:], rtol=1e-3)
+    assert len(again["threshold_history"]) == 1
+
+
 def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
     again = train(
         "vial", [tiny_sets["train"]], tmp_path, epochs=1, batch_size=32, width_mult=0.5, ae_steps=4, log=lambda s: None
