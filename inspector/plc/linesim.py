@@ -76,7 +76,9 @@ log = logging.getLogger("inspector.plc.linesim")
 
 PROTOCOLS = ("opcua", "s7", "modbus")
 TICK_S = 0.002
-INJECTIONS = ("bad_status", "wrong_item", "bad_sequence", "bad_type")
+INJECTIONS = ("bad_status", "wrong_item", "bad_sequence", "bad_type", "call_refused")
+# Injections of the OPC UA server only (call_refused: SubmitDecision answers BadUserAccessDenied).
+OPCUA_INJECTIONS = ("bad_type", "call_refused")
 
 
 class Outcome(enum.StrEnum):
@@ -182,6 +184,8 @@ class LineCore:
             status = self._decide(w, time.time())
             self.ack_status_counts[status.name.lower()] += 1
             injection = self.s.inject.get(w.item_id)
+            if injection == "call_refused":
+                injection = None  # a refused call never reaches here (see SubmitDecision); a Write does
             ack = PlcWords(w.sequence, w.item_id, int(status), self.plc_heartbeat)
             if injection is not None:
                 self.injected += 1
@@ -195,6 +199,11 @@ class LineCore:
                     ack = PlcWords((w.sequence + 7) & U32_MAX, w.item_id, int(status), self.plc_heartbeat)
             self._ack = ack
             return ack, injection
+
+    def note_refused_call(self) -> None:
+        """A decision call the PLC refused (test hook ``call_refused``): nothing is taken."""
+        with self._lock:
+            self.injected += 1
 
     def _note_status(self, heartbeat: int, state: int, now_m: float) -> None:
         if heartbeat != self._station_hb:
@@ -570,6 +579,9 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
             return ua.StatusCode(ua.UInt32(StatusCodes.BadInvalidArgument))
         values = {n: int(a.Value) for n, a in zip(METHOD_INPUTS, args, strict=True)}
         core.method_calls += 1
+        if s.inject.get(values["item_id"]) == "call_refused":
+            core.note_refused_call()  # the PLC takes nothing: the item reaches the gate undecided
+            return ua.StatusCode(ua.UInt32(StatusCodes.BadUserAccessDenied))
         for name, v in values.items():
             await server.write_attribute_value(nodes[name], ua.DataValue(ua.Variant(v, TAG_TYPES[name])))
         station = StationWords(
@@ -717,6 +729,9 @@ def run_line_sim(settings: LineSimSettings, *, stop: StopFlag | None = None) -> 
     bad = {k: v for k, v in settings.inject.items() if v not in INJECTIONS}
     if bad:
         raise ValueError(f"unknown fault injection {bad}; choose {', '.join(INJECTIONS)}")
+    only_ua = {k: v for k, v in settings.inject.items() if v in OPCUA_INJECTIONS}
+    if only_ua and settings.protocol != "opcua":
+        raise ValueError(f"fault injection {only_ua} exists only for --protocol opcua")
     core = LineCore(settings)
     flag = stop or threading.Event()
     # A PLC answers from its own hardware in bounded time: on a shared test PC the simulator

@@ -77,9 +77,12 @@ def _status_name(code: int) -> str:
         return hex(code)
 
 
-def _is_security_failure(exc: BaseException) -> bool:
-    name = _status_name(exc.code) if isinstance(exc, ServiceError) else type(exc).__name__
+def _is_security_name(name: str) -> bool:
     return any(word in name for word in ("Certificate", "Security", "UserAccessDenied", "IdentityToken"))
+
+
+def _is_security_failure(exc: BaseException) -> bool:
+    return _is_security_name(_status_name(exc.code) if isinstance(exc, ServiceError) else type(exc).__name__)
 
 
 def _check_station_tags(values: dict[str, int]) -> None:
@@ -158,7 +161,9 @@ class OpcUaLink(PlcLink):
             raise PlcProtocolError(f"OPC UA SubmitDecision: {len(results)} results for one call")
         result = results[0]
         if not result.StatusCode.is_good():
-            raise PlcProtocolError(f"OPC UA SubmitDecision refused: {result.StatusCode.name}")
+            name = str(result.StatusCode.name)
+            error = PlcSecurityError if _is_security_name(name) else PlcProtocolError
+            raise error(f"OPC UA SubmitDecision refused: {name}")
         outputs = result.OutputArguments or []
         self._prefetched = [ua.DataValue(v if isinstance(v, ua.Variant) else None) for v in outputs]
 

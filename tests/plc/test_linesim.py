@@ -99,6 +99,7 @@ def test_exits_when_stdin_closes_and_after_duration(start_sim: StartSim) -> None
         (["--protocol", "modbus", "--security", "basic256sha256"], "OPC UA only"),
         (["--protocol", "s7", "--line-rate", "0"], "--line-rate must be positive"),
         (["--protocol", "modbus", "--inject", "bad_status"], "KIND@ITEM"),
+        (["--protocol", "modbus", "--inject", "call_refused@3"], "only for --protocol opcua"),
     ],
 )
 def test_bad_arguments_are_one_clear_error(args: list[str], message: str) -> None:

@@ -8,6 +8,7 @@ call whose arguments carry the wrong types.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,12 @@ from asyncua import ua
 from asyncua.client.client import Client
 
 from inspector.config.errors import ConfigError
-from inspector.plc.base import PlcProtocolError
+from inspector.plc.base import AckResult, LinkEventKind, PlcProtocolError, create_link
 from inspector.plc.config import PLC_CONFIGS_DIR, OpcUaConfig, OpcUaTags, load_plc_config, parse_plc_url
+from inspector.plc.layout import StationStateCode
 from inspector.plc.opcua import OpcUaLink
 from tests.plc.conftest import StartSim
+from tests.plc.helpers import Feeder, Recorder, is_accept
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,3 +83,34 @@ def test_the_simulated_plc_refuses_mistyped_arguments(start_sim: StartSim) -> No
     assert result.StatusCode.name == "BadInvalidArgument"
     summary = sim.stop()
     assert summary["method_calls"] == 0 and summary["decisions_received"] == 0
+
+
+def test_a_refused_call_is_a_refused_item_never_an_accept(start_sim: StartSim) -> None:
+    # The PLC answers SubmitDecision for item 3 with BadUserAccessDenied: it took nothing.
+    sim = start_sim("opcua", "--line-rate", "1200", "--gate-delay-ms", "250", "--inject", "call_refused@3")
+    link = create_link(parse_plc_url(f"opcua://127.0.0.1:{sim.port}"))
+    rec = Recorder()
+    link.subscribe(rec)
+    n = 8
+    link.start()
+    try:
+        link.set_station_state(StationStateCode.RUNNING)
+        feeder = Feeder(link, 0.05, items=n).start()
+        feeder.wait_done(n * 0.05 + 5)
+        feeder.stop()
+        assert link.drain(5.0)
+        link.set_station_state(StationStateCode.IDLE)
+        time.sleep(0.4)  # the last items reach the gate
+    finally:
+        link.close()
+    summary = sim.stop()
+    assert is_accept(3), "the refused item must be one the station accepted"
+    assert rec.acks[3].result is AckResult.REFUSED and not rec.acks[3].accepted_by_line
+    assert "BadUserAccessDenied" in rec.acks[3].detail
+    assert all(rec.acks[i].result is AckResult.ACKED for i in range(1, n + 1) if i != 3)
+    assert "PLC_WRITE_REFUSED" in {e.code for e in rec.of_kind(LinkEventKind.ALARM)}
+    assert not rec.of_kind(LinkEventKind.LOST)
+    # The PLC never took item 3: its gate rejects it as undecided.
+    assert summary["method_calls"] == n and summary["decisions_received"] == n - 1
+    assert summary["decision_missing"] == 1 and summary["injected_faults"] == 1
+    assert summary["accepted"] == sum(1 for i in range(1, n + 1) if is_accept(i) and i != 3)
