@@ -72,7 +72,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         width_mult=args.width_mult,
         ae_steps=args.ae_steps,
         threshold_nuisance_max=args.threshold_nuisance_max,
-        ae_contrast=args.reconstruction_score == "contrast",
+        ae_contrast=None if args.reconstruction_score is None else args.reconstruction_score == "contrast",
+        ae_channel_max=None if args.reconstruction_channels is None else args.reconstruction_channels == "max",
         command=args.command_line,
         log=lambda s: print(s, flush=True),
     )
@@ -83,12 +84,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_thresholds(args: argparse.Namespace) -> int:
     from training.train import reselect_thresholds
 
-    score = args.reconstruction_score
+    score, channels = args.reconstruction_score, args.reconstruction_channels
     path = reselect_thresholds(
         args.checkpoint,
         args.out,
         nuisance_max=args.threshold_nuisance_max,
         ae_contrast=None if score is None else score == "contrast",
+        ae_channel_max=None if channels is None else channels == "max",
         command=args.command_line,
     )
     print(json.dumps({"checkpoint": str(path)}))
@@ -122,6 +124,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 RECONSTRUCTION_SCORES = ("contrast", "absolute")
+RECONSTRUCTION_CHANNELS = ("max", "mean")
 
 
 def _add_threshold_range(p: argparse.ArgumentParser) -> None:
@@ -162,8 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--reconstruction-score",
         choices=RECONSTRUCTION_SCORES,
-        default="contrast",
-        help="anomaly reconstruction part: contrast = error over its mean per unit (default), absolute = error",
+        default=None,
+        help="anomaly reconstruction part: contrast = error over its mean per unit, absolute = error"
+        " (default: the product's plan)",
+    )
+    t.add_argument(
+        "--reconstruction-channels",
+        choices=RECONSTRUCTION_CHANNELS,
+        default=None,
+        help="reconstruction error of colour units: max over channels or their mean (default: the product's plan)",
     )
     t.set_defaults(func=cmd_train)
 
@@ -176,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=RECONSTRUCTION_SCORES,
         default=None,
         help="switch the reconstruction part's score (weights unchanged; part scales refitted on ok train units)",
+    )
+    th.add_argument(
+        "--reconstruction-channels",
+        choices=RECONSTRUCTION_CHANNELS,
+        default=None,
+        help="switch how colour channels combine in the reconstruction error (max or mean; weights unchanged)",
     )
     th.set_defaults(func=cmd_thresholds)
 

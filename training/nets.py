@@ -6,7 +6,9 @@ One module, one ONNX graph: uint8 NHWC ``image`` in; ``scores`` (softmax), ``ano
   to restore them, also from synthetic corruptions (DRAEM practice): what it cannot restore
   is what ok items never show (reconstruction error map). With ``ae_contrast`` the map is
   divided by its own mean over the unit: a local defect stands out against the rest of the
-  unit, while nuisance (noise, blur, light) that raises the error everywhere cancels out;
+  unit, while nuisance (noise, blur, light) that raises the error everywhere cancels out.
+  With ``ae_channel_max`` the error of a colour unit is the largest over its channels, not
+  their mean, so a change of colour in one channel is not diluted by the others;
 - a segmentation head on a mid-level feature map of the classifier (deeper context
   upsampled onto it), trained to find synthetic local changes made to ok units (CutPaste /
   NSA practice, see :class:`training.data.SyntheticAnomaly`);
@@ -53,6 +55,8 @@ class NetConfig:
     # Reconstruction map over its own mean per unit (peak-to-mean contrast). False: the absolute
     # error, as packages before it were built (their checkpoints load with this default).
     ae_contrast: bool = False
+    # Reconstruction error over the colour channels: max (True) or mean (False, as before).
+    ae_channel_max: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,9 +171,10 @@ class InspectorNet(nn.Module):
         return F.avg_pool2d(x01, d) if d > 1 else x01
 
     def ae_error_map(self, x01: torch.Tensor) -> torch.Tensor:
-        """Reconstruction error, channel mean, pooled: ``[N, h, w]``."""
+        """Reconstruction error, channel mean (or max), pooled: ``[N, h, w]``."""
         small = self.ae_input(x01)
-        err = (self.autoencoder(small) - small).abs().mean(dim=1, keepdim=True)
+        diff = (self.autoencoder(small) - small).abs()
+        err = diff.amax(dim=1, keepdim=True) if self.cfg.ae_channel_max else diff.mean(dim=1, keepdim=True)
         p = self.cfg.ae_pool
         if p > 1:
             err = F.avg_pool2d(err, p)

