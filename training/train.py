@@ -493,9 +493,10 @@ def in_operating_range(data: ItemSet, idx: np.ndarray, nuisance_max: float | Non
 
 def reconstruction_part_name(cfg: NetConfig) -> str:
     """How the reconstruction part is scored, in words (record and report)."""
-    channels = "max over channels" if cfg.ae_channel_max and cfg.channels > 1 else "mean over channels"
     if cfg.channels == 1:
         channels = "one channel"
+    else:
+        channels = "max over channels" if cfg.ae_channel_max else "mean over channels"
     how = "error over its mean per unit" if cfg.ae_contrast else "absolute error"
     return f"reconstruction {how}, {channels}"
 
