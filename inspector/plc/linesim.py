@@ -200,10 +200,12 @@ class LineCore:
             self._ack = ack
             return ack, injection
 
-    def note_refused_call(self) -> None:
-        """A decision call the PLC refused (test hook ``call_refused``): nothing is taken."""
+    def note_method_call(self, *, refused: bool) -> None:
+        """One SubmitDecision call; ``refused``: the test hook ``call_refused`` made the PLC take nothing."""
         with self._lock:
-            self.injected += 1
+            self.method_calls += 1
+            if refused:
+                self.injected += 1
 
     def _note_status(self, heartbeat: int, state: int, now_m: float) -> None:
         if heartbeat != self._station_hb:
@@ -492,7 +494,7 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
     from asyncua.ua.status_codes import StatusCodes
 
     from inspector.plc.config import OpcUaTags
-    from inspector.plc.opcua import METHOD_INPUTS, PLC_TAGS, TAG_TYPES
+    from inspector.plc.opcua import METHOD_INPUTS, PLC_TAGS, STATION_TAGS, TAG_TYPES
 
     logging.getLogger("asyncua.server.address_space").setLevel(logging.WARNING)  # it logs every method call at INFO
 
@@ -533,14 +535,19 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
         value = server.read_attribute_value(nodes[name]).Value
         return int(value.Value) if value is not None and isinstance(value.Value, int) else 0
 
-    async def write_plc(words: PlcWords, injection: str | None = None) -> None:
-        values = {  # the echoed sequence last, like a PLC should
+    def read_station() -> StationWords:
+        return StationWords(*(read(n) for n in STATION_TAGS))  # same field order
+
+    def plc_values(words: PlcWords) -> dict[str, int]:
+        return {  # the echoed sequence last, like a PLC should
             "ack_item_id": words.ack_item_id,
             "ack_status": words.ack_status,
             "plc_heartbeat": words.heartbeat,
             "ack_sequence": words.ack_sequence,
         }
-        for name, v in values.items():
+
+    async def write_plc(words: PlcWords, injection: str | None = None) -> None:
+        for name, v in plc_values(words).items():
             await server.write_attribute_value(nodes[name], ua.DataValue(ua.Variant(v, TAG_TYPES[name])))
         if injection == "bad_type":
             # The address space refuses a mistyped write; a read callback serves the wrong type until the next write.
@@ -553,16 +560,7 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
         written = [wv.NodeId for wv in event.request_params.NodesToWrite]
         if not any(n in station_ids for n in written):
             return
-        station = StationWords(
-            read("item_id"),
-            read("decision"),
-            read("reason_code"),
-            read("exposure_ms"),
-            read("sequence"),
-            read("station_heartbeat"),
-            read("station_state"),
-        )
-        result = core.on_station_block(station)
+        result = core.on_station_block(read_station())
         if result is not None:
             await write_plc(*result)
 
@@ -578,31 +576,17 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
             log.warning("SubmitDecision refused: arguments %r", args)
             return ua.StatusCode(ua.UInt32(StatusCodes.BadInvalidArgument))
         values = {n: int(a.Value) for n, a in zip(METHOD_INPUTS, args, strict=True)}
-        core.method_calls += 1
-        if s.inject.get(values["item_id"]) == "call_refused":
-            core.note_refused_call()  # the PLC takes nothing: the item reaches the gate undecided
+        refused = s.inject.get(values["item_id"]) == "call_refused"
+        core.note_method_call(refused=refused)
+        if refused:  # the PLC takes nothing: the item reaches the gate undecided
             return ua.StatusCode(ua.UInt32(StatusCodes.BadUserAccessDenied))
         for name, v in values.items():
             await server.write_attribute_value(nodes[name], ua.DataValue(ua.Variant(v, TAG_TYPES[name])))
-        station = StationWords(
-            values["item_id"],
-            values["decision"],
-            values["reason_code"],
-            values["exposure_ms"],
-            values["sequence"],
-            read("station_heartbeat"),
-            read("station_state"),
-        )
-        result = core.on_station_block(station)
+        result = core.on_station_block(read_station())
         words, injection = (core.current_plc(), None) if result is None else result
         if result is not None:
             await write_plc(words, injection)
-        ack = {
-            "ack_sequence": words.ack_sequence,
-            "ack_item_id": words.ack_item_id,
-            "ack_status": words.ack_status,
-            "plc_heartbeat": words.heartbeat,
-        }
+        ack = plc_values(words)
         out = [ua.Variant(ack[n], TAG_TYPES[n]) for n in PLC_TAGS]
         if injection == "bad_type":
             out[PLC_TAGS.index("ack_status")] = ua.Variant("accepted", ua.VariantType.String)

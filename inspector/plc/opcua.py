@@ -50,7 +50,7 @@ T = TypeVar("T")
 UINT32 = ua.VariantType.UInt32
 UINT16 = ua.VariantType.UInt16
 _DISCONNECT_TIMEOUT_S = 0.3
-_STATION_TAGS = ("item_id", "decision", "reason_code", "exposure_ms", "sequence", "station_heartbeat", "station_state")
+STATION_TAGS = ("item_id", "decision", "reason_code", "exposure_ms", "sequence", "station_heartbeat", "station_state")
 PLC_TAGS = ("ack_sequence", "ack_item_id", "ack_status", "plc_heartbeat")
 # SubmitDecision: input arguments in this order, output arguments = PLC_TAGS in that order.
 METHOD_INPUTS = ("item_id", "decision", "reason_code", "exposure_ms", "sequence")
@@ -86,7 +86,7 @@ def _is_security_failure(exc: BaseException) -> bool:
 
 
 def _check_station_tags(values: dict[str, int]) -> None:
-    foreign = [k for k in values if k not in _STATION_TAGS]
+    foreign = [k for k in values if k not in STATION_TAGS]
     if foreign:
         raise PlcSecurityError(f"OPC UA write to {', '.join(foreign)} refused: not a station tag")
 

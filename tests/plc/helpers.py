@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspector.plc.base import DecisionRequest, ItemAck, LinkEvent, LinkEventKind, PlcLink
-from inspector.plc.layout import U32_MAX
+from inspector.plc.layout import U32_MAX, StationStateCode
 from inspector.plc.pki import STATION_URI, app_certificate, loopback_pki, trust_folder
 from inspector.taxonomy import PLC_CODE_OK
 
@@ -86,6 +86,27 @@ class Feeder:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5.0)
+
+
+def run_batch(link: PlcLink, items: int, period_s: float, *, settle_s: float = 0.0) -> Recorder:
+    """Start ``link``, send ``items`` decisions one period apart as a running station, drain them,
+    then (``settle_s`` > 0) end the batch (state idle) and wait that long for the last items to
+    reach the gate; the link is closed in any case. Returns what the link reported."""
+    rec = Recorder()
+    link.subscribe(rec)
+    link.start()
+    try:
+        link.set_station_state(StationStateCode.RUNNING)
+        feeder = Feeder(link, period_s, items=items).start()
+        feeder.wait_done(items * period_s + 5)
+        feeder.stop()
+        assert link.drain(5.0)
+        if settle_s > 0:
+            link.set_station_state(StationStateCode.IDLE)
+            time.sleep(settle_s)
+    finally:
+        link.close()
+    return rec
 
 
 @dataclass(frozen=True)

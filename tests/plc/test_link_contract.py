@@ -23,7 +23,7 @@ from inspector.plc.base import AckResult, LinkEventKind, create_link
 from inspector.plc.config import ModbusConfig, OpcUaConfig, S7Config, parse_plc_url
 from inspector.plc.layout import StationStateCode
 from tests.plc.conftest import StartSim
-from tests.plc.helpers import Feeder, Recorder, is_accept
+from tests.plc.helpers import Feeder, Recorder, is_accept, run_batch
 
 PERIOD_S = 0.05  # 1200 items/min
 GATE_MS = 250
@@ -44,7 +44,10 @@ def _config(variant: str, port: int) -> OpcUaConfig | S7Config | ModbusConfig:
     return cfg
 
 
-def _finish(link: object, seconds: float = GATE_MS / 1e3 + 0.15) -> None:
+SETTLE_S = GATE_MS / 1e3 + 0.15  # after the batch: the last items reach the simulator's gate
+
+
+def _finish(link: object, seconds: float = SETTLE_S) -> None:
     """Batch over: state idle, then wait until the last items reached the simulator's gate."""
     link.set_station_state(StationStateCode.IDLE)  # type: ignore[attr-defined]
     time.sleep(seconds)
@@ -60,20 +63,8 @@ class TestPlcLinkContract:
         inject = ",".join(f"{kind}@{item}" for item, kind in injected.items())
         sim_json = tmp_path / "sim.json"
         sim = start_sim(protocol, *SIM_ARGS, "--inject", inject, "--json", str(sim_json))
-        link = create_link(_config(variant, sim.port))
-        rec = Recorder()
-        link.subscribe(rec)
         n = 24
-        link.start()
-        try:
-            link.set_station_state(StationStateCode.RUNNING)
-            feeder = Feeder(link, PERIOD_S, items=n).start()
-            feeder.wait_done(n * PERIOD_S + 5)
-            feeder.stop()
-            assert link.drain(5.0)
-            _finish(link)
-        finally:
-            link.close()
+        rec = run_batch(create_link(_config(variant, sim.port)), n, PERIOD_S, settle_s=SETTLE_S)
         summary = sim.stop()
 
         assert sorted(rec.acks) == list(range(1, n + 1))

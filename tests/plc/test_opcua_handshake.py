@@ -8,7 +8,6 @@ call whose arguments carry the wrong types.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,9 @@ from asyncua.client.client import Client
 from inspector.config.errors import ConfigError
 from inspector.plc.base import AckResult, LinkEventKind, PlcProtocolError, create_link
 from inspector.plc.config import PLC_CONFIGS_DIR, OpcUaConfig, OpcUaTags, load_plc_config, parse_plc_url
-from inspector.plc.layout import StationStateCode
 from inspector.plc.opcua import OpcUaLink
 from tests.plc.conftest import StartSim
-from tests.plc.helpers import Feeder, Recorder, is_accept
+from tests.plc.helpers import is_accept, run_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,21 +86,8 @@ def test_the_simulated_plc_refuses_mistyped_arguments(start_sim: StartSim) -> No
 def test_a_refused_call_is_a_refused_item_never_an_accept(start_sim: StartSim) -> None:
     # The PLC answers SubmitDecision for item 3 with BadUserAccessDenied: it took nothing.
     sim = start_sim("opcua", "--line-rate", "1200", "--gate-delay-ms", "250", "--inject", "call_refused@3")
-    link = create_link(parse_plc_url(f"opcua://127.0.0.1:{sim.port}"))
-    rec = Recorder()
-    link.subscribe(rec)
     n = 8
-    link.start()
-    try:
-        link.set_station_state(StationStateCode.RUNNING)
-        feeder = Feeder(link, 0.05, items=n).start()
-        feeder.wait_done(n * 0.05 + 5)
-        feeder.stop()
-        assert link.drain(5.0)
-        link.set_station_state(StationStateCode.IDLE)
-        time.sleep(0.4)  # the last items reach the gate
-    finally:
-        link.close()
+    rec = run_batch(create_link(parse_plc_url(f"opcua://127.0.0.1:{sim.port}")), n, 0.05, settle_s=0.4)
     summary = sim.stop()
     assert is_accept(3), "the refused item must be one the station accepted"
     assert rec.acks[3].result is AckResult.REFUSED and not rec.acks[3].accepted_by_line
