@@ -16,6 +16,7 @@ eager figure of ``inspector bench`` runs these weights. The runtime never loads 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import io
 import os
@@ -46,10 +47,19 @@ class ExportCheckError(RuntimeError):
     """Parity or determinism failed: the exported graph does not reproduce the trained model."""
 
 
+# What the exported graph computes differently from the trained module (same arithmetic).
+GRAPH_NOTE = "space-to-depth stem folded into one convolution on the image (InspectorNet.stem)"
+
+
 def to_onnx(net: InspectorNet) -> bytes:
-    """Serialise the network with a dynamic batch axis and a uint8 NHWC input named ``image``."""
+    """Serialise the network with a dynamic batch axis and a uint8 NHWC input named ``image``.
+
+    A copy is exported with the space-to-depth stem folded into its first convolution; the
+    parity check compares that graph with the module as trained.
+    """
     cfg = net.cfg
-    net = net.eval().to(memory_format=torch.contiguous_format)
+    net = copy.deepcopy(net).eval().to(memory_format=torch.contiguous_format)
+    net.fold_stem = True
     dummy = torch.zeros(2, cfg.height, cfg.width, cfg.channels, dtype=torch.uint8)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -210,6 +220,7 @@ def export(
     training = dict(ckpt["training"])
     if command:
         training["export_command"] = command
+    training["onnx_graph"] = GRAPH_NOTE
     base = {
         "model_id": model_id or f"inspector-{product.value}-mnv3s-ae",
         "product": product,

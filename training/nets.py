@@ -106,6 +106,8 @@ class InspectorNet(nn.Module):
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # Export only: the space-to-depth stem as one convolution (see :meth:`stem`).
+        self.fold_stem = False
         base = mobilenet_v3_small(weights=None, num_classes=cfg.n_classes, width_mult=cfg.width_mult)
         first = base.features[0][0]
         assert isinstance(first, nn.Conv2d)
@@ -148,11 +150,41 @@ class InspectorNet(nn.Module):
             x = F.pixel_unshuffle(x, self.cfg.unshuffle)
         return x
 
+    def folded_stem_weight(self) -> torch.Tensor:
+        """The first convolution's weight re-indexed to act on the unshuffled image.
+
+        Space-to-depth by ``r`` then a 3x3 stride-2 convolution (padding 1) is the same sum
+        as one ``3r x 3r`` convolution with stride ``2r`` and padding ``r`` on the image itself:
+        input channel ``c*r*r + i*r + j`` at kernel tap ``(ky, kx)`` reads image pixel
+        ``(r*ky + i, r*kx + j)`` of the window, and the zero padding covers the same pixels.
+        """
+        r, c = self.cfg.unshuffle, self.cfg.channels
+        w = self.features[0][0].weight
+        k = w.shape[-1]
+        return w.reshape(w.shape[0], c, r, r, k, k).permute(0, 1, 4, 2, 5, 3).reshape(w.shape[0], c, k * r, k * r)
+
+    def stem(self, x01: torch.Tensor) -> torch.Tensor:
+        """The first features block on float NCHW in [0, 1].
+
+        As trained: normalise, space-to-depth, convolution. With ``fold_stem`` (set on the copy
+        that is exported) the last two are one convolution on the image, the same arithmetic
+        without the six-dimensional transpose that space-to-depth costs ONNX Runtime.
+        """
+        first = self.features[0]
+        if not (self.fold_stem and self.cfg.unshuffle > 1):
+            return first(self.prepare(x01))
+        conv = first[0]
+        assert isinstance(conv, nn.Conv2d)
+        r = self.cfg.unshuffle
+        x = (x01 - PIXEL_CENTER) / PIXEL_SCALE
+        x = F.conv2d(x, self.folded_stem_weight(), conv.bias, stride=conv.stride[0] * r, padding=conv.padding[0] * r)
+        return first[2](first[1](x))
+
     def trunk(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits, the segmentation head's input map and the pooled features (float NCHW in [0, 1])."""
-        x = self.prepare(x01)
+        x = self.stem(x01)
         tap = deep = x
-        for i, block in enumerate(self.features):
+        for i, block in enumerate(self.features[1:], start=1):
             x = block(x)
             if i == self.cfg.tap:
                 tap = x

@@ -50,6 +50,8 @@ def _after_training(training: dict[str, Any]) -> list[str]:
             f"Anomaly reconstruction part rescored as {how}, weights unchanged "
             f"(part scales refitted on ok training units, {rescored.get('seconds')} s)."
         )
+    if training.get("onnx_graph"):
+        lines.append(f"Exported graph: {training['onnx_graph']}; parity with the trained module below in the record.")
     return lines
 
 

@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 from inspector.bench import torch_eager  # noqa: E402
 from inspector.evaluation import evaluate  # noqa: E402
@@ -178,6 +178,29 @@ def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, 
     b = torch.load(again, weights_only=False)["state_dict"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("shape", [(64, 48, 1), (108, 100, 3)])
+def test_folded_stem_is_the_trained_stem(shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    h, w, c = shape
+    net = InspectorNet(NetConfig(h, w, c, 4)).eval()
+    x = torch.rand(3, c, h, w)
+    with torch.no_grad():
+        trained = net.stem(x)
+        net.fold_stem = True
+        folded = net.stem(x)
+        net.fold_stem = False
+    assert folded.shape == trained.shape
+    assert torch.allclose(folded, trained, atol=1e-5)
+    # The graph exports the folded stem, with no space-to-depth left in it, and matches the module.
+    data = to_onnx(net)
+    assert net.fold_stem is False  # the module itself is not changed by the export
+    ops = {n.op_type for n in onnx.load_from_string(data).graph.node}
+    assert "DepthToSpace" not in ops and "SpaceToDepth" not in ops
+    assert len([n for n in onnx.load_from_string(data).graph.node if n.op_type == "Transpose"]) == 1  # NHWC -> NCHW
+    units = np.random.default_rng(1).integers(0, 255, (4, h, w, c), dtype=np.uint8)
+    assert check_parity(net, data, units)["passed"]
 
 
 def test_export_package_and_evaluate(checkpoint: Path, tiny_sets: dict[str, Path], tmp_path: Path) -> None:
