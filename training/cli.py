@@ -74,6 +74,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         threshold_nuisance_max=args.threshold_nuisance_max,
         ae_contrast=None if args.reconstruction_score is None else args.reconstruction_score == "contrast",
         ae_channel_max=None if args.reconstruction_channels is None else args.reconstruction_channels == "max",
+        ae_pool_stride=None
+        if args.reconstruction_windows is None
+        else RECONSTRUCTION_WINDOWS[args.reconstruction_windows],
         command=args.command_line,
         log=lambda s: print(s, flush=True),
     )
@@ -91,6 +94,9 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
         nuisance_max=args.threshold_nuisance_max,
         ae_contrast=None if score is None else score == "contrast",
         ae_channel_max=None if channels is None else channels == "max",
+        ae_pool_stride=None
+        if args.reconstruction_windows is None
+        else RECONSTRUCTION_WINDOWS[args.reconstruction_windows],
         command=args.command_line,
     )
     print(json.dumps({"checkpoint": str(path)}))
@@ -125,6 +131,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 RECONSTRUCTION_SCORES = ("contrast", "absolute")
 RECONSTRUCTION_CHANNELS = ("max", "mean")
+# Error map windows before the max: every position (stride 1) or side by side (stride = window).
+RECONSTRUCTION_WINDOWS = {"overlapping": 1, "tiled": 0}
 
 
 def _add_threshold_range(p: argparse.ArgumentParser) -> None:
@@ -175,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="reconstruction error of colour units: max over channels or their mean (default: the product's plan)",
     )
+    t.add_argument(
+        "--reconstruction-windows",
+        choices=list(RECONSTRUCTION_WINDOWS),
+        default=None,
+        help="error map windows before the max: overlapping (every position) or tiled (default: the product's plan)",
+    )
     t.set_defaults(func=cmd_train)
 
     th = sub.add_parser("thresholds", help="re-choose a checkpoint's thresholds on its validation split")
@@ -192,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=RECONSTRUCTION_CHANNELS,
         default=None,
         help="switch how colour channels combine in the reconstruction error (max or mean; weights unchanged)",
+    )
+    th.add_argument(
+        "--reconstruction-windows",
+        choices=list(RECONSTRUCTION_WINDOWS),
+        default=None,
+        help="switch the error map windows: overlapping or tiled (weights unchanged)",
     )
     th.set_defaults(func=cmd_thresholds)
 

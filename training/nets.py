@@ -51,7 +51,10 @@ class NetConfig:
     ae_down: int = 4  # the autoencoder sees the unit average-pooled by this factor
     ae_width: int = 16
     ae_latent: int = 8
-    ae_pool: int = 2  # error map pooling (and stride) before the max
+    ae_pool: int = 2  # error map pooling window before the max
+    # Its stride; 0: the window itself (non-overlapping, as packages before it were built). 1: every
+    # position, so a small defect is never split between windows.
+    ae_pool_stride: int = 0
     # Reconstruction map over its own mean per unit (peak-to-mean contrast). False: the absolute
     # error, as packages before it were built (their checkpoints load with this default).
     ae_contrast: bool = False
@@ -209,7 +212,7 @@ class InspectorNet(nn.Module):
         err = diff.amax(dim=1, keepdim=True) if self.cfg.ae_channel_max else diff.mean(dim=1, keepdim=True)
         p = self.cfg.ae_pool
         if p > 1:
-            err = F.avg_pool2d(err, p)
+            err = F.avg_pool2d(err, p, stride=self.cfg.ae_pool_stride or p)
         return err.squeeze(1)
 
     def rec_score_map(self, err: torch.Tensor) -> torch.Tensor:

@@ -144,18 +144,34 @@ def test_channel_max_keeps_a_change_of_colour_whole() -> None:
     assert gain_max > 2.0 * gain_mean > 0
 
 
+class _NoReconstruction(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+def test_overlapping_windows_keep_a_small_defect_whole() -> None:
+    tiled = InspectorNet(NetConfig(64, 48, 1, 3, ae_down=1, ae_pool=2, ae_pool_stride=0)).eval()
+    overlapping = InspectorNet(NetConfig(64, 48, 1, 3, ae_down=1, ae_pool=2, ae_pool_stride=1)).eval()
+    for net in (tiled, overlapping):
+        net.autoencoder = _NoReconstruction()  # the error map is the image itself
+    x = torch.zeros(1, 1, 64, 48)
+    x[0, 0, 21:23, 31:33] = 1.0  # a 2x2 defect across the corner of four tiles
+    with torch.no_grad():
+        assert float(tiled.ae_error_map(x).amax()) == pytest.approx(0.25)  # split four ways
+        assert float(overlapping.ae_error_map(x).amax()) == pytest.approx(1.0)  # one window holds it all
+    assert tiled.map_size == (32, 24) and overlapping.map_size == (63, 47)
+
+
 def test_reconstruction_score_switch_keeps_weights_and_refits_scales(checkpoint: Path, tmp_path: Path) -> None:
     ckpt, _ = load_checkpoint(checkpoint)
-    assert ckpt["net_config"]["ae_contrast"] is True  # new training runs score contrast
+    # New vial training runs score contrast over overlapping windows.
+    assert ckpt["net_config"]["ae_contrast"] is True and ckpt["net_config"]["ae_pool_stride"] == 1
     out = tmp_path / "absolute.pt"
-    assert (
-        train_main(
-            ["thresholds", "--checkpoint", str(checkpoint), "--out", str(out), "--reconstruction-score", "absolute"]
-        )
-        == 0
-    )
+    args = ["thresholds", "--checkpoint", str(checkpoint), "--out", str(out), "--reconstruction-score", "absolute"]
+    assert train_main([*args, "--reconstruction-windows", "tiled"]) == 0
     again, net = load_checkpoint(out)
     assert again["net_config"]["ae_contrast"] is False and net.cfg.ae_contrast is False
+    assert again["net_config"]["ae_pool_stride"] == 0 and net.map_size == (48, 32)
     assert again["training"]["reconstruction_rescored"]["weights_unchanged"] is True
     assert again["metrics"]["anomaly"]["parts"][0] == "reconstruction absolute error, one channel"
     assert "reconstruction absolute error" in again["training"]["architecture"]
