@@ -189,8 +189,9 @@ def _intended_use(
         },
         "limits": [
             "trained only on rendered images; camera images need a qualification run before any use",
-            f"classes withheld from the classifier ({', '.join(withheld)}) are caught only by the anomaly score, "
-            "and are rejected as 'anomaly', not with their reason code",
+            f"classes withheld from the classifier ({', '.join(withheld)}) have no reason code in this model: "
+            "they are rejected as 'anomaly' or under the trained class they resemble most (the evaluation's "
+            "confusion matrix shows which), never with their own reason code",
             f"nuisance beyond scale {top:g} or a different product style / camera geometry is outside the input space",
             *([beyond] if beyond else []),
             "status draft: not approved for GMP decisions until QA release",
