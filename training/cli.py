@@ -72,11 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         width_mult=args.width_mult,
         ae_steps=args.ae_steps,
         threshold_nuisance_max=args.threshold_nuisance_max,
-        ae_contrast=None if args.reconstruction_score is None else args.reconstruction_score == "contrast",
-        ae_channel_max=None if args.reconstruction_channels is None else args.reconstruction_channels == "max",
-        ae_pool_stride=None
-        if args.reconstruction_windows is None
-        else RECONSTRUCTION_WINDOWS[args.reconstruction_windows],
+        **_reconstruction_scoring(args),
         command=args.command_line,
         log=lambda s: print(s, flush=True),
     )
@@ -87,16 +83,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_thresholds(args: argparse.Namespace) -> int:
     from training.train import reselect_thresholds
 
-    score, channels = args.reconstruction_score, args.reconstruction_channels
     path = reselect_thresholds(
         args.checkpoint,
         args.out,
         nuisance_max=args.threshold_nuisance_max,
-        ae_contrast=None if score is None else score == "contrast",
-        ae_channel_max=None if channels is None else channels == "max",
-        ae_pool_stride=None
-        if args.reconstruction_windows is None
-        else RECONSTRUCTION_WINDOWS[args.reconstruction_windows],
+        **_reconstruction_scoring(args),
         command=args.command_line,
     )
     print(json.dumps({"checkpoint": str(path)}))
@@ -135,6 +126,37 @@ RECONSTRUCTION_CHANNELS = ("max", "mean")
 RECONSTRUCTION_WINDOWS = {"overlapping": 1, "tiled": 0}
 
 
+def _reconstruction_scoring(args: argparse.Namespace) -> dict[str, bool | int | None]:
+    """The reconstruction part's scoring options as ``train`` / ``reselect_thresholds`` keywords (None: keep)."""
+    score, channels, windows = args.reconstruction_score, args.reconstruction_channels, args.reconstruction_windows
+    return {
+        "ae_contrast": None if score is None else score == "contrast",
+        "ae_channel_max": None if channels is None else channels == "max",
+        "ae_pool_stride": None if windows is None else RECONSTRUCTION_WINDOWS[windows],
+    }
+
+
+def _add_reconstruction_options(p: argparse.ArgumentParser, when_omitted: str) -> None:
+    p.add_argument(
+        "--reconstruction-score",
+        choices=RECONSTRUCTION_SCORES,
+        default=None,
+        help=f"anomaly reconstruction part: contrast = error over its mean per unit, absolute = error ({when_omitted})",
+    )
+    p.add_argument(
+        "--reconstruction-channels",
+        choices=RECONSTRUCTION_CHANNELS,
+        default=None,
+        help=f"reconstruction error of colour units: max over channels or their mean ({when_omitted})",
+    )
+    p.add_argument(
+        "--reconstruction-windows",
+        choices=list(RECONSTRUCTION_WINDOWS),
+        default=None,
+        help=f"error map windows before the max: overlapping (every position) or tiled ({when_omitted})",
+    )
+
+
 def _add_threshold_range(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold-nuisance-max",
@@ -170,48 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width-mult", type=float, default=None)
     t.add_argument("--ae-steps", type=int, default=None, help="autoencoder-only steps (default: per product)")
     _add_threshold_range(t)
-    t.add_argument(
-        "--reconstruction-score",
-        choices=RECONSTRUCTION_SCORES,
-        default=None,
-        help="anomaly reconstruction part: contrast = error over its mean per unit, absolute = error"
-        " (default: the product's plan)",
-    )
-    t.add_argument(
-        "--reconstruction-channels",
-        choices=RECONSTRUCTION_CHANNELS,
-        default=None,
-        help="reconstruction error of colour units: max over channels or their mean (default: the product's plan)",
-    )
-    t.add_argument(
-        "--reconstruction-windows",
-        choices=list(RECONSTRUCTION_WINDOWS),
-        default=None,
-        help="error map windows before the max: overlapping (every position) or tiled (default: the product's plan)",
-    )
+    _add_reconstruction_options(t, "default: the product's plan")
     t.set_defaults(func=cmd_train)
 
     th = sub.add_parser("thresholds", help="re-choose a checkpoint's thresholds on its validation split")
     th.add_argument("--checkpoint", required=True, type=Path)
     th.add_argument("--out", required=True, type=Path, help="new checkpoint file")
     _add_threshold_range(th)
-    th.add_argument(
-        "--reconstruction-score",
-        choices=RECONSTRUCTION_SCORES,
-        default=None,
-        help="switch the reconstruction part's score (weights unchanged; part scales refitted on ok train units)",
-    )
-    th.add_argument(
-        "--reconstruction-channels",
-        choices=RECONSTRUCTION_CHANNELS,
-        default=None,
-        help="switch how colour channels combine in the reconstruction error (max or mean; weights unchanged)",
-    )
-    th.add_argument(
-        "--reconstruction-windows",
-        choices=list(RECONSTRUCTION_WINDOWS),
-        default=None,
-        help="switch the error map windows: overlapping or tiled (weights unchanged)",
+    _add_reconstruction_options(
+        th, "switches a trained checkpoint: weights unchanged, part scales refitted on ok train units"
     )
     th.set_defaults(func=cmd_thresholds)
 
