@@ -126,13 +126,14 @@ RECONSTRUCTION_CHANNELS = ("max", "mean")
 RECONSTRUCTION_WINDOWS = {"overlapping": 1, "tiled": 0}
 
 
-def _reconstruction_scoring(args: argparse.Namespace) -> dict[str, bool | int | None]:
-    """The reconstruction part's scoring options as ``train`` / ``reselect_thresholds`` keywords (None: keep)."""
+def _reconstruction_scoring(args: argparse.Namespace) -> dict[str, bool | int | float | None]:
+    """The anomaly scoring options as ``train`` / ``reselect_thresholds`` keywords (None: keep)."""
     score, channels, windows = args.reconstruction_score, args.reconstruction_channels, args.reconstruction_windows
     return {
         "ae_contrast": None if score is None else score == "contrast",
         "ae_channel_max": None if channels is None else channels == "max",
         "ae_pool_stride": None if windows is None else RECONSTRUCTION_WINDOWS[windows],
+        "norm_quantile": args.part_scale_quantile,
     }
 
 
@@ -154,6 +155,13 @@ def _add_reconstruction_options(p: argparse.ArgumentParser, when_omitted: str) -
         choices=list(RECONSTRUCTION_WINDOWS),
         default=None,
         help=f"error map windows before the max: overlapping (every position) or tiled ({when_omitted})",
+    )
+    p.add_argument(
+        "--part-scale-quantile",
+        type=float,
+        default=None,
+        metavar="Q",
+        help=f"ok-train quantile each anomaly part is divided by before the max, 0.5..1 ({when_omitted})",
     )
 
 

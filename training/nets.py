@@ -5,8 +5,9 @@ One module, one ONNX graph: uint8 NHWC ``image`` in; ``scores`` (softmax), ``ano
 - a small convolutional autoencoder on a downsampled copy of the unit, trained on ok units
   to restore them, also from synthetic corruptions (DRAEM practice): what it cannot restore
   is what ok items never show (reconstruction error map). With ``ae_contrast`` the map is
-  divided by its own mean over the unit: a local defect stands out against the rest of the
-  unit, while nuisance (noise, blur, light) that raises the error everywhere cancels out.
+  divided by its own mean over the unit (at least ``ae_contrast_floor``): a local defect
+  stands out against the rest of the unit, while nuisance (noise, light) that raises the
+  error everywhere cancels out.
   With ``ae_channel_max`` the error of a colour unit is the largest over its channels, not
   their mean, so a change of colour in one channel is not diluted by the others;
 - a segmentation head on a mid-level feature map of the classifier (deeper context
@@ -51,6 +52,7 @@ class NetConfig:
     ae_down: int = 4  # the autoencoder sees the unit average-pooled by this factor
     ae_width: int = 16
     ae_latent: int = 8
+    ae_stages: int = 4  # stride-2 stages of the autoencoder (see AutoEncoder)
     ae_pool: int = 2  # error map pooling window before the max
     # Its stride; 0: the window itself (non-overlapping, as packages before it were built). 1: every
     # position, so a small defect is never split between windows.
@@ -60,43 +62,45 @@ class NetConfig:
     ae_contrast: bool = False
     # Reconstruction error over the colour channels: max (True) or mean (False, as before).
     ae_channel_max: bool = False
+    # Contrast only: the unit's mean error is taken as at least this much (0: no floor, as
+    # packages before it). A sharp or blurred frame restores better than usual everywhere;
+    # dividing by its small mean would inflate whatever error is left. Training sets it to the
+    # median mean error of the ok training units (see training.train.fit_anomaly).
+    ae_contrast_floor: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class AutoEncoder(nn.Module):
-    """Four stride-2 stages down to a narrow latent map and back, resized to the input size."""
+    """``stages`` stride-2 stages down to a narrow latent map and back, resized to the input size.
 
-    def __init__(self, channels: int, width: int, latent: int) -> None:
+    Four stages (the default, as every package before the option was built) leave a latent
+    map of 1/16 the unit's side; three keep 1/8, so the outline of the item is restored
+    more sharply and a defect beside it stands out less blurred by the normal edge.
+    """
+
+    def __init__(self, channels: int, width: int, latent: int, stages: int = 4) -> None:
         super().__init__()
+        if not 2 <= stages <= 4:
+            raise ValueError(f"autoencoder stages must be 2..4, got {stages}")
         w, act = width, nn.ReLU
-        self.encoder = nn.Sequential(
-            nn.Conv2d(channels, w, 3, 2, 1),
-            act(),
-            nn.Conv2d(w, 2 * w, 3, 2, 1),
-            act(),
-            nn.Conv2d(2 * w, 2 * w, 3, 2, 1),
-            act(),
-            nn.Conv2d(2 * w, 2 * w, 3, 2, 1),
-            act(),
-            nn.Conv2d(2 * w, latent, 1),
-        )
-        self.decoder = nn.Sequential(
-            nn.Conv2d(latent, 2 * w, 1),
-            act(),
-            nn.Upsample(scale_factor=2.0, mode="nearest"),
-            nn.Conv2d(2 * w, 2 * w, 3, 1, 1),
-            act(),
-            nn.Upsample(scale_factor=2.0, mode="nearest"),
-            nn.Conv2d(2 * w, 2 * w, 3, 1, 1),
-            act(),
-            nn.Upsample(scale_factor=2.0, mode="nearest"),
-            nn.Conv2d(2 * w, w, 3, 1, 1),
-            act(),
-            nn.Upsample(scale_factor=2.0, mode="nearest"),
-            nn.Conv2d(w, channels, 3, 1, 1),
-        )
+        # Encoder widths w, 2w, 2w, ...; the decoder mirrors them back to w.
+        widths = [w] + [2 * w] * (stages - 1)
+        enc: list[nn.Module] = []
+        c_in = channels
+        for c in widths:
+            enc += [nn.Conv2d(c_in, c, 3, 2, 1), act()]
+            c_in = c
+        enc.append(nn.Conv2d(c_in, latent, 1))
+        self.encoder = nn.Sequential(*enc)
+        dec: list[nn.Module] = [nn.Conv2d(latent, 2 * w, 1), act()]
+        c_in = 2 * w
+        for c in reversed(widths[:-1]):
+            dec += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, c, 3, 1, 1), act()]
+            c_in = c
+        dec += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, channels, 3, 1, 1)]
+        self.decoder = nn.Sequential(*dec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.decoder(self.encoder(x))
@@ -126,7 +130,7 @@ class InspectorNet(nn.Module):
                 m.momentum = 0.1
         seg_in = self._block_channels(cfg.tap) + self._block_channels(cfg.deep_tap)
         self.seg_head = nn.Sequential(nn.Conv2d(seg_in, 32, 3, padding=1), nn.Hardswish(), nn.Conv2d(32, 1, 1))
-        self.autoencoder = AutoEncoder(cfg.channels, cfg.ae_width, cfg.ae_latent)
+        self.autoencoder = AutoEncoder(cfg.channels, cfg.ae_width, cfg.ae_latent, cfg.ae_stages)
         self.eval()  # the shape probe must not touch the batch-norm statistics
         with torch.no_grad():
             probe = torch.zeros(1, cfg.channels, cfg.height, cfg.width)
@@ -219,7 +223,10 @@ class InspectorNet(nn.Module):
         """The reconstruction part's map from the error map ``[N, h, w]``: absolute, or over its mean."""
         if not self.cfg.ae_contrast:
             return err
-        return err / (err.mean(dim=(1, 2), keepdim=True) + AE_CONTRAST_EPS)
+        mean = err.mean(dim=(1, 2), keepdim=True)
+        if self.cfg.ae_contrast_floor > 0:
+            mean = mean.clamp_min(self.cfg.ae_contrast_floor)
+        return err / (mean + AE_CONTRAST_EPS)
 
     def global_score(self, pooled: torch.Tensor) -> torch.Tensor:
         z = (pooled - self.ad_global_mean) @ self.ad_global_whiten.T

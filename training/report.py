@@ -46,9 +46,11 @@ def _after_training(training: dict[str, Any]) -> list[str]:
         how = rescored.get("reconstruction") or (
             "error over its mean per unit (contrast)" if rescored.get("ae_contrast") else "absolute error"
         )
+        quantile = rescored.get("norm_quantile")
+        at = f" at their {quantile} quantile" if quantile is not None else ""
         lines.append(
             f"Anomaly reconstruction part rescored as {how}, weights unchanged "
-            f"(part scales refitted on ok training units, {rescored.get('seconds')} s)."
+            f"(part scales refitted on ok training units{at}, {rescored.get('seconds')} s)."
         )
     if training.get("onnx_graph"):
         lines.append(f"Exported graph: {training['onnx_graph']}; parity with the trained module below in the record.")

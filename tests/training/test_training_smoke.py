@@ -31,8 +31,14 @@ from training.data import (  # noqa: E402
     split_of,
 )
 from training.export import ExportCheckError, check_determinism, check_parity, to_onnx  # noqa: E402
-from training.nets import InspectorNet, NetConfig  # noqa: E402
-from training.train import in_operating_range, load_checkpoint, reselect_thresholds, train  # noqa: E402
+from training.nets import AutoEncoder, InspectorNet, NetConfig  # noqa: E402
+from training.train import (  # noqa: E402
+    fit_anomaly,
+    in_operating_range,
+    load_checkpoint,
+    reselect_thresholds,
+    train,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +134,30 @@ def test_contrast_score_cancels_an_error_raised_everywhere() -> None:
     assert torch.equal(absolute.rec_score_map(err), err)
 
 
+def test_contrast_floor_stops_a_blurred_unit_inflating_its_error() -> None:
+    err = torch.full((2, 8, 6), 0.02)
+    err[0] *= 0.25  # restored far better than usual everywhere (a blurred frame)
+    err[:, 4, 3] += 0.1  # the same leftover error on both
+    plain = InspectorNet(NetConfig(64, 48, 1, 3, ae_contrast=True)).rec_score_map(err)
+    floored = InspectorNet(NetConfig(64, 48, 1, 3, ae_contrast=True, ae_contrast_floor=0.02)).rec_score_map(err)
+    assert float(plain[0].amax()) > 2 * float(plain[1].amax())  # unfloored: the blurred unit looks worse
+    assert float(floored[0].amax()) < float(floored[1].amax())  # floored: no longer
+    assert torch.allclose(floored[1], plain[1])  # a unit at or above the floor scores as before
+
+
+def test_fit_sets_the_contrast_floor_at_the_ok_median() -> None:
+    torch.manual_seed(0)
+    net = InspectorNet(NetConfig(64, 48, 1, 3, ae_down=1, ae_contrast=True)).eval()
+    net.autoencoder = _NoReconstruction()  # the error map is the image itself
+    levels = np.arange(1, 102, dtype=np.uint8)  # unit k is a flat image at grey level k
+    units = np.broadcast_to(levels[:, None, None, None], (101, 64, 48, 1)).copy()
+    info = fit_anomaly(net, units, contrast_floor_quantile=0.5)
+    assert net.cfg.ae_contrast_floor == pytest.approx(51 / 255, rel=1e-4)  # the median unit's mean
+    assert info["contrast_floor"] == net.cfg.ae_contrast_floor
+    fit_anomaly(net, units[:10])  # no quantile: the floor stays
+    assert net.cfg.ae_contrast_floor == pytest.approx(51 / 255, rel=1e-4)
+
+
 def test_channel_max_keeps_a_change_of_colour_whole() -> None:
     torch.manual_seed(0)
     cfg = NetConfig(64, 48, 3, 3, ae_down=1, ae_pool=1)
@@ -162,6 +192,41 @@ def test_overlapping_windows_keep_a_small_defect_whole() -> None:
     assert tiled.map_size == (32, 24) and overlapping.map_size == (63, 47)
 
 
+def test_autoencoder_depth_is_a_setting_and_four_stages_load_old_checkpoints() -> None:
+    # Four stages: the module names every package before the setting was built with.
+    four = AutoEncoder(3, 16, 8)
+    assert list(four.state_dict()) == [
+        f"{part}.{i}.{p}"
+        for part, idx in (("encoder", (0, 2, 4, 6, 8)), ("decoder", (0, 3, 6, 9, 12)))
+        for i in idx
+        for p in ("weight", "bias")
+    ]
+    three = AutoEncoder(3, 16, 8, stages=3)
+    x = torch.rand(2, 3, 54, 50)
+    with torch.no_grad():
+        assert three.encoder(x).shape == (2, 8, 7, 7)  # 1/8 of the side, not 1/16
+        assert four.encoder(x).shape == (2, 8, 4, 4)
+        assert three(x).shape == x.shape and four(x).shape == x.shape
+    with pytest.raises(ValueError, match="stages"):
+        AutoEncoder(3, 16, 8, stages=5)
+    net = InspectorNet(NetConfig(108, 100, 3, 5, ae_down=2, ae_stages=3))
+    assert isinstance(net.autoencoder, AutoEncoder) and len(net.autoencoder.encoder) == 7
+
+
+def test_part_scales_are_fitted_at_the_asked_quantile() -> None:
+    net = InspectorNet(NetConfig(64, 48, 1, 3)).eval()
+    units = np.random.default_rng(0).integers(0, 256, (200, 64, 48, 1), dtype=np.uint8)
+    near = fit_anomaly(net, units, norm_quantile=0.5)
+    far = fit_anomaly(net, units, norm_quantile=1.0)
+    assert near["norm_quantile"] == 0.5 and far["norm_quantile"] == 1.0
+    assert all(a < b for a, b in zip(near["norms"], far["norms"], strict=True))
+    # The network carries the last fit: no ok unit scores above 1 on any part at the maximum.
+    assert torch.allclose(net.ad_norm, torch.tensor(far["norms"], dtype=torch.float32))
+    with torch.no_grad():
+        _, anomaly, _ = net.outputs_float(torch.from_numpy(units).permute(0, 3, 1, 2).float() / 255.0)
+    assert float(anomaly.max()) <= 1.0 + 1e-5
+
+
 def test_reconstruction_score_switch_keeps_weights_and_refits_scales(checkpoint: Path, tmp_path: Path) -> None:
     ckpt, _ = load_checkpoint(checkpoint)
     # New vial training runs score contrast over overlapping windows.
@@ -184,6 +249,27 @@ def test_reconstruction_score_switch_keeps_weights_and_refits_scales(checkpoint:
     assert not torch.isclose(old_norm[0], new_norm[0], rtol=0.05)
     assert torch.allclose(old_norm[1:], new_norm[1:], rtol=1e-3)
     assert len(again["threshold_history"]) == 1
+
+
+def test_part_scale_quantile_switch_refits_every_scale(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "q.pt"
+    args = ["thresholds", "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert train_main([*args, "--part-scale-quantile", "1.0"]) == 0
+    ckpt, _ = load_checkpoint(checkpoint)
+    again, _ = load_checkpoint(out)
+    assert ckpt["metrics"]["anomaly"]["norm_quantile"] == 0.999  # the vial plan
+    assert again["metrics"]["anomaly"]["norm_quantile"] == 1.0
+    assert again["training"]["reconstruction_rescored"]["norm_quantile"] == 1.0
+    assert again["net_config"] == ckpt["net_config"]  # scoring itself unchanged
+    old_norm, new_norm = ckpt["state_dict"]["ad_norm"], again["state_dict"]["ad_norm"]
+    assert bool((new_norm >= old_norm).all()) and bool((new_norm > old_norm).any())
+    weights = [k for k in ckpt["state_dict"] if not k.startswith("ad_")]
+    assert all(torch.equal(ckpt["state_dict"][k], again["state_dict"][k]) for k in weights)
+    assert train_main([*args[:-1], str(tmp_path / "bad.pt"), "--part-scale-quantile", "0.2"]) == 2
+    assert "quantile must be in 0.5..1" in capsys.readouterr().err
+    assert not (tmp_path / "bad.pt").exists()
 
 
 def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
