@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -336,6 +337,26 @@ def test_export_package_and_evaluate(checkpoint: Path, tiny_sets: dict[str, Path
     assert sum(map(sum, result["confusion_matrix"]["counts"])) == 24
     assert result["infer_ms_p50"] > 0 and "acceptance" in result
     json.dumps(result)  # the report is plain JSON
+
+
+def test_three_stage_autoencoder_with_floored_contrast_exports_with_parity() -> None:
+    # The blister plan's anomaly side: three stages, contrast floored, overlapping windows.
+    torch.manual_seed(0)
+    cfg = NetConfig(108, 100, 3, 5, ae_down=2, ae_stages=3, ae_contrast=True, ae_contrast_floor=0.02, ae_pool_stride=1)
+    net = InspectorNet(cfg).eval()
+    units = np.random.default_rng(1).integers(0, 255, (4, 108, 100, 3), dtype=np.uint8)
+    units[0] = 128  # a flat unit: its mean error sits below the floor
+    data = to_onnx(net)
+    assert check_parity(net, data, units)["passed"]
+    assert check_determinism(data, units)["bit_identical"]
+    # The floor is in the graph: one more clamp than the same network without it.
+    unfloored = InspectorNet(replace(cfg, ae_contrast_floor=0.0)).eval()
+    unfloored.load_state_dict(net.state_dict())
+
+    def clamps(model: bytes) -> int:
+        return sum(n.op_type in ("Max", "Clip") for n in onnx.load_from_string(model).graph.node)
+
+    assert clamps(data) == clamps(to_onnx(unfloored)) + 1
 
 
 def test_parity_and_determinism_checks_catch_a_wrong_graph() -> None:
