@@ -623,6 +623,8 @@ def reselect_thresholds(
     divided by.
     """
     t_start = time.perf_counter()
+    if norm_quantile is not None:
+        _check_quantile(norm_quantile)  # before the data sets are read
     ckpt, net = load_checkpoint(checkpoint)
     set_determinism(int(ckpt["training"]["seed"]))
     prod = Product(ckpt["product"])
