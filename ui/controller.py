@@ -25,6 +25,7 @@ from inspector.pipeline.types import Alarm, ItemDecision, StationState
 from inspector.records import utc_now
 from inspector.records.store import BATCH_ID_PATTERN
 from inspector.runner import DEFAULT_DB, StationSession, new_batch_id, open_station
+from inspector.taxonomy import OK
 from ui import plc
 from ui.bridge import StationBridge
 from ui.model import AlarmBook, AlarmEntry, LiveTally, RejectBuffer, RejectEntry, ack_in_store
@@ -423,10 +424,13 @@ class StationController(QObject):
         grid = s.recipe.recipe.pocket_grid
         rois = grid.rois() if grid is not None else None
         image = entry.image
+        reasons = entry.decision.unit_reasons
+        # Blister: the maps of the rejected pockets only (see heatmap_to_frame).
+        only = [i for i, r in enumerate(reasons) if r != OK] if rois and reasons else None
 
         def job() -> Any:
             maps = engine.heatmap(to_units(image, rois))
-            return None if maps is None else heatmap_to_frame(maps, image.shape, rois)
+            return None if maps is None else heatmap_to_frame(maps, image.shape, rois, only=only)
 
         def done(heat: Any) -> None:
             self._heat_busy = False

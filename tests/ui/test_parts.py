@@ -20,10 +20,12 @@ from inspector.pipeline.types import (
     StationEvent,
     StationState,
 )
+from inspector.synth.blister import DEFAULT_BLISTER_GRID
 from inspector.taxonomy import OK, Product
 from ui import plc
 from ui.bridge import StationBridge
 from ui.model import LiveTally, RejectBuffer
+from ui.render import heatmap_to_frame, hot_spot
 from ui.review import ReviewError, ReviewExporter, ReviewRequest
 from ui.workers import Jobs
 
@@ -221,3 +223,20 @@ def test_live_view_samples_a_fast_line_at_half_rate(qtbot: Any, tmp_path: Path) 
     view._adapt_rate(5.0, 211)  # 4 items/s: every item is shown again
     assert view.timer.interval() == 1000 // 30
     controller.shutdown()
+
+
+def test_blister_heat_map_shows_the_rejected_pockets_only() -> None:
+    rois = DEFAULT_BLISTER_GRID.rois()
+    frame = (480, 640, 3)
+    maps = np.full((len(rois), 53, 49), 0.2, np.float32)
+    maps[:, 40, 40] = 0.9  # every pocket's normal peak (a reflection, say)
+    maps[4, 10, 10] = 0.6  # the rejected pocket: lower than the ok peaks
+    everywhere = heatmap_to_frame(maps, frame, rois)
+    x, y = hot_spot(everywhere)
+    assert not rois[4].x <= x < rois[4].x + rois[4].w  # min-max over the card points elsewhere
+    heat = heatmap_to_frame(maps, frame, rois, only=[4])
+    x, y = hot_spot(heat)
+    assert rois[4].x <= x < rois[4].x + rois[4].w and rois[4].y <= y < rois[4].y + rois[4].h
+    others = np.ones(frame[:2], bool)
+    others[rois[4].slices()] = False
+    assert float(heat[others].max()) == 0.0 and float(heat.max()) == 1.0
