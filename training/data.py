@@ -288,13 +288,14 @@ class SyntheticAnomaly:
                     self._cut_paste(img, center, rng)
                 else:
                     self._warp(img, center, rng)
-            diff = np.abs(img.astype(np.int16) - units[i].astype(np.int16)).max(axis=2)
-            masks[i] = (diff >= self.min_change).astype(np.float32)
+            masks[i] = (_channel_max(cv2.absdiff(img, units[i]).reshape(img.shape)) >= self.min_change).astype(
+                np.float32
+            )
         return out, masks
 
     @staticmethod
     def _edge_points(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        grey = img.mean(axis=2).astype(np.float32)
+        grey = _channel_mean(img)
         mag = np.abs(cv2.Sobel(grey, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(grey, cv2.CV_32F, 0, 1))
         ys, xs = np.nonzero(mag >= np.partition(mag.ravel(), int(mag.size * 0.97))[int(mag.size * 0.97)])
         return xs, ys
@@ -383,6 +384,27 @@ class SyntheticAnomaly:
         crop = np.ascontiguousarray(img)
         warped = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         img[y0:y1, x0:x1] = warped.reshape(y1 - y0, x1 - x0, -1)
+
+
+def _channel_mean(img: np.ndarray) -> np.ndarray:
+    """Float32 mean over the channels of a uint8 HxWxC image.
+
+    Equal bit for bit to ``img.mean(axis=2).astype(np.float32)`` (the channel sum is exact in
+    float32 and a sum over 3 never falls on a float32 rounding tie), at a tenth of the time.
+    """
+    acc = img[..., 0].astype(np.float32)
+    for ch in range(1, img.shape[2]):
+        acc += img[..., ch]
+    return acc / np.float32(img.shape[2])
+
+
+def _channel_max(img: np.ndarray) -> np.ndarray:
+    """Maximum over the channels of an HxWxC image, as ``img.max(axis=2)`` but without numpy's slow
+    reduction over a short last axis."""
+    out = img[..., 0].copy()
+    for ch in range(1, img.shape[2]):
+        np.maximum(out, img[..., ch], out=out)
+    return out
 
 
 def mask_to_map(masks: np.ndarray, size: tuple[int, int], gain: float = 4.0) -> np.ndarray:
