@@ -27,6 +27,8 @@ from training.data import (  # noqa: E402
     NuisanceAugment,
     SplitLeakError,
     SyntheticAnomaly,
+    _channel_max,
+    _channel_mean,
     check_disjoint,
     split_hash,
     split_of,
@@ -87,6 +89,25 @@ def test_augmentations_keep_shape_and_range() -> None:
     assert fake.shape == units.shape and masks.shape == (4, 64, 48)
     changed = np.abs(fake.astype(int) - units.astype(int)).max(axis=3) >= 12
     assert np.array_equal(changed, masks > 0)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_channel_reductions_equal_numpy_bit_for_bit(channels: int) -> None:
+    # The synthetic changes use these in place of numpy's reductions; training results depend
+    # on them being exact, including every sum whose third is a repeating binary fraction.
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (97, 61, channels), dtype=np.uint8)
+    img[0, :channels] = 255
+    img[1, :channels] = 0
+    assert np.array_equal(_channel_mean(img), img.mean(axis=2).astype(np.float32))
+    assert _channel_mean(img).dtype == np.float32
+    assert np.array_equal(_channel_max(img), img.max(axis=2))
+    every_sum = np.arange(256 * 3, dtype=np.int64)
+    triples = np.stack(
+        [np.minimum(every_sum, 255), np.clip(every_sum - 255, 0, 255), np.clip(every_sum - 510, 0, 255)], 1
+    )
+    grid = triples.astype(np.uint8)[None]
+    assert np.array_equal(_channel_mean(grid), grid.mean(axis=2).astype(np.float32))
 
 
 def test_checkpoint_holds_thresholds_splits_and_provenance(checkpoint: Path) -> None:
