@@ -19,6 +19,7 @@ from pathlib import Path
 
 from inspector.evaluation import add_evaluate_command
 from inspector.taxonomy import Product
+from training.thresholds import ANOMALY_FRR
 
 
 def _command_line(argv: Sequence[str] | None) -> str:
@@ -72,6 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         width_mult=args.width_mult,
         ae_steps=args.ae_steps,
         threshold_nuisance_max=args.threshold_nuisance_max,
+        anomaly_frr=args.anomaly_frr,
         **_reconstruction_scoring(args),
         command=args.command_line,
         log=lambda s: print(s, flush=True),
@@ -87,6 +89,7 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.out,
         nuisance_max=args.threshold_nuisance_max,
+        anomaly_frr=args.anomaly_frr,
         **_reconstruction_scoring(args),
         command=args.command_line,
     )
@@ -172,6 +175,14 @@ def _add_threshold_range(p: argparse.ArgumentParser) -> None:
         default=None,
         help="choose thresholds on validation items up to this nuisance scale (the validated operating range;"
         " items without a scale always count); default: all validation items",
+    )
+    p.add_argument(
+        "--anomaly-frr",
+        type=float,
+        default=None,
+        metavar="F",
+        help="share of good validation items the anomaly check alone may reject, above 0 and at most 0.05"
+        f" (the anomaly threshold is their 1 - F quantile); default {ANOMALY_FRR}",
     )
 
 

@@ -21,6 +21,17 @@ import numpy as np
 from inspector.evaluation import ItemOutcome, summarize
 from inspector.taxonomy import OK, Criticality, Product, criticality, defect
 
+ANOMALY_FRR = 0.002  # default share of good validation items the anomaly check alone may reject
+ANOMALY_FRR_MAX = 0.05
+
+
+def check_anomaly_frr(value: float) -> float:
+    """The anomaly check's false-reject share, refused outside (0, ANOMALY_FRR_MAX]."""
+    if not 0.0 < float(value) <= ANOMALY_FRR_MAX:
+        raise ValueError(f"anomaly false reject share must be above 0 and at most {ANOMALY_FRR_MAX}, got {value}")
+    return float(value)
+
+
 CONFIDENCE_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999)
 
 
@@ -40,9 +51,10 @@ def select_thresholds(
     val: Sequence[ItemOutcome],
     *,
     frr_target: float = 0.004,
-    anomaly_frr: float = 0.002,
+    anomaly_frr: float = ANOMALY_FRR,
 ) -> dict[str, Any]:
     """Choose (confidence, anomaly) on validation outcomes; returns them with the evidence."""
+    check_anomaly_frr(anomaly_frr)
     if classes[0] != OK:
         raise ValueError("classes must start with ok")
     is_ok = np.array([o.label == OK for o in val])

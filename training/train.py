@@ -39,7 +39,7 @@ from training.data import (
     unit_shape,
 )
 from training.nets import InspectorNet, NetConfig, float_to_uint8, uint8_to_float
-from training.thresholds import select_thresholds
+from training.thresholds import ANOMALY_FRR, check_anomaly_frr, select_thresholds
 
 THREADS = 2
 SYNTHETIC_SHARE = 0.5  # of ok units per batch that get a synthetic change for the anomaly map
@@ -86,6 +86,8 @@ class ProductPlan:
     # Blister: the ok validation cards that set the anomaly threshold were the most blurred ones,
     # whose mean error is a quarter below the median; the median floor stops that inflation.
     ae_contrast_floor_quantile: float | None = None
+    # Share of good validation items the anomaly check alone may reject (sets its threshold).
+    anomaly_frr: float = ANOMALY_FRR
 
 
 PLANS: dict[Product, ProductPlan] = {
@@ -310,6 +312,7 @@ def train(
     width_mult: float | None = None,
     ae_steps: int | None = None,
     threshold_nuisance_max: float | None = None,
+    anomaly_frr: float | None = None,
     ae_contrast: bool | None = None,
     ae_channel_max: bool | None = None,
     ae_pool_stride: int | None = None,
@@ -331,6 +334,8 @@ def train(
         plan = replace(plan, ad_norm_quantile=_check_quantile(norm_quantile))
     if ae_steps is not None:
         plan = replace(plan, ae_steps=ae_steps)
+    if anomaly_frr is not None:
+        plan = replace(plan, anomaly_frr=check_anomaly_frr(anomaly_frr))
     if epochs < 1 or batch_size < 2:
         raise ValueError("epochs must be >= 1 and batch size >= 2")
     out = Path(out_dir)
@@ -466,7 +471,7 @@ def train(
     val_idx = in_operating_range(data, val_idx, threshold_nuisance_max)
     val_scores, val_anomaly = predict(net, data.units[val_idx])
     val_out = outcomes_for(data, val_scores, val_anomaly, val_idx)
-    thresholds = select_thresholds(prod, classes, val_out)
+    thresholds = select_thresholds(prod, classes, val_out, anomaly_frr=plan.anomaly_frr)
     thresholds["nuisance_max"] = threshold_nuisance_max
     conf, anom = thresholds["confidence"], thresholds["anomaly"]
     log(f"thresholds: confidence {conf}, anomaly {anom:.4f}, criteria met on val: {thresholds['criteria_met_on_val']}")
@@ -603,6 +608,7 @@ def reselect_thresholds(
     out: str | os.PathLike[str],
     *,
     nuisance_max: float | None = None,
+    anomaly_frr: float | None = None,
     ae_contrast: bool | None = None,
     ae_channel_max: bool | None = None,
     ae_pool_stride: int | None = None,
@@ -620,12 +626,17 @@ def reselect_thresholds(
     switch how the reconstruction part is scored without touching a weight: the part scales
     are refitted on the ok training units (:func:`fit_anomaly`, as training does) before the
     thresholds are chosen. So does ``norm_quantile``, the ok-train quantile every part is
-    divided by.
+    divided by. ``anomaly_frr`` is the share of good validation items the anomaly check alone
+    may reject; without it the checkpoint's own share is kept.
     """
     t_start = time.perf_counter()
     if norm_quantile is not None:
         _check_quantile(norm_quantile)  # before the data sets are read
+    if anomaly_frr is not None:
+        check_anomaly_frr(anomaly_frr)
     ckpt, net = load_checkpoint(checkpoint)
+    if anomaly_frr is None:
+        anomaly_frr = float(ckpt["thresholds"].get("rule", {}).get("anomaly_frr", ANOMALY_FRR))
     set_determinism(int(ckpt["training"]["seed"]))
     prod = Product(ckpt["product"])
     classes = list(ckpt["classes"])
@@ -666,7 +677,7 @@ def reselect_thresholds(
     val_idx = in_operating_range(data, val_idx, nuisance_max)
     val_scores, val_anomaly = predict(net, data.units[val_idx])
     val_out = outcomes_for(data, val_scores, val_anomaly, val_idx)
-    thresholds = select_thresholds(prod, classes, val_out)
+    thresholds = select_thresholds(prod, classes, val_out, anomaly_frr=anomaly_frr)
     thresholds["nuisance_max"] = nuisance_max
     conf, anom = thresholds["confidence"], thresholds["anomaly"]
     test_scores, test_anomaly = predict(net, data.units[test_idx])

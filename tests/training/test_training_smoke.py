@@ -294,6 +294,30 @@ def test_part_scale_quantile_switch_refits_every_scale(
     assert not (tmp_path / "bad.pt").exists()
 
 
+def test_anomaly_false_reject_share_sets_the_threshold_and_is_kept(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt, _ = load_checkpoint(checkpoint)
+    assert ckpt["thresholds"]["rule"]["anomaly_frr"] == 0.002  # the plan's default
+    out = tmp_path / "f.pt"
+    args = ["thresholds", "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert train_main([*args, "--anomaly-frr", "0.05"]) == 0
+    again, _ = load_checkpoint(out)
+    assert again["thresholds"]["rule"]["anomaly_frr"] == 0.05
+    # A larger share lets the anomaly check reject more good items: its threshold can only fall.
+    assert again["thresholds"]["anomaly"] <= ckpt["thresholds"]["anomaly"]
+    assert again["state_dict"]["ad_norm"].tolist() == ckpt["state_dict"]["ad_norm"].tolist()
+    # Re-chosen again without the option: the checkpoint's own share is kept.
+    kept = tmp_path / "k.pt"
+    assert train_main(["thresholds", "--checkpoint", str(out), "--out", str(kept)]) == 0
+    assert load_checkpoint(kept)[0]["thresholds"]["rule"]["anomaly_frr"] == 0.05
+    assert load_checkpoint(kept)[0]["thresholds"]["anomaly"] == again["thresholds"]["anomaly"]
+    for bad in ("0", "0.2"):
+        assert train_main([*args[:-1], str(tmp_path / "bad.pt"), "--anomaly-frr", bad]) == 2
+        assert "anomaly false reject share must be above 0 and at most 0.05" in capsys.readouterr().err
+    assert not (tmp_path / "bad.pt").exists()
+
+
 def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
     again = train(
         "vial", [tiny_sets["train"]], tmp_path, epochs=1, batch_size=32, width_mult=0.5, ae_steps=4, log=lambda s: None
