@@ -247,9 +247,14 @@ class NuisanceAugment:
                 # Contiguous first: random fills on channels-last tensors are several times slower.
                 part = self.noise(part.contiguous())
             parts.append(part)
-        out = torch.cat(parts)
-        # Re-quantise to 8 bits: the deployed model only ever sees uint8 pixels.
-        return (torch.round(out * 255.0) / 255.0).contiguous(memory_format=torch.channels_last)
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        start = 0
+        for part in parts:
+            out[start : start + len(part)].copy_(part)
+            start += len(part)
+        # Re-quantise to 8 bits: the deployed model only ever sees uint8 pixels (in place: the
+        # same arithmetic as round(x * 255) / 255 without two more batch-sized tensors).
+        return out.mul_(255.0).round_().div_(255.0)
 
 
 class SyntheticAnomaly:

@@ -258,8 +258,9 @@ class InspectorNet(nn.Module):
 
 def uint8_to_float(batch: torch.Tensor) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1], channels-last in memory (faster convolutions on CPU)."""
-    x = batch.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)
-    return x.contiguous(memory_format=torch.channels_last)
+    # copy=True: scaled in place below, never the caller's tensor (one batch-sized tensor less).
+    x = batch.permute(0, 3, 1, 2).to(torch.float32, copy=True)
+    return x.mul_(1.0 / 255.0).contiguous(memory_format=torch.channels_last)
 
 
 def float_to_uint8(x01: torch.Tensor) -> torch.Tensor:

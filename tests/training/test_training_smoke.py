@@ -34,7 +34,7 @@ from training.data import (  # noqa: E402
     split_of,
 )
 from training.export import ExportCheckError, check_determinism, check_parity, to_onnx  # noqa: E402
-from training.nets import AutoEncoder, InspectorNet, NetConfig  # noqa: E402
+from training.nets import AutoEncoder, InspectorNet, NetConfig, uint8_to_float  # noqa: E402
 from training.train import (  # noqa: E402
     fit_anomaly,
     in_operating_range,
@@ -108,6 +108,17 @@ def test_channel_reductions_equal_numpy_bit_for_bit(channels: int) -> None:
     )
     grid = triples.astype(np.uint8)[None]
     assert np.array_equal(_channel_mean(grid), grid.mean(axis=2).astype(np.float32))
+
+
+def test_uint8_to_float_scales_a_copy_bit_for_bit() -> None:
+    batch = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (3, 10, 7, 3), dtype=np.uint8))
+    x = uint8_to_float(batch)
+    assert torch.equal(x, batch.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    already = batch.permute(0, 3, 1, 2).float().permute(0, 2, 3, 1).contiguous()
+    before = already.clone()
+    uint8_to_float(already)
+    assert torch.equal(already, before)  # a float input is copied, never scaled in place
 
 
 def test_checkpoint_holds_thresholds_splits_and_provenance(checkpoint: Path) -> None:
