@@ -662,11 +662,8 @@ def reselect_thresholds(
     scoring = {k: v for k, v in wanted.items() if v is not None and v != getattr(net.cfg, k)}
     # The quantile the checkpoint's scales were fitted at (0.999 for those made before it was recorded).
     fitted_at = float(ckpt["metrics"]["anomaly"].get("norm_quantile", AD_NORM_QUANTILE))
-    quantile = fitted_at if norm_quantile is None else _check_quantile(norm_quantile)
-    if quantile != fitted_at:
-        scoring_words: dict[str, Any] = {**scoring, "norm_quantile": quantile}
-    else:
-        scoring_words = dict(scoring)
+    quantile = fitted_at if norm_quantile is None else norm_quantile  # checked above
+    scoring_words: dict[str, Any] = {**scoring, "norm_quantile": quantile} if quantile != fitted_at else dict(scoring)
     if scoring_words:
         if scoring:
             net = rescore_reconstruction(ckpt, net, **scoring)
