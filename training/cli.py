@@ -74,6 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ae_steps=args.ae_steps,
         threshold_nuisance_max=args.threshold_nuisance_max,
         anomaly_frr=args.anomaly_frr,
+        average_last=args.average_last,
         **_reconstruction_scoring(args),
         command=args.command_line,
         log=lambda s: print(s, flush=True),
@@ -210,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--width-mult", type=float, default=None)
     t.add_argument("--ae-steps", type=int, default=None, help="autoencoder-only steps (default: per product)")
+    t.add_argument(
+        "--average-last",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="average the classifier's weights over this share of its last steps, 0..1 (default: per product)",
+    )
     _add_threshold_range(t)
     _add_reconstruction_options(t, "default: the product's plan")
     t.set_defaults(func=cmd_train)

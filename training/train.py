@@ -88,6 +88,9 @@ class ProductPlan:
     ae_contrast_floor_quantile: float | None = None
     # Share of good validation items the anomaly check alone may reject (sets its threshold).
     anomaly_frr: float = ANOMALY_FRR
+    # Share of the classifier's last steps whose weights are averaged into the final network
+    # (0: the last step's weights). See WeightAverage.
+    average_last: float = 0.0
 
 
 PLANS: dict[Product, ProductPlan] = {
@@ -279,6 +282,47 @@ def train_autoencoder(
     return {"steps": plan.ae_steps, "batch_size": plan.batch_size, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+class WeightAverage:
+    """Running mean of a network's floating-point state over training steps (weight averaging).
+
+    The last steps of a one-cycle schedule wander between nearby solutions, and which one the
+    last step lands on depends on the seed; their mean lies nearer the middle of that region.
+    BatchNorm running statistics are averaged with the weights. Integer buffers (the batch
+    counters) keep their last value. Exact and deterministic: a plain running mean.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.mean: list[torch.Tensor] = []
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, net: torch.nn.Module) -> None:
+        state = net.state_dict()
+        if self.count == 0:
+            self.names = [k for k, v in state.items() if v.is_floating_point()]
+            self.mean = [state[k].detach().clone() for k in self.names]
+        else:
+            w = 1.0 / (self.count + 1)
+            for m, k in zip(self.mean, self.names, strict=True):
+                m.lerp_(state[k], w)
+        self.count += 1
+
+    @torch.no_grad()
+    def load_into(self, net: torch.nn.Module) -> None:
+        if self.count == 0:
+            raise ValueError("no weights were averaged")
+        state = net.state_dict()
+        for m, k in zip(self.mean, self.names, strict=True):
+            state[k].copy_(m)
+
+
+def _check_share(value: float) -> float:
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"share of steps to average must be in 0..1 (1 excluded), got {value}")
+    return float(value)
+
+
 def _whitening(cov: torch.Tensor, shrink: float) -> torch.Tensor:
     """``cov^(-1/2)`` with shrinkage towards the mean variance (stable with few samples)."""
     c = cov.shape[0]
@@ -313,6 +357,7 @@ def train(
     ae_steps: int | None = None,
     threshold_nuisance_max: float | None = None,
     anomaly_frr: float | None = None,
+    average_last: float | None = None,
     ae_contrast: bool | None = None,
     ae_channel_max: bool | None = None,
     ae_pool_stride: int | None = None,
@@ -336,6 +381,8 @@ def train(
         plan = replace(plan, ae_steps=ae_steps)
     if anomaly_frr is not None:
         plan = replace(plan, anomaly_frr=check_anomaly_frr(anomaly_frr))
+    if average_last is not None:
+        plan = replace(plan, average_last=_check_share(average_last))
     if epochs < 1 or batch_size < 2:
         raise ValueError("epochs must be >= 1 and batch size >= 2")
     out = Path(out_dir)
@@ -392,6 +439,10 @@ def train(
     total_steps = steps_per_epoch * epochs
     opt = torch.optim.AdamW(net.parameters(), lr=plan.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=plan.lr, total_steps=total_steps, pct_start=0.15)
+    # Steps from this one on are averaged (none when the share is 0).
+    average_from = total_steps - round(total_steps * plan.average_last) if plan.average_last > 0 else total_steps
+    averaged = WeightAverage()
+    step_no = 0
     y_t = torch.from_numpy(y_all)
     val_log = val_idx[:: max(1, len(val_idx) // 1000)]
     history = []
@@ -437,6 +488,9 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
+            step_no += 1
+            if step_no > average_from:
+                averaged.add(net)
             t_prep += t1 - t0
             t_step += time.perf_counter() - t1
             loss_sum += float(loss.detach()) * len(y)
@@ -457,6 +511,11 @@ def train(
             }
         )
         log(json.dumps(history[-1]))
+    if averaged.count:
+        averaged.load_into(net)
+        vs, _ = predict(net, data.units[val_log])
+        val_acc = float((vs.argmax(1) == y_all[val_log]).mean())
+        log(json.dumps({"averaged_steps": averaged.count, "val_acc": round(val_acc, 5)}))
     ae_info = train_autoencoder(net, data.units[ok_train_all], plan, seed, log)
     ad_info = fit_anomaly(
         net,
@@ -517,7 +576,9 @@ def train(
             "withheld_classes": list(withheld),
             "epochs": epochs,
             "batch_size": batch_size,
-            "optimizer": f"AdamW lr {plan.lr} one-cycle, weight decay 1e-4",
+            "optimizer": f"AdamW lr {plan.lr} one-cycle, weight decay 1e-4"
+            + (f"; weights averaged over the last {averaged.count} of {total_steps} steps" if averaged.count else ""),
+            "averaged_steps": averaged.count,
             "augmentations": "torchvision.transforms.v2: RandomAffine (shift "
             f"{plan.max_shift_px} px, rotation {plan.max_rot_deg} deg), ColorJitter(0.12, 0.12), "
             "GaussianBlur(5, 0.2-1.0) p=0.3, GaussianNoise(0.012), per chunk of 8",

@@ -36,6 +36,7 @@ from training.data import (  # noqa: E402
 from training.export import ExportCheckError, check_determinism, check_parity, to_onnx  # noqa: E402
 from training.nets import AutoEncoder, InspectorNet, NetConfig, uint8_to_float  # noqa: E402
 from training.train import (  # noqa: E402
+    WeightAverage,
     fit_anomaly,
     in_operating_range,
     load_checkpoint,
@@ -327,6 +328,45 @@ def test_anomaly_false_reject_share_sets_the_threshold_and_is_kept(
         assert train_main([*args[:-1], str(tmp_path / "bad.pt"), "--anomaly-frr", bad]) == 2
         assert "anomaly false reject share must be above 0 and at most 0.05" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_weight_average_is_the_mean_of_the_added_states() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    states = []
+    for _ in range(3):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_()
+        net.train()(torch.randn(4, 1, 8, 8))  # moves the BatchNorm statistics and counter
+        states.append({k: v.clone() for k, v in net.state_dict().items()})
+        if len(states) == 1:
+            avg = WeightAverage()
+            with pytest.raises(ValueError, match="no weights were averaged"):
+                avg.load_into(net)
+        avg.add(net)
+    avg.load_into(net)
+    for k, v in net.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, torch.stack([s[k] for s in states]).mean(0), atol=1e-6), k
+        else:  # the batch counter keeps its last value
+            assert torch.equal(v, states[-1][k])
+
+
+def test_weights_averaged_over_the_last_steps_are_recorded(
+    tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--product", "vial", "--data", str(tiny_sets["train"]), "--epochs", "2", "--batch-size", "32"]
+    args += ["--ae-steps", "4", "--out", str(tmp_path / "avg"), "--average-last", "0.5"]
+    assert train_main(args) == 0
+    assert '"averaged_steps":' in capsys.readouterr().out
+    ckpt, _ = load_checkpoint(tmp_path / "avg" / "checkpoint.pt")
+    steps = ckpt["training"]["steps"]
+    assert ckpt["training"]["averaged_steps"] == round(steps * 0.5) > 1
+    assert f"weights averaged over the last {round(steps * 0.5)} of {steps} steps" in ckpt["training"]["optimizer"]
+    assert load_checkpoint(checkpoint)[0]["training"]["averaged_steps"] == 0  # the plan's default: none
+    assert train_main([*args[:-1], "1"]) == 2
+    assert "share of steps to average must be in 0..1" in capsys.readouterr().err
 
 
 def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
