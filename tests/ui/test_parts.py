@@ -58,6 +58,19 @@ def decision(item: int, *, accept: bool = True, reason: str = "ok", image: np.nd
     )
 
 
+def test_a_reject_shows_its_anomaly_value_beside_the_limit() -> None:
+    from dataclasses import replace
+
+    from ui.widgets.live_view import describe
+
+    d = replace(decision(7, accept=False, reason="anomaly"), confidence=0.97, anomaly=25.531)
+    assert describe(d, anomaly_limit=0.9572) == (
+        "REJECT · anomaly",
+        "pocket 2 · conf 0.97 · anomaly 25.53 (limit 0.96)",
+    )
+    assert describe(d)[1] == "pocket 2 · conf 0.97 · anomaly 25.53"  # no station: the value alone
+
+
 def test_bridge_delivers_pipeline_events_in_the_gui_thread_in_order(qtbot: Any, qapp: QApplication) -> None:
     bridge = StationBridge()
     station = FakeStation()

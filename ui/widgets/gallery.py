@@ -23,7 +23,7 @@ from ui import theme
 from ui.controller import StationController
 from ui.model import RejectEntry
 from ui.widgets.common import panel, qpixmap
-from ui.widgets.live_view import FrameCanvas
+from ui.widgets.live_view import FrameCanvas, anomaly_words
 
 KEY_ROLE = Qt.ItemDataRole.UserRole
 SYNC_MS = 300
@@ -229,7 +229,10 @@ class ReviewPanel(QWidget):
             return
         s = self.controller.session
         grid = s.recipe.recipe.pocket_grid if s is not None else None
-        self.canvas.show_frame(entry.image, entry.decision, rois=grid.rois() if grid else None, heat=entry.heatmap)
+        limit = s.station.anomaly_threshold if s is not None else None
+        self.canvas.show_frame(
+            entry.image, entry.decision, rois=grid.rois() if grid else None, heat=entry.heatmap, anomaly_limit=limit
+        )
         d = entry.decision
         if d.label and d.label != OK and self.label.findText(d.label) >= 0:
             self.label.setCurrentText(d.label)
@@ -240,7 +243,7 @@ class ReviewPanel(QWidget):
         self.details.setText(
             f"Batch <b>{entry.batch_id}</b> · item <b>{d.item_id}</b> · station reason <b>{d.reason}</b>"
             + (f" · pocket <b>{d.pocket_index}</b>" if d.pocket_index is not None else "")
-            + (f" · anomaly <b>{d.anomaly:.2f}</b>" if d.anomaly is not None else "")
+            + (f" · <b>{anomaly_words(d.anomaly, limit)}</b>" if d.anomaly is not None else "")
             + f"<br>Scores: {scores}"
         )
         self._show_review_state()

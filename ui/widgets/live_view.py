@@ -32,7 +32,12 @@ STALE_AFTER_S = 2.0
 FAST_LINE_ITEMS_PER_S = 35.0  # above it the live view samples the line at half rate
 
 
-def describe(d: ItemDecision | None) -> tuple[str, str]:
+def anomaly_words(value: float, limit: float | None) -> str:
+    """The anomaly value with the limit it is judged against (a bare number means little)."""
+    return f"anomaly {value:.2f}" + (f" (limit {limit:.2f})" if limit is not None else "")
+
+
+def describe(d: ItemDecision | None, anomaly_limit: float | None = None) -> tuple[str, str]:
     """Headline and detail for a decision: what the operator reads first."""
     if d is None:
         return "INSPECTING…", ""
@@ -48,7 +53,7 @@ def describe(d: ItemDecision | None) -> tuple[str, str]:
     if d.confidence is not None:
         parts.append(f"conf {d.confidence:.2f}")
     if d.anomaly is not None:
-        parts.append(f"anomaly {d.anomaly:.2f}")
+        parts.append(anomaly_words(d.anomaly, anomaly_limit))
     return head, " · ".join(parts)
 
 
@@ -65,6 +70,7 @@ class FrameCanvas(QWidget):
         self.decision: ItemDecision | None = None
         self.rois: Sequence[Roi] | None = None
         self.heat: np.ndarray | None = None
+        self.anomaly_limit: float | None = None  # the station's anomaly threshold, shown beside the value
         self.stale: str | None = None  # shown over the frame when it is not live any more
         self._cache_key: tuple[int, int, int, int] | None = None
         self._cache: tuple[QImage, np.ndarray] | None = None
@@ -76,8 +82,10 @@ class FrameCanvas(QWidget):
         *,
         rois: Sequence[Roi] | None = None,
         heat: np.ndarray | None = None,
+        anomaly_limit: float | None = None,
     ) -> None:
         self.image, self.decision, self.rois, self.heat = image, decision, rois, heat
+        self.anomaly_limit = anomaly_limit
         self.update()
 
     def set_stale(self, text: str | None) -> None:
@@ -172,7 +180,7 @@ class FrameCanvas(QWidget):
             p.drawText(tag, Qt.AlignmentFlag.AlignCenter, str(i))
 
     def _paint_caption(self, p: QPainter, frame: QRect, colour: QColor) -> None:
-        head, detail = describe(self.decision)
+        head, detail = describe(self.decision, self.anomaly_limit)
         size = max(18, min(40, int(frame.height() * 0.075)))
         pad = int(size * 0.4)
         f = theme.font(10, bold=True)
@@ -277,7 +285,9 @@ class LiveView(QWidget):
         self._shown, self._shown_at = (frame, decision), now
         self._changed_at = now
         grid = session.recipe.recipe.pocket_grid
-        self.canvas.show_frame(frame.image, decision, rois=grid.rois() if grid else None)
+        self.canvas.show_frame(
+            frame.image, decision, rois=grid.rois() if grid else None, anomaly_limit=session.station.anomaly_threshold
+        )
         self.frames_shown += 1
         self._adapt_rate(now, frame.item_id)
 
@@ -344,7 +354,10 @@ class LastRejectView(QWidget):
         self.entry = entry
         session = self.controller.session
         grid = session.recipe.recipe.pocket_grid if session is not None else None
-        self.canvas.show_frame(entry.image, entry.decision, rois=grid.rois() if grid else None, heat=entry.heatmap)
+        limit = session.station.anomaly_threshold if session is not None else None
+        self.canvas.show_frame(
+            entry.image, entry.decision, rois=grid.rois() if grid else None, heat=entry.heatmap, anomaly_limit=limit
+        )
         heat = " · heat map" if entry.heatmap is not None else ""
         self.title.setText(f"LAST REJECT · item {entry.decision.item_id}{heat}")
 
