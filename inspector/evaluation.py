@@ -65,6 +65,31 @@ def _rate(num: int, den: int) -> float | None:
     return None if den == 0 else num / den
 
 
+Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+
+def wilson_interval(k: int, n: int, z: float = Z_95) -> list[float] | None:
+    """Wilson score interval ``[low, high]`` of a rate ``k / n`` (95 % by default); ``None`` if n is 0.
+
+    A rate measured on a few hundred good items moves by whole tenths of a percent from one
+    set to the next: the interval says how far the figure can be trusted. Unlike the plain
+    normal interval it stays inside 0..1 and is not empty at 0 or n events (0 of 1,000 false
+    rejects still allows up to about 0.38 %).
+    """
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return None
+    p = k / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    # At 0 or n events the bound is exactly 0 or 1 (the formula leaves a rounding error there).
+    low = 0.0 if k == 0 else max(0.0, float(centre - half))
+    high = 1.0 if k == n else min(1.0, float(centre + half))
+    return [low, high]
+
+
 def summarize(
     product: Product | str,
     classes: Sequence[str],
@@ -138,6 +163,14 @@ def summarize(
         "per_class_reason_recall": {lab: _rate(right_reason[lab], count[lab]) for lab in present},
         "false_reject_rate": _rate(rejected.get(OK, 0), count.get(OK, 0)),
         "critical_escapes": int(sum(escapes[lab] for lab in crit)),
+        "intervals_95": {
+            "method": "Wilson score, 95 %",
+            "false_reject_rate": wilson_interval(rejected.get(OK, 0), count.get(OK, 0)),
+            "per_class_recall": {
+                lab: wilson_interval(count[lab] - rejected[lab] if lab == OK else rejected[lab], count[lab])
+                for lab in present
+            },
+        },
         "escapes_per_class": escapes,
         "must_reject_escapes": int(sum(n for lab, n in escapes.items() if defect(prod, lab).must_reject)),
         "anomaly_auroc": auroc(item_anomaly[OK], defective_items),
@@ -295,12 +328,21 @@ def _num(x: float | None, fmt: str = ".4f") -> str:
     return "n/a" if x is None else format(x, fmt)
 
 
+def _interval(result: dict[str, Any], key: str, lab: str | None = None) -> str:
+    """`` (95 % a-b %)`` for a rate, or nothing for results written before intervals were."""
+    iv = result.get("intervals_95", {}).get(key)
+    if lab is not None and iv is not None:
+        iv = iv.get(lab)
+    return "" if not iv else f" (95 % {100 * iv[0]:.2f}-{100 * iv[1]:.2f}%)"
+
+
 def format_report(result: dict[str, Any]) -> str:
     """Plain-text report for the terminal."""
     lines = [
         f"model {result.get('model', {}).get('model_id', '?')} {result.get('model', {}).get('version', '')}"
         f" on {result.get('images', {}).get('path', '?')}: n={result['n']}",
-        f"false reject rate {_pct(result['false_reject_rate'])}   critical escapes {result['critical_escapes']}"
+        f"false reject rate {_pct(result['false_reject_rate'])}{_interval(result, 'false_reject_rate')}"
+        f"   critical escapes {result['critical_escapes']}"
         f"   must-reject escapes {result['must_reject_escapes']}",
         f"anomaly AUROC {_num(result['anomaly_auroc'])}   withheld {result['withheld_classes']}:"
         f" {_num(result['anomaly_auroc_withheld'])}",
@@ -314,6 +356,7 @@ def format_report(result: dict[str, Any]) -> str:
     for lab, r in result["per_class_recall"].items():
         lines.append(
             f"  {lab:17} n={result['n_per_class'][lab]:5}  recall {_pct(r):>8}"
+            f"{_interval(result, 'per_class_recall', lab):<24}"
             f"  reason {_pct(result['per_class_reason_recall'][lab]):>8}"
         )
     cm = result["confusion_matrix"]
@@ -341,7 +384,7 @@ def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
         f"- images: `{result.get('images', {}).get('path', '?')}`, n = {result['n']}",
         f"- thresholds: confidence {result['thresholds']['confidence']:.4f},"
         f" anomaly {result['thresholds']['anomaly']:.4f}; accept_minor {result['accept_minor']}",
-        f"- false reject rate: {_pct(result['false_reject_rate'])}",
+        f"- false reject rate: {_pct(result['false_reject_rate'])}{_interval(result, 'false_reject_rate')}",
         f"- critical escapes: {result['critical_escapes']} (must-reject escapes: {result['must_reject_escapes']})",
         f"- anomaly AUROC: all defects {_num(result['anomaly_auroc'])},"
         f" withheld {result['withheld_classes']} {_num(result['anomaly_auroc_withheld'])}",
@@ -354,12 +397,17 @@ def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
         )
     if "pocket_index_correct" in result:
         out.append(f"- rejected defective cards naming a defective pocket: {_pct(result['pocket_index_correct'])}")
-    out += ["", "| class | n | recall | reason right | anomaly AUROC |", "|---|---:|---:|---:|---:|"]
+    out += [
+        "",
+        "| class | n | recall | recall, 95 % interval | reason right | anomaly AUROC |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for lab, r in result["per_class_recall"].items():
         au = result["anomaly_auroc_per_class"].get(lab)
+        iv = _interval(result, "per_class_recall", lab).strip(" ()").removeprefix("95 % ") or "n/a"
         out.append(
-            f"| {lab} | {result['n_per_class'][lab]} | {_pct(r)} | {_pct(result['per_class_reason_recall'][lab])}"
-            f" | {_num(au)} |"
+            f"| {lab} | {result['n_per_class'][lab]} | {_pct(r)} | {iv}"
+            f" | {_pct(result['per_class_reason_recall'][lab])} | {_num(au)} |"
         )
     cm = result["confusion_matrix"]
     out += ["", "Confusion (rows: truth, columns: decision)", ""]

@@ -17,7 +17,9 @@ from inspector.evaluation import (
     check_acceptance,
     evaluate,
     format_markdown,
+    format_report,
     summarize,
+    wilson_interval,
 )
 from inspector.manifest import ManifestEntry, sha256_bytes, write_manifest
 from inspector.taxonomy import Product, criticality
@@ -83,6 +85,17 @@ def test_auroc_known_values() -> None:
     assert auroc([], [1.0]) is None
 
 
+def test_wilson_interval_known_values() -> None:
+    assert wilson_interval(5, 10) == pytest.approx([0.2366, 0.7634], abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx([0.0, 0.2775], abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx([0.7225, 1.0], abs=1e-4)
+    low, high = wilson_interval(0, 1000) or [None, None]
+    assert low == 0.0 and high == pytest.approx(0.00383, abs=1e-5)  # no event is not a rate of zero
+    assert wilson_interval(0, 0) is None
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        wilson_interval(3, 2)
+
+
 def test_evaluate_counts_escapes_and_false_rejects(vial_package: Path, vial_set: Path) -> None:
     result = evaluate(vial_package, vial_set)
     assert set(result) >= REQUIRED_KEYS
@@ -94,6 +107,12 @@ def test_evaluate_counts_escapes_and_false_rejects(vial_package: Path, vial_set:
     assert result["per_class_recall"]["particle"] == 0.0
     assert result["critical_escapes"] == 3
     assert result["escapes_per_class"] == {"missing_cap": 0, "particle": 3}
+    intervals = result["intervals_95"]
+    assert intervals["false_reject_rate"] == wilson_interval(2, 12)
+    assert intervals["false_reject_rate"][0] < 2 / 12 < intervals["false_reject_rate"][1]
+    assert intervals["per_class_recall"]["particle"] == wilson_interval(0, 3)
+    assert intervals["per_class_recall"]["ok"] == wilson_interval(10, 12)
+    assert "false reject rate 16.67% (95 % 4.70-44.80%)" in format_report(result)
     cm = result["confusion_matrix"]
     row = dict(zip(cm["columns"], cm["counts"][cm["rows"].index("ok")], strict=True))
     assert row["ok"] == 10 and row["missing_cap"] == 2
@@ -193,7 +212,7 @@ def test_evaluate_command_writes_json_and_markdown(tmp_path: Path, vial_package:
     assert args.func(args) == 0
     data = json.loads(out.read_text())
     assert set(data) >= REQUIRED_KEYS and data["n"] == 20
-    assert "| particle | 3 | 0.00% |" in md.read_text()
+    assert "| particle | 3 | 0.00% | 0.00-56.15% |" in md.read_text()
     assert format_markdown(data).startswith("# Evaluation")
     bad = parser.parse_args(["evaluate", "--model", str(tmp_path / "none"), "--images", str(vial_set)])
     with pytest.raises(ValueError, match="not a folder"):
