@@ -66,9 +66,11 @@ def test_a_reject_shows_its_anomaly_value_beside_the_limit() -> None:
     d = replace(decision(7, accept=False, reason="anomaly"), confidence=0.97, anomaly=25.531)
     assert describe(d, anomaly_limit=0.9572) == (
         "REJECT · anomaly",
-        "pocket 2 · conf 0.97 · anomaly 25.53 (limit 0.96)",
+        "pocket 2 · conf 0.97 · anomaly 25.5 (limit 0.957)",
     )
-    assert describe(d)[1] == "pocket 2 · conf 0.97 · anomaly 25.53"  # no station: the value alone
+    assert describe(d)[1] == "pocket 2 · conf 0.97 · anomaly 25.5"  # no station: the value alone
+    near = replace(d, anomaly=0.9981)
+    assert describe(near, anomaly_limit=0.99552)[1].endswith("anomaly 0.998 (limit 0.996)")
 
 
 def test_bridge_delivers_pipeline_events_in_the_gui_thread_in_order(qtbot: Any, qapp: QApplication) -> None:

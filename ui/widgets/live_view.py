@@ -33,8 +33,16 @@ FAST_LINE_ITEMS_PER_S = 35.0  # above it the live view samples the line at half 
 
 
 def anomaly_words(value: float, limit: float | None) -> str:
-    """The anomaly value with the limit it is judged against (a bare number means little)."""
-    return f"anomaly {value:.2f}" + (f" (limit {limit:.2f})" if limit is not None else "")
+    """The anomaly value with the limit it is judged against (a bare number means little).
+
+    Three decimals near the limit (limits lie near 1, and 0.9955 must not read as 1.00);
+    one for values far above it.
+    """
+
+    def num(x: float) -> str:
+        return f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
+
+    return f"anomaly {num(value)}" + (f" (limit {num(limit)})" if limit is not None else "")
 
 
 def describe(d: ItemDecision | None, anomaly_limit: float | None = None) -> tuple[str, str]:
