@@ -73,6 +73,25 @@ def test_a_reject_shows_its_anomaly_value_beside_the_limit() -> None:
     assert describe(near, anomaly_limit=0.99552)[1].endswith("anomaly 0.998 (limit 0.996)")
 
 
+def test_a_long_detail_line_is_cut_short_before_the_item_number(qapp: QApplication) -> None:
+    from PyQt6.QtGui import QFontMetrics
+
+    from ui import theme
+    from ui.widgets.live_view import fit_detail
+
+    font = theme.font(10, bold=True)
+    font.setPixelSize(12)
+    fm = QFontMetrics(font)
+    detail, item = "conf 1.00 · anomaly 44.4 (limit 0.980)", "item 194"
+    wide = fm.horizontalAdvance(f"{detail}    {item}") + 10
+    assert fit_detail(detail, item, font, wide) == detail  # room enough: unchanged
+    narrow = wide - 80
+    cut = fit_detail(detail, item, font, narrow)
+    assert cut.endswith("…") and detail.startswith(cut[:-1])
+    assert fm.horizontalAdvance(f"{cut}    {item}") <= narrow
+    assert fit_detail("", item, font, narrow) == ""
+
+
 def test_bridge_delivers_pipeline_events_in_the_gui_thread_in_order(qtbot: Any, qapp: QApplication) -> None:
     bridge = StationBridge()
     station = FakeStation()

@@ -65,6 +65,15 @@ def describe(d: ItemDecision | None, anomaly_limit: float | None = None) -> tupl
     return head, " · ".join(parts)
 
 
+def fit_detail(detail: str, item: str, font: QFont, width: int) -> str:
+    """The detail line, cut short with an ellipsis where it would run into the item number."""
+    if not detail:
+        return ""
+    fm = QFontMetrics(font)
+    room = width - fm.horizontalAdvance(f"    {item}")
+    return fm.elidedText(detail, Qt.TextElideMode.ElideRight, max(room, 0))
+
+
 class FrameCanvas(QWidget):
     """Paints one frame scaled to fit, with the decision overlays on top."""
 
@@ -217,6 +226,7 @@ class FrameCanvas(QWidget):
         p.setPen(QColor(theme.TEXT))
         inner = low.adjusted(pad, 0, -pad, 0)
         p.drawText(inner, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, item)
+        detail = fit_detail(detail, item, small, inner.width())
         if detail:
             p.drawText(inner, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, detail)
 
