@@ -328,12 +328,18 @@ def _num(x: float | None, fmt: str = ".4f") -> str:
     return "n/a" if x is None else format(x, fmt)
 
 
-def _interval(result: dict[str, Any], key: str, lab: str | None = None) -> str:
-    """`` (95 % a-b %)`` for a rate, or nothing for results written before intervals were."""
+def _interval_range(result: dict[str, Any], key: str, lab: str | None = None) -> str | None:
+    """``a-b%`` for a rate's 95 % interval; None for results written before intervals were."""
     iv = result.get("intervals_95", {}).get(key)
     if lab is not None and iv is not None:
         iv = iv.get(lab)
-    return "" if not iv else f" (95 % {100 * iv[0]:.2f}-{100 * iv[1]:.2f}%)"
+    return None if not iv else f"{100 * iv[0]:.2f}-{100 * iv[1]:.2f}%"
+
+
+def _interval(result: dict[str, Any], key: str, lab: str | None = None) -> str:
+    """`` (95 % a-b%)`` after a rate, or nothing."""
+    rng = _interval_range(result, key, lab)
+    return "" if rng is None else f" (95 % {rng})"
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -404,7 +410,7 @@ def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
     ]
     for lab, r in result["per_class_recall"].items():
         au = result["anomaly_auroc_per_class"].get(lab)
-        iv = _interval(result, "per_class_recall", lab).strip(" ()").removeprefix("95 % ") or "n/a"
+        iv = _interval_range(result, "per_class_recall", lab) or "n/a"
         out.append(
             f"| {lab} | {result['n_per_class'][lab]} | {_pct(r)} | {iv}"
             f" | {_pct(result['per_class_reason_recall'][lab])} | {_num(au)} |"

@@ -442,12 +442,17 @@ def train(
     total_steps = steps_per_epoch * epochs
     opt = torch.optim.AdamW(net.parameters(), lr=plan.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=plan.lr, total_steps=total_steps, pct_start=0.15)
-    # Steps from this one on are averaged (none when the share is 0).
-    average_from = total_steps - round(total_steps * plan.average_last) if plan.average_last > 0 else total_steps
+    # Steps after this one are averaged (none when the share is 0).
+    average_from = total_steps - round(total_steps * plan.average_last)
     averaged = WeightAverage()
-    step_no = 0
     y_t = torch.from_numpy(y_all)
     val_log = val_idx[:: max(1, len(val_idx) // 1000)]
+
+    def val_accuracy() -> float:
+        """On a fixed val subset: keeps the per-epoch log cheap (thresholds use all of val)."""
+        vs, _ = predict(net, data.units[val_log])
+        return float((vs.argmax(1) == y_all[val_log]).mean())
+
     history = []
     t_train = time.perf_counter()
     for epoch in range(epochs):
@@ -491,17 +496,14 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            step_no += 1
-            if step_no > average_from:
+            if epoch * steps_per_epoch + s + 1 > average_from:
                 averaged.add(net)
             t_prep += t1 - t0
             t_step += time.perf_counter() - t1
             loss_sum += float(loss.detach()) * len(y)
             correct += float((logits.argmax(1) == y).sum())
             seen += len(y)
-        # A fixed val subset keeps the per-epoch log cheap; thresholds use all of val below.
-        vs, _ = predict(net, data.units[val_log])
-        val_acc = float((vs.argmax(1) == y_all[val_log]).mean())
+        val_acc = val_accuracy()
         history.append(
             {
                 "epoch": epoch + 1,
@@ -516,9 +518,7 @@ def train(
         log(json.dumps(history[-1]))
     if averaged.count:
         averaged.load_into(net)
-        vs, _ = predict(net, data.units[val_log])
-        val_acc = float((vs.argmax(1) == y_all[val_log]).mean())
-        log(json.dumps({"averaged_steps": averaged.count, "val_acc": round(val_acc, 5)}))
+        log(json.dumps({"averaged_steps": averaged.count, "val_acc": round(val_accuracy(), 5)}))
     ae_info = train_autoencoder(net, data.units[ok_train_all], plan, seed, log)
     ad_info = fit_anomaly(
         net,

@@ -65,12 +65,15 @@ def describe(d: ItemDecision | None, anomaly_limit: float | None = None) -> tupl
     return head, " · ".join(parts)
 
 
+CAPTION_GAP = "    "  # between the detail line and the item number
+
+
 def fit_detail(detail: str, item: str, font: QFont, width: int) -> str:
     """The detail line, cut short with an ellipsis where it would run into the item number."""
     if not detail:
         return ""
     fm = QFontMetrics(font)
-    room = width - fm.horizontalAdvance(f"    {item}")
+    room = width - fm.horizontalAdvance(CAPTION_GAP + item)
     return fm.elidedText(detail, Qt.TextElideMode.ElideRight, max(room, 0))
 
 
@@ -216,7 +219,7 @@ class FrameCanvas(QWidget):
         item = f"item {self.decision.item_id}"
         small = theme.font(10, bold=True)
         small.setPixelSize(max(14, min(26, int(frame.height() * 0.045))))
-        line = f"{detail}    {item}" if detail else item
+        line = f"{detail}{CAPTION_GAP}{item}" if detail else item
         while small.pixelSize() > 12 and QFontMetrics(small).horizontalAdvance(line) > frame.width() - 2 * pad:
             small.setPixelSize(small.pixelSize() - 1)
         h = int(small.pixelSize() * 1.8)
