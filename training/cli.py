@@ -59,6 +59,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repeat(values: Sequence[str] | None) -> dict[str, int] | None:
+    """``["foil_damage=3"]`` -> ``{"foil_damage": 3}``; a malformed value is a clear error."""
+    if values is None:
+        return None
+    out = {}
+    for v in values:
+        name, sep, n = v.partition("=")
+        if not sep or not name or not n.isdigit():
+            raise ValueError(f"--repeat takes CLASS=N (N a whole number), got {v!r}")
+        out[name] = int(n)
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.train import train
 
@@ -75,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threshold_nuisance_max=args.threshold_nuisance_max,
         anomaly_frr=args.anomaly_frr,
         average_last=args.average_last,
+        repeat=_repeat(args.repeat),
         **_reconstruction_scoring(args),
         command=args.command_line,
         log=lambda s: print(s, flush=True),
@@ -217,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SHARE",
         help="average the classifier's weights over this share of its last steps, 0..1 (default: per product)",
+    )
+    t.add_argument(
+        "--repeat",
+        nargs="+",
+        default=None,
+        metavar="CLASS=N",
+        help="show each training unit of CLASS N times per classifier epoch (default: per product)",
     )
     _add_threshold_range(t)
     _add_reconstruction_options(t, "default: the product's plan")

@@ -15,7 +15,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,9 @@ class ProductPlan:
     # Share of the classifier's last steps whose weights are averaged into the final network
     # (0: the last step's weights). See WeightAverage.
     average_last: float = 0.0
+    # Defect classes whose training units appear this many times per classifier epoch (rare or
+    # small defects the network would otherwise learn last).
+    repeat: tuple[tuple[str, int], ...] = ()
 
 
 PLANS: dict[Product, ProductPlan] = {
@@ -320,6 +323,20 @@ class WeightAverage:
             state[k].copy_(m)
 
 
+def repeat_units(
+    units: np.ndarray, y: np.ndarray, class_index: Mapping[str, int], repeat: Sequence[tuple[str, int]]
+) -> np.ndarray:
+    """``units`` with those of each named class appearing ``n`` times in all (a clear error otherwise)."""
+    extra = [units]
+    for name, n in repeat:
+        if name not in class_index or name == OK:
+            raise ValueError(f"cannot repeat {name!r}: not a defect class the classifier is trained on")
+        if not 1 <= int(n) <= 20:
+            raise ValueError(f"repeat for {name!r} must be 1..20, got {n}")
+        extra += [units[y[units] == class_index[name]]] * (int(n) - 1)
+    return np.concatenate(extra)
+
+
 def _check_share(value: float) -> float:
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"share of steps to average must be in 0..1 (1 excluded), got {value}")
@@ -361,6 +378,7 @@ def train(
     threshold_nuisance_max: float | None = None,
     anomaly_frr: float | None = None,
     average_last: float | None = None,
+    repeat: Mapping[str, int] | None = None,
     ae_contrast: bool | None = None,
     ae_channel_max: bool | None = None,
     ae_pool_stride: int | None = None,
@@ -386,6 +404,8 @@ def train(
         plan = replace(plan, anomaly_frr=check_anomaly_frr(anomaly_frr))
     if average_last is not None:
         plan = replace(plan, average_last=_check_share(average_last))
+    if repeat is not None:
+        plan = replace(plan, repeat=tuple(sorted(repeat.items())))
     if epochs < 1 or batch_size < 2:
         raise ValueError("epochs must be >= 1 and batch size >= 2")
     out = Path(out_dir)
@@ -436,6 +456,7 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     ok_train_all = train_idx[y_all[train_idx] == 0]
     defect_train = train_idx[y_all[train_idx] != 0]
+    defect_train = repeat_units(defect_train, y_all, class_index, plan.repeat)
     # Blisters hold ~10 ok pockets per defective one: each epoch takes a fresh share of them.
     n_ok_epoch = max(1, round(len(ok_train_all) * plan.ok_share))
     steps_per_epoch = (len(defect_train) + n_ok_epoch) // batch_size
@@ -589,6 +610,7 @@ def train(
             # CPU time of this process over its threads: unlike wall time, not inflated by other load.
             "train_cpu_seconds": round(cpu_seconds, 1),
             "ae_steps": plan.ae_steps,
+            "repeat_per_epoch": dict(plan.repeat),
             "threads": THREADS,
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,

@@ -40,6 +40,7 @@ from training.train import (  # noqa: E402
     fit_anomaly,
     in_operating_range,
     load_checkpoint,
+    repeat_units,
     reselect_thresholds,
     train,
 )
@@ -367,6 +368,25 @@ def test_weights_averaged_over_the_last_steps_are_recorded(
     assert load_checkpoint(checkpoint)[0]["training"]["averaged_steps"] == 0  # the plan's default: none
     assert train_main([*args[:-1], "1"]) == 2
     assert "share of steps to average must be in 0..1" in capsys.readouterr().err
+
+
+def test_repeat_shows_a_class_units_n_times_and_refuses_bad_values(
+    tiny_sets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index = {"ok": 0, "crack": 1, "particle": 2}
+    y = np.array([0, 1, 2, 1, 2, 2])
+    units = np.array([1, 2, 3, 4])  # training units: crack 1, 3; particle 2, 4
+    out = repeat_units(units, y, index, [("crack", 3)])
+    assert sorted(out.tolist()) == [1, 1, 1, 2, 3, 3, 3, 4]
+    assert repeat_units(units, y, index, []).tolist() == units.tolist()
+    for bad, words in ((("ok", 2), "not a defect"), (("scratch", 2), "not a defect"), (("crack", 0), "1..20")):
+        with pytest.raises(ValueError, match=words):
+            repeat_units(units, y, index, [bad])
+    args = ["train", "--product", "vial", "--data", str(tiny_sets["train"]), "--out", str(tmp_path), "--repeat"]
+    assert train_main([*args, "crack3"]) == 2
+    assert "--repeat takes CLASS=N" in capsys.readouterr().err
+    assert train_main([*args, "no_such_class=3"]) == 2
+    assert "cannot repeat 'no_such_class'" in capsys.readouterr().err
 
 
 def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
