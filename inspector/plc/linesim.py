@@ -4,8 +4,9 @@
 (also ``python -m inspector.plc.linesim``) serves the station/PLC blocks of docs/plc.md on
 127.0.0.1 with the real server library (asyncua.Server, snap7 Server, pymodbus
 ModbusTcpServer), prints ``READY <port>`` once serving (port 0 picks a free one), and a JSON
-summary when it ends (SIGTERM/SIGINT, ``--items``/``--duration`` reached, stdin closed when
-it is a pipe, or the parent process died).
+summary when it ends (SIGTERM/SIGINT, ``--items``/``--duration`` reached, or stdin closed when
+it is a pipe: :class:`LineSimProcess` holds that pipe, so the parent process's end, even by
+SIGKILL, ends the simulator, while a thread of the parent ending does not).
 
 Like a line PLC it:
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import enum
 import json
 import logging
@@ -676,18 +676,6 @@ def _serve_s7(core: LineCore, s: LineSimSettings, stop: StopFlag, ready: ReadyCa
 # -- process plumbing -----------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so no simulator outlives its test."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() == 1:  # the parent is already gone
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _watch_stdin(stop: StopFlag) -> None:
     """When stdin is a pipe, its closing (parent gone or done) stops the simulator."""
     try:
@@ -901,7 +889,7 @@ def settings_from_args(args: argparse.Namespace) -> LineSimSettings:
 
 
 def cmd_line_sim(args: argparse.Namespace) -> int:
-    """Run the simulator in this process until a signal, stdin EOF, parent death or the limits."""
+    """Run the simulator in this process until a signal, stdin EOF (the parent gone) or the limits."""
     settings = settings_from_args(args)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="line-sim %(levelname)s %(message)s")
     stop = threading.Event()
@@ -911,7 +899,6 @@ def cmd_line_sim(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    _die_with_parent()
     _watch_stdin(stop)
     summary = run_line_sim(settings, stop=stop)
     outcomes = summary.pop("outcomes")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from inspector.plc.layout import AckStatus, StationStateCode, StationWords
-from inspector.plc.linesim import LineCore, LineSimSettings
+from inspector.plc.linesim import LineCore, LineSimProcess, LineSimSettings
 from tests.plc.conftest import ROOT, StartSim
 
 PERIOD_S = 0.05
@@ -91,6 +92,25 @@ def test_exits_when_stdin_closes_and_after_duration(start_sim: StartSim) -> None
     timed = start_sim("s7", "--duration", "0.3")
     timed.proc.wait(timeout=10)
     assert timed.stop()["stopped_by"] == "duration"
+
+
+def test_outlives_the_thread_that_started_it(start_sim: StartSim) -> None:
+    """The HMI starts its demo simulator from a worker thread; that thread ending must not stop it.
+
+    (Linux's parent-death signal fires when the starting *thread* ends, which stopped the demo's
+    PLC under a running station at shutdown and raised a false PLC fault.)
+    """
+    started: list[LineSimProcess] = []
+    worker = threading.Thread(target=lambda: started.append(start_sim("modbus")))
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and started
+    sim = started[0]
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        assert sim.proc.poll() is None, "the simulator ended with the thread that started it"
+        time.sleep(0.05)
+    assert sim.stop()["stopped_by"] == "signal"
 
 
 @pytest.mark.parametrize(
