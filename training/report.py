@@ -57,6 +57,13 @@ def _after_training(training: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _machine(training: dict[str, Any]) -> str:
+    """``x86_64 2 cores`` plus, in records that name them, the CPU and torch's kernel set."""
+    words = str(training.get("machine", "?"))
+    cpu = [str(training[k]) for k in ("cpu", "cpu_capability") if training.get(k)]
+    return f"{words} ({', '.join(cpu)})" if cpu else words
+
+
 def write_report(package: str | os.PathLike[str], results: Sequence[str | os.PathLike[str]]) -> Path:
     """Write ``evaluation.md`` into ``package`` from evaluate JSON files (the first is the primary test)."""
     root = Path(package)
@@ -69,7 +76,7 @@ def write_report(package: str | os.PathLike[str], results: Sequence[str | os.Pat
         f"{record.training.get('from_scratch')}; withheld from the classifier: "
         f"{record.training.get('withheld_classes')}.",
         f"Training: `{record.training.get('command', '')}` (seed {record.training.get('seed')},"
-        f" {record.training.get('train_seconds')} s on {record.training.get('machine', '?')}).",
+        f" {record.training.get('train_seconds')} s on {_machine(record.training)}).",
         *_after_training(record.training),
         f"Acceptance criteria fixed before testing ({record.acceptance_criteria.get('fixed_utc', '?')}):"
         f" {json.dumps({k: v for k, v in record.acceptance_criteria.items() if k != 'fixed_utc'})}",

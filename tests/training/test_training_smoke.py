@@ -132,6 +132,9 @@ def test_checkpoint_holds_thresholds_splits_and_provenance(checkpoint: Path) -> 
     t = ckpt["training"]
     assert t["from_scratch"] is True and t["pretrained_weights"] is None and t["seed"] == 0
     assert t["train_seconds"] > 0 and t["code_version"].startswith("inspector-")
+    # Retraining bit for bit needs the same kind of CPU: the record names it and torch's kernel set.
+    assert t["cpu"] and t["cpu"] != "unknown"
+    assert t["cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
     assert ckpt["acceptance_criteria"]["critical_escapes_max"] == 0
 
 
@@ -452,7 +455,11 @@ def test_export_package_and_evaluate(checkpoint: Path, tiny_sets: dict[str, Path
     assert result["n"] == 24 and result["model"]["sha256"] == rec.sha256
     assert sum(map(sum, result["confusion_matrix"]["counts"])) == 24
     assert result["infer_ms_p50"] > 0 and "acceptance" in result
-    json.dumps(result)  # the report is plain JSON
+    results = tmp_path / "fresh.json"
+    results.write_text(json.dumps(result), encoding="utf-8")  # the report is plain JSON
+    assert train_main(["report", "--package", str(folder), "--results", str(results)]) == 0
+    # The package's report says where it was trained: a retrain bit for bit needs that kind of CPU.
+    assert f"{rec.training['cpu']}, {rec.training['cpu_capability']}" in (folder / "evaluation.md").read_text()
 
 
 def test_three_stage_autoencoder_with_floored_contrast_exports_with_parity() -> None:
