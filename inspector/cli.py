@@ -258,6 +258,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_input_reference(args: argparse.Namespace) -> int:
+    from inspector.monitor import build_reference
+
+    limits, info = build_reference(args.images, window=args.window, z=args.z)
+    result = {"input_monitor": limits.model_dump(mode="json"), **info}
+    print(json.dumps(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inspector", description="Inline machine-vision inspection station")
     p.add_argument("--version", action="version", version=f"inspector {__version__}")
@@ -319,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
     b.add_argument("--json", default=None)
     b.set_defaults(func=cmd_bench)
+
+    ir = sub.add_parser(
+        "input-reference",
+        help="input drift limits for a recipe's input_monitor block, from reference sets (JSON)",
+    )
+    ir.add_argument("--images", nargs="+", required=True, help="manifest folders, each one line condition")
+    ir.add_argument("--window", type=int, default=200, help="frames in the rolling mean")
+    ir.add_argument("--z", type=float, default=4.0, help="standard errors of the rolling mean the limits allow")
+    ir.add_argument("--json", default=None)
+    ir.set_defaults(func=cmd_input_reference, value_errors_are_user_errors=True)
 
     from inspector.camera.grab import add_camera_commands
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from inspector.config.errors import ConfigError
 from inspector.config.loader import load_yaml_model
 from inspector.config.roi import PocketGrid
+from inspector.monitor import InputLimits
 from inspector.taxonomy import Criticality, Product, defect
 
 RECIPES_DIR = "recipes"
@@ -62,6 +63,7 @@ class Recipe(BaseModel):
     latency_budget_ms: float = Field(gt=0, le=10_000)
     line_rate_per_min: float = Field(gt=0, le=100_000)
     queue_depth: int = Field(default=8, ge=1, le=1024)
+    input_monitor: InputLimits | None = Field(default=None, description="None: input drift is not monitored")
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:

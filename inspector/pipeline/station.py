@@ -28,6 +28,7 @@ from inspector.camera.base import Camera, CameraError, CameraEvent, CameraEventK
 from inspector.config.recipe import Recipe
 from inspector.inference.session import InferenceEngine, ModelError
 from inspector.inference.units import to_units
+from inspector.monitor import InputMonitor
 from inspector.pipeline.decision import decide
 from inspector.pipeline.summary import RunSummary
 from inspector.pipeline.types import (
@@ -108,6 +109,7 @@ class Station:
         self._acq_done = threading.Event()
         self._next_recover = 0.0
         self._fault_sources: set[str] = set()
+        self.input_monitor = InputMonitor(recipe.input_monitor) if recipe.input_monitor is not None else None
         camera.subscribe(self._on_camera_event)
 
     # -- state machine ------------------------------------------------------------------
@@ -158,6 +160,8 @@ class Station:
         prepare_for_latency()
         self.batch_id = batch_id
         self.summary = RunSummary(self.recipe.product, self.accept_minor)
+        if self.input_monitor is not None:  # each batch's records hold their own drift alarms
+            self.input_monitor = InputMonitor(self.input_monitor.limits)
         self._stop.clear()
         self._acq_done.clear()
         self._last_frame_id = None
@@ -206,6 +210,13 @@ class Station:
         summary = self.summary.as_dict()
         summary["batch_id"] = self.batch_id
         summary["camera_stats"] = self.camera.stats.as_dict()
+        if self.input_monitor is not None:
+            summary["input_monitor"] = {
+                "window": self.input_monitor.limits.window,
+                "frames": self.input_monitor.frames,
+                "drifting": self.input_monitor.drifting,
+                "means": self.input_monitor.means(),
+            }
         if alive:
             summary["threads_not_stopped"] = alive
         self._transition(StationState.IDLE)
@@ -425,6 +436,19 @@ class Station:
             image=frame.image if self.keep_images else None,
         )
         self._deliver(decision, frame)
+        self._watch_input(frame.image)
+
+    def _watch_input(self, image: np.ndarray) -> None:
+        """Input drift, after the decision is out (it never delays one). Inspected frames only."""
+        if self.input_monitor is None:
+            return
+        change = self.input_monitor.add(image)
+        if change is None:
+            return
+        code, severity = (
+            ("INPUT_DRIFT", AlarmSeverity.WARNING) if change.drifting else ("INPUT_DRIFT_CLEARED", AlarmSeverity.INFO)
+        )
+        self.raise_alarm(code, change.describe(self.input_monitor.limits), "input", severity, **change.means)
 
     def _not_inspected(
         self, item_id: int, frame: Frame | None, cause: NotInspected, detail: str, times: StageTimes

@@ -18,8 +18,10 @@ from inspector.config.recipe import FrameSpec, ModelRef, Recipe
 from inspector.config.roi import DEFAULT_BLISTER_GRID
 from inspector.inference.package import ModelIntegrityError, load_package
 from inspector.inference.session import InferenceEngine, ModelError
+from inspector.monitor import InputLimits, build_reference
 from inspector.pipeline.station import Station, StationError
-from inspector.pipeline.types import EventKind, ItemDecision, NotInspected, StationEvent, StationState
+from inspector.pipeline.types import AlarmSeverity, EventKind, ItemDecision, NotInspected, StationEvent, StationState
+from inspector.synth.generate import generate
 from inspector.taxonomy import IMAGE_SPECS, Product
 from tests.support.onnx_models import make_package
 
@@ -227,6 +229,36 @@ def test_sim_camera_runs_the_renderer_with_truth(tablet_engine: InferenceEngine)
     _assert_fail_safe(c, 15)
     assert summary["scored"] == 15
     assert all(d.truth is not None for d in c.decisions)
+
+
+@pytest.fixture(scope="module")
+def nominal_input(tmp_path_factory: pytest.TempPathFactory) -> InputLimits:
+    """Drift limits measured on rendered tablets at nominal nuisance."""
+    folder = tmp_path_factory.mktemp("input") / "tablet_n1.0"
+    generate("tablet", 80, 11, folder, nuisance=1.0, masks=False, workers=1)
+    return build_reference([folder], window=10)[0]
+
+
+@pytest.mark.parametrize("nuisance", [1.0, 3.0])
+def test_input_drift_raises_a_warning_and_still_decides_every_item(
+    tablet_engine: InferenceEngine, nominal_input: InputLimits, nuisance: float
+) -> None:
+    cam = SimCamera(Product.TABLET, line_rate_per_min=1200, items=40, seed=12, nuisance=nuisance)
+    recipe = _recipe(Product.TABLET, tablet_engine.package.sha256).model_copy(update={"input_monitor": nominal_input})
+    c = Collector()
+    st = Station(recipe, cam, tablet_engine, sinks=[c])
+    st.subscribe(c)
+    summary = _run(st, 40)
+    _assert_fail_safe(c, 40)
+    monitor = summary["input_monitor"]
+    assert isinstance(monitor, dict) and monitor["frames"] == 40 and monitor["window"] == 10
+    if nuisance == 1.0:
+        assert "INPUT_DRIFT" not in c.alarms() and not monitor["drifting"]
+    else:
+        assert c.alarms().count("INPUT_DRIFT") == 1 and monitor["drifting"]
+        alarm = next(a for a in st.alarms if a.code == "INPUT_DRIFT")
+        assert alarm.severity is AlarmSeverity.WARNING and "noise" in alarm.message
+        assert st.state is StationState.IDLE  # a warning, not a fault: the batch ran to its end
 
 
 def test_station_refuses_wrong_transitions(tablet_engine: InferenceEngine) -> None:
