@@ -19,6 +19,7 @@ from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
 
 from inspector.config.recipe import find_project_root
+from inspector.synth import MAX_NUISANCE
 from ui.controller import StationController, StationOptions, list_recipes
 from ui.main_window import MainWindow
 from ui.theme import BASE_POINT_SIZE
@@ -57,6 +58,7 @@ def create_app(
     db: Path | str | None = None,
     seed: int = 0,
     defect_rate: float = 0.05,
+    nuisance: float = 1.0,
     operator: str = "",
     size: tuple[int, int] | None = None,
     show: bool = True,
@@ -77,6 +79,7 @@ def create_app(
         line_rate=line_rate,
         seed=seed,
         defect_rate=defect_rate,
+        nuisance=nuisance,
         db=Path(db) if db is not None else None,
         plc_url=plc_url,
         demo=demo,
@@ -126,6 +129,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--db", type=Path, default=None, help="record database (default: <root>/var/inspector.sqlite)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--defect-rate", type=float, default=0.05)
+    p.add_argument(
+        "--nuisance",
+        type=float,
+        default=1.0,
+        help="sim camera nuisance scale, 0-3.0 (the models are validated to 2.5; above it the input drift alarm)",
+    )
     p.add_argument("--operator", default="", help="pre-fill the (unauthenticated) station operator name")
     p.add_argument("--display-fps", type=int, default=30, help="live view refresh cap, 1-30 (inspection never skips)")
     return p.parse_args(argv)
@@ -146,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.items is not None and args.items <= 0:
         print("inspector-hmi: --items must be positive", file=sys.stderr)
         return 2
+    if not 0.0 <= args.nuisance <= MAX_NUISANCE:
+        print(f"inspector-hmi: --nuisance must be in 0..{MAX_NUISANCE}, got {args.nuisance}", file=sys.stderr)
+        return 2
     create_app(
         args.product,
         root=root,
@@ -158,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         db=args.db,
         seed=args.seed,
         defect_rate=args.defect_rate,
+        nuisance=args.nuisance,
         operator=args.operator,
         display_fps=args.display_fps,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QLabel
 
@@ -17,6 +18,8 @@ from tests.ui.conftest import OPERATOR
 from ui.controller import Phase, Reconciliation
 from ui.main_window import MainWindow
 from ui.review import REVIEW_LOG, review_folder
+
+ROOT = Path(__file__).resolve().parents[2]
 
 START_TIMEOUT_MS = 30_000
 
@@ -81,6 +84,23 @@ def test_camera_fault_shows_alarm_and_fault_state_and_ack_is_stored(qtbot: Any, 
     qtbot.waitUntil(lambda: session.station.state.value == "running", timeout=10_000)
     w.header.refresh()
     assert w.header.state.text() == "RUNNING"
+
+
+def test_input_drift_shows_a_warning_while_the_line_keeps_running(qtbot: Any, make_hmi: Any, ui_project: Path) -> None:
+    """The demo camera at nuisance 3.0 against the shipped tablet recipe's noise limits (window 20)."""
+    recipe = ui_project / "recipes" / "tablet.yaml"
+    shipped = yaml.safe_load((ROOT / "recipes" / "tablet.yaml").read_text())["input_monitor"]
+    data = yaml.safe_load(recipe.read_text())
+    data["input_monitor"] = {**shipped, "window": 20}
+    recipe.write_text(yaml.safe_dump(data, sort_keys=False))
+    w = make_hmi("tablet", line_rate=1200, nuisance=3.0)
+    wait_running(qtbot, w)
+    qtbot.waitUntil(lambda: w.banner.isVisible() and "INPUT_DRIFT" in w.banner.text.text(), timeout=20_000)
+    assert w.banner.icon.text() == "WARNING"
+    entry = next(e for e in w.controller.alarms.entries if e.alarm.code == "INPUT_DRIFT")
+    assert "noise" in entry.alarm.message and "20 frames" in entry.alarm.message
+    w.header.refresh()
+    assert w.header.state.text() == "RUNNING"  # a warning: the model still judges every item
 
 
 def test_acknowledge_needs_an_operator_name(qtbot: Any, make_hmi: Any) -> None:

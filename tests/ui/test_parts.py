@@ -219,6 +219,13 @@ def test_main_refuses_an_unknown_recipe(tmp_path: Path, capsys: pytest.CaptureFi
     assert "no recipe 'nope'" in capsys.readouterr().err
 
 
+def test_main_refuses_a_nuisance_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    from ui.app import main
+
+    assert main(["--product", "vial", "--nuisance", "3.5"]) == 2
+    assert "--nuisance must be in 0..3.0" in capsys.readouterr().err
+
+
 def test_summary_dialog_says_not_reconciled_when_a_check_fails(qtbot: Any) -> None:
     from PyQt6.QtWidgets import QLabel
 
