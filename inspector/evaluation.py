@@ -42,6 +42,27 @@ class ItemOutcome:
     anomaly: np.ndarray  # [U]
     pockets: tuple[str, ...] | None = None
     infer_ms: float | None = None
+    file: str | None = None  # manifest path, for the list of misjudged items
+
+
+MISJUDGED_LISTED = 200  # items listed per kind; the counts are always complete
+
+
+def _misjudged(item: ItemOutcome, v: Verdict, prod: Product) -> dict[str, Any]:
+    """One wrongly accepted defect or wrongly rejected good item, as QA would look it up."""
+    entry: dict[str, Any] = {
+        "file": item.file,
+        "label": item.label,
+        "decision": OK if v.accept else v.reason,
+        "top_class": v.label,
+        "confidence": round(v.confidence, 4),
+        "anomaly": round(v.anomaly, 4),
+    }
+    if item.label != OK:
+        entry["criticality"] = defect(prod, item.label).criticality.value
+    if v.pocket_index is not None:
+        entry["pocket_index"] = v.pocket_index
+    return entry
 
 
 def auroc(negatives: Sequence[float] | np.ndarray, positives: Sequence[float] | np.ndarray) -> float | None:
@@ -115,6 +136,8 @@ def summarize(
     pocket_hits = pocket_rejects = 0
     times: list[float] = []
     verdicts: list[Verdict] = []
+    wrong_accepts: list[dict[str, Any]] = []
+    wrong_rejects: list[dict[str, Any]] = []
     for item in outcomes:
         v = decide(
             prod,
@@ -132,6 +155,9 @@ def summarize(
         confusion[all_labels.index(lab), col_index[OK if v.accept else v.reason]] += 1
         rejected[lab] += int(not v.accept)
         right_reason[lab] += int(v.reason == lab)
+        if v.accept != (lab == OK):
+            wrong = wrong_accepts if v.accept else wrong_rejects
+            wrong.append(_misjudged(item, v, prod))
         item_anomaly[lab].append(float(item.anomaly.max()))
         unit_labels = list(item.pockets) if item.pockets is not None else [lab]
         for u, ulab in enumerate(unit_labels):
@@ -181,6 +207,16 @@ def summarize(
             "rows": present,
             "columns": columns,
             "counts": [confusion[all_labels.index(lab)].tolist() for lab in present],
+        },
+        "misjudged": {
+            "listed_max": MISJUDGED_LISTED,
+            "accepted_defects_total": len(wrong_accepts),
+            "rejected_good_total": len(wrong_rejects),
+            # Critical escapes first: they are the ones a validation team must see.
+            "accepted_defects": sorted(wrong_accepts, key=lambda e: e.get("criticality") != Criticality.CRITICAL.value)[
+                :MISJUDGED_LISTED
+            ],
+            "rejected_good": wrong_rejects[:MISJUDGED_LISTED],
         },
     }
     if prod is Product.BLISTER:
@@ -292,7 +328,7 @@ def evaluate(
         scores, anomaly = engine.run(units)
         ms = (time.perf_counter() - t0) * 1e3
         pockets = tuple(e.pockets) if e.pockets is not None else None
-        outcomes.append(ItemOutcome(e.label, scores, anomaly, pockets, ms))
+        outcomes.append(ItemOutcome(e.label, scores, anomaly, pockets, ms, e.file))
     result = summarize(
         record.product,
         record.classes,
@@ -371,6 +407,7 @@ def format_report(result: dict[str, Any]) -> str:
     lines.append(" " * 18 + "".join(c[: width - 1].rjust(width) for c in cm["columns"]))
     for lab, row in zip(cm["rows"], cm["counts"], strict=True):
         lines.append(f"  {lab:16}" + "".join(str(v).rjust(width) for v in row))
+    lines.extend(_misjudged_lines(result))
     acc = result.get("acceptance")
     if acc:
         lines.append(f"acceptance criteria: {'PASS' if acc['passed'] else 'FAIL'}")
@@ -378,6 +415,31 @@ def format_report(result: dict[str, Any]) -> str:
             mark = {True: "ok  ", False: "FAIL", None: "n/a "}[c["passed"]]
             lines.append(f"  {mark} {key}: {c['value']} (limit {c['limit']})")
     return "\n".join(lines)
+
+
+MISJUDGED_PRINTED = 10
+
+
+def _misjudged_lines(result: dict[str, Any]) -> list[str]:
+    """The first misjudged items of each kind (all of them are in the JSON, up to ``listed_max``)."""
+    mis = result.get("misjudged")
+    if not mis:
+        return []
+    lines = []
+    for key, head in (("accepted_defects", "defects accepted"), ("rejected_good", "good items rejected")):
+        items, total = mis[key], mis[f"{key}_total"]
+        if not items:
+            continue
+        more = f", first {MISJUDGED_PRINTED} shown" if total > MISJUDGED_PRINTED else ""
+        lines.append(f"{head}: {total}{more} (file, truth -> decision, confidence, anomaly)")
+        for e in items[:MISJUDGED_PRINTED]:
+            crit = " CRITICAL" if e.get("criticality") == Criticality.CRITICAL.value else ""
+            pocket = f" pocket {e['pocket_index']}" if "pocket_index" in e else ""
+            lines.append(
+                f"  {e['file']}: {e['label']} -> {e['decision']}{pocket}  conf {e['confidence']:.3f}"
+                f"  anomaly {e['anomaly']:.3f}{crit}"
+            )
+    return lines
 
 
 def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:

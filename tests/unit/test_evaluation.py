@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inspector import evaluation
 from inspector.evaluation import (
     ItemOutcome,
     add_evaluate_command,
@@ -21,7 +22,7 @@ from inspector.evaluation import (
     summarize,
     wilson_interval,
 )
-from inspector.manifest import ManifestEntry, sha256_bytes, write_manifest
+from inspector.manifest import ManifestEntry, read_manifest, sha256_bytes, write_manifest
 from inspector.taxonomy import Product, criticality
 from tests.support.onnx_models import make_package
 
@@ -121,6 +122,32 @@ def test_evaluate_counts_escapes_and_false_rejects(vial_package: Path, vial_set:
     assert result["anomaly_auroc"] == 0.5
     assert 0 < result["infer_ms_p50"] <= result["infer_ms_p99"]
     assert result["model"]["sha256"] == json.loads((vial_package / "record.json").read_text())["sha256"]
+    # Every misjudged item is listed by file, so QA can open the image: critical escapes first.
+    mis = result["misjudged"]
+    assert mis["accepted_defects_total"] == 3 and mis["rejected_good_total"] == 2
+    files = {e.file: e.label for e in read_manifest(vial_set)}
+    for e in mis["accepted_defects"]:
+        assert files[e["file"]] == "particle" and e["decision"] == "ok" and e["criticality"] == "critical"
+    for e in mis["rejected_good"]:
+        assert files[e["file"]] == "ok" and e["decision"] == "missing_cap" and "criticality" not in e
+    report = format_report(result)
+    assert "defects accepted: 3 (file, truth -> decision" in report
+    assert f"  {mis['accepted_defects'][0]['file']}: particle -> ok" in report and "CRITICAL" in report
+    assert "good items rejected: 2" in report
+
+
+def test_misjudged_list_puts_critical_escapes_first_and_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluation, "MISJUDGED_LISTED", 3)
+    classes = ["ok", "fill_low", "particle"]
+    says_ok = np.array([[0.99, 0.005, 0.005]], np.float32)
+    quiet = np.zeros(1, np.float32)
+    outcomes = [ItemOutcome("fill_low", says_ok, quiet, file=f"fill_{i}.png") for i in range(5)]
+    outcomes.append(ItemOutcome("particle", says_ok, quiet, file="particle.png"))
+    r = summarize(Product.VIAL, classes, outcomes, confidence_threshold=0.5, anomaly_threshold=1.0)
+    mis = r["misjudged"]
+    assert mis["accepted_defects_total"] == 6 and mis["listed_max"] == 3
+    assert [e["file"] for e in mis["accepted_defects"]] == ["particle.png", "fill_0.png", "fill_1.png"]
+    assert "defects accepted: 6" in format_report(r)
 
 
 def test_evaluate_refuses_bad_input(tmp_path: Path, vial_package: Path, vial_set: Path) -> None:
