@@ -250,6 +250,34 @@ def test_summary_dialog_says_not_reconciled_when_a_check_fails(qtbot: Any) -> No
     assert checks is not None and "✘" in checks.text() and "records = station" in checks.text()
 
 
+def test_summary_dialog_shows_the_input_drift_state(qtbot: Any) -> None:
+    from PyQt6.QtWidgets import QLabel
+
+    from ui.controller import Reconciliation
+    from ui.widgets.batch import BatchSummaryDialog
+
+    def texts(monitor: dict[str, Any]) -> list[str]:
+        report = Reconciliation(
+            batch_id="B-2",
+            station={"items": 300, "accepted": 290, "rejected": 10, "input_monitor": monitor},
+            records=None,
+            hmi={},
+            highest_item_id=300,
+            expected_items=None,
+            checks=[("inspected = accepted + rejected", True, "300 = 290 + 10")],
+        )
+        dialog = BatchSummaryDialog(report)
+        qtbot.addWidget(dialog)
+        return [label.text() for label in dialog.findChildren(QLabel)]
+
+    drifting = {"window": 200, "frames": 300, "drifting": True, "means": {"brightness": 186.6, "noise": 5.33}}
+    shown = texts(drifting)
+    assert "Input, last 200 frames" in shown
+    assert "OUTSIDE the validated range (brightness 186.60, noise 5.33)" in shown
+    assert "inside the validated range (brightness 186.60, noise 5.33)" in texts({**drifting, "drifting": False})
+    assert "not judged (150 frames, fewer than the window)" in texts({**drifting, "frames": 150, "means": None})
+
+
 def test_live_view_samples_a_fast_line_at_half_rate(qtbot: Any, tmp_path: Path) -> None:
     from ui.controller import StationController, StationOptions
     from ui.widgets.live_view import LiveView

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -158,6 +160,16 @@ class BatchControl(QWidget):
             self.batch.setText(c.suggest_batch_id())
 
 
+def _input_state(monitor: dict[str, Any]) -> str:
+    """The drift monitor's state at the end of a batch, for the summary."""
+    means = monitor.get("means")
+    if not means:
+        return f"not judged ({monitor.get('frames', 0)} frames, fewer than the window)"
+    values = ", ".join(f"{name} {value:.2f}" for name, value in means.items())
+    where = "OUTSIDE the validated range" if monitor.get("drifting") else "inside the validated range"
+    return f"{where} ({values})"
+
+
 class BatchSummaryDialog(QDialog):
     """End of batch: counts and the reconciliation checks, with an unmistakable verdict."""
 
@@ -193,12 +205,17 @@ class BatchSummaryDialog(QDialog):
             ("Latency p50 / p99 / max", f"{s.get('latency_ms_p50')} / {s.get('latency_ms_p99')} / "
              f"{s.get('latency_ms_max')} ms"),
         ]  # fmt: skip
+        monitor = s.get("input_monitor")
+        if monitor:
+            rows.append((f"Input, last {monitor['window']} frames", _input_state(monitor)))
         for reason, n in (s.get("rejected_by_reason") or {}).items():
             rows.append((f"  reject: {reason.replace('_', ' ')}", f"{n:,}"))
         for r, (k, v) in enumerate(rows):
             key, val = QLabel(k), QLabel(v)
             key.setFont(theme.font(14))
             val.setFont(theme.font(14, bold=True))
+            if v.startswith("OUTSIDE"):  # the warning colour the alarm banner uses
+                val.setStyleSheet(f"color: {theme.NOT_INSPECTED};")
             grid.addWidget(key, r, 0)
             grid.addWidget(val, r, 1)
         lay.addLayout(grid)
