@@ -483,6 +483,20 @@ def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
     out.append("|---|" + "---:|" * len(cm["columns"]))
     for lab, row in zip(cm["rows"], cm["counts"], strict=True):
         out.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
+    mis = result.get("misjudged")
+    if mis and (mis["accepted_defects"] or mis["rejected_good"]):
+        out += [
+            "",
+            f"Misjudged items (defects accepted {mis['accepted_defects_total']}, good items rejected"
+            f" {mis['rejected_good_total']}; the first {MISJUDGED_PRINTED} of each here,"
+            f" up to {mis['listed_max']} in the JSON)",
+            "",
+            "| file | truth | decision | confidence | anomaly |",
+            "|---|---|---|---:|---:|",
+        ]
+        for e in [*mis["accepted_defects"][:MISJUDGED_PRINTED], *mis["rejected_good"][:MISJUDGED_PRINTED]]:
+            truth = f"**{e['label']} (critical)**" if e.get("criticality") == Criticality.CRITICAL.value else e["label"]
+            out.append(f"| {e['file']} | {truth} | {e['decision']} | {e['confidence']:.3f} | {e['anomaly']:.3f} |")
     acc = result.get("acceptance")
     if acc:
         out += ["", f"Acceptance criteria (fixed before testing): **{'PASS' if acc['passed'] else 'FAIL'}**", ""]

@@ -240,6 +240,8 @@ def test_evaluate_command_writes_json_and_markdown(tmp_path: Path, vial_package:
     data = json.loads(out.read_text())
     assert set(data) >= REQUIRED_KEYS and data["n"] == 20
     assert "| particle | 3 | 0.00% | 0.00-56.15% |" in md.read_text()
+    escape = data["misjudged"]["accepted_defects"][0]["file"]
+    assert f"| {escape} | **particle (critical)** | ok |" in md.read_text()
     assert format_markdown(data).startswith("# Evaluation")
     bad = parser.parse_args(["evaluate", "--model", str(tmp_path / "none"), "--images", str(vial_set)])
     with pytest.raises(ValueError, match="not a folder"):
