@@ -381,7 +381,9 @@ def outcomes_for(data: ItemSet, scores: np.ndarray, anomaly: np.ndarray, unit_id
     for item, rows in sorted(by_item.items()):
         unit_labels = [data.unit_labels[int(unit_idx[r])] for r in rows]
         pockets = tuple(unit_labels) if data.product is Product.BLISTER else None
-        out.append(ItemOutcome(data.item_label[item], scores[rows], anomaly[rows], pockets))
+        # Items of merged folders are named by image hash (the manifests hold it, file names can repeat).
+        name = f"sha256:{data.item_sha[item][:16]}"
+        out.append(ItemOutcome(data.item_label[item], scores[rows], anomaly[rows], pockets, file=name))
     return out
 
 
