@@ -2,14 +2,16 @@
 
 A model is validated for an input space (its record's intended use: lighting, blur and
 noise up to a stated nuisance level). On the line that space can be left without any single
-frame looking wrong: a lamp ages, a lens gets dirty, a camera gain is changed. The monitor
-keeps a rolling mean of two cheap frame statistics over the last ``window`` frames and
+frame looking wrong: a lamp ages, a lens gets dirty or loses focus, a camera gain is changed.
+The monitor keeps a rolling mean of three cheap frame statistics over the last ``window`` frames and
 compares it with limits measured on reference frames from inside the validated space
 (:func:`build_reference`, ``inspector input-reference``):
 
 - ``brightness``: mean grey level (lighting drift, exposure or gain changes);
 - ``noise``: sensor noise in grey levels, Immerkaer's fast estimate (the mean absolute
-  response of a Laplacian-difference kernel that cancels smooth image content).
+  response of a Laplacian-difference kernel that cancels smooth image content);
+- ``sharpness``: RMS Sobel gradient at half resolution (Tenengrad), where the noise weighs
+  less: it falls when the image blurs (defocus) or loses contrast (a dirty lens, haze).
 
 Leaving the limits raises the station's ``INPUT_DRIFT`` warning alarm (draft Annex 22:
 monitor input drift in operation); coming back inside, with a small hysteresis, raises
@@ -30,7 +32,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-STATS = ("brightness", "noise")
+STATS = ("brightness", "noise", "sharpness")
 # Immerkaer (1996): sigma = sqrt(pi / 2) / 6 * mean |I * N|, N = [1 -2 1]^T [1 -2 1] (separable).
 _NOISE_TAP = np.array([1, -2, 1], np.float32)
 _NOISE_SCALE = math.sqrt(math.pi / 2) / 6
@@ -38,8 +40,8 @@ HYSTERESIS = 0.05  # of each limit band: back inside only this far from the edge
 DEFAULT_Z = 4.0  # standard errors of a rolling mean a stable line stays within
 
 
-def frame_stats(image: np.ndarray) -> tuple[float, float]:
-    """(brightness, noise) of a uint8 mono or BGR frame, in grey levels."""
+def frame_stats(image: np.ndarray) -> tuple[float, float, float]:
+    """(brightness, noise, sharpness) of a uint8 mono or BGR frame, in grey levels."""
     if image.dtype != np.uint8:
         raise ValueError(f"frame dtype {image.dtype}: the input monitor reads uint8 frames")
     if image.ndim == 3:
@@ -50,7 +52,12 @@ def frame_stats(image: np.ndarray) -> tuple[float, float]:
         raise ValueError(f"frame {grey.shape} too small for the noise estimate")
     # int16 holds every response (|r| <= 16 * 255); 0.3 ms on a 640 x 480 card, 3-9x a float filter.
     response = cv2.sepFilter2D(grey, cv2.CV_16S, _NOISE_TAP, _NOISE_TAP)[1:-1, 1:-1]
-    return float(cv2.mean(grey)[0]), _NOISE_SCALE * cv2.norm(response, cv2.NORM_L1) / response.size
+    half = cv2.pyrDown(grey)
+    gx, gy = cv2.Sobel(half, cv2.CV_16S, 1, 0), cv2.Sobel(half, cv2.CV_16S, 0, 1)
+    # RMS gradient (Tenengrad): blur spreads an edge's rise over more pixels, which keeps its
+    # summed gradient but lowers its squared one; contrast loss scales it down directly.
+    sharpness = math.sqrt((cv2.norm(gx, cv2.NORM_L2SQR) + cv2.norm(gy, cv2.NORM_L2SQR)) / gx.size)
+    return float(cv2.mean(grey)[0]), _NOISE_SCALE * cv2.norm(response, cv2.NORM_L1) / response.size, sharpness
 
 
 class InputLimits(BaseModel):
@@ -61,6 +68,7 @@ class InputLimits(BaseModel):
     window: int = Field(ge=10, le=100_000, description="frames in the rolling mean")
     brightness: tuple[float, float] = Field(description="[low, high] of the rolling mean grey level")
     noise: tuple[float, float] = Field(description="[low, high] of the rolling mean noise, grey levels")
+    sharpness: tuple[float, float] = Field(description="[low, high] of the rolling mean RMS gradient, half resolution")
     reference: str = Field(default="", description="where the limits were measured (free text)")
 
     @model_validator(mode="after")
@@ -94,7 +102,7 @@ class InputMonitor:
 
     def __init__(self, limits: InputLimits) -> None:
         self.limits = limits
-        self._rows: deque[tuple[float, float]] = deque(maxlen=limits.window)
+        self._rows: deque[tuple[float, float, float]] = deque(maxlen=limits.window)
         self._sums = np.zeros(len(STATS))
         self.drifting = False
         self.frames = 0

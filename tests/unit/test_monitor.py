@@ -28,15 +28,19 @@ def _noisy(level: float, sigma: float, seed: int, shape: tuple[int, ...] = (96, 
 
 
 def _limits(window: int = 10) -> InputLimits:
-    return InputLimits(window=window, brightness=(90.0, 110.0), noise=(1.0, 4.0))
+    # Sharpness wide open: these frames are flat grey plus noise, with no edges to lose.
+    return InputLimits(window=window, brightness=(90.0, 110.0), noise=(1.0, 4.0), sharpness=(1.0, 20.0))
 
 
-def test_frame_stats_measure_brightness_and_noise() -> None:
-    b, n = frame_stats(_noisy(100, 3.0, 0))
+def test_frame_stats_measure_brightness_noise_and_sharpness() -> None:
+    b, n, _ = frame_stats(_noisy(100, 3.0, 0))
     assert b == pytest.approx(100, abs=0.5)
     assert n == pytest.approx(3.0, rel=0.1)  # Immerkaer's estimate of the added sigma
-    flat_b, flat_n = frame_stats(np.full((40, 40), 77, np.uint8))
-    assert (flat_b, flat_n) == (77.0, 0.0)
+    assert frame_stats(np.full((40, 40), 77, np.uint8)) == (77.0, 0.0, 0.0)
+    edges = np.zeros((64, 64), np.uint8)
+    edges[:, 32:] = 200
+    sharp = frame_stats(edges)[2]
+    assert sharp > 0 and frame_stats(cv2.GaussianBlur(edges, (0, 0), 2.0))[2] < 0.8 * sharp
     colour = cv2.merge([_noisy(100, 3.0, 1)] * 3)
     assert frame_stats(colour)[1] == pytest.approx(3.0, rel=0.1)
     single = _noisy(100, 3.0, 2, (96, 80, 1))
@@ -83,19 +87,23 @@ def test_monitor_needs_a_full_window_before_judging() -> None:
 
 def test_limits_are_validated() -> None:
     with pytest.raises(ValidationError, match="low < high"):
-        InputLimits(window=50, brightness=(120.0, 100.0), noise=(1.0, 2.0))
+        InputLimits(window=50, brightness=(120.0, 100.0), noise=(1.0, 2.0), sharpness=(1.0, 2.0))
     with pytest.raises(ValidationError, match="window"):
-        InputLimits(window=3, brightness=(1.0, 2.0), noise=(1.0, 2.0))
+        InputLimits(window=3, brightness=(1.0, 2.0), noise=(1.0, 2.0), sharpness=(1.0, 2.0))
     with pytest.raises(ValidationError, match="low < high"):
-        InputLimits(window=50, brightness=(1.0, 2.0), noise=(float("nan"), 2.0))
+        InputLimits(window=50, brightness=(1.0, 2.0), noise=(float("nan"), 2.0), sharpness=(1.0, 2.0))
+    with pytest.raises(ValidationError, match="sharpness"):
+        InputLimits.model_validate({"window": 50, "brightness": [1, 2], "noise": [1, 2]})
     with pytest.raises(ValidationError, match="extra"):
-        InputLimits.model_validate({"window": 50, "brightness": [1, 2], "noise": [1, 2], "gain": [0, 1]})
+        InputLimits.model_validate(
+            {"window": 50, "brightness": [1, 2], "noise": [1, 2], "sharpness": [1, 2], "gain": [0, 1]}
+        )
 
 
 def test_window_means_are_every_rolling_mean() -> None:
-    stats = np.arange(12, dtype=np.float64).reshape(6, 2)
+    stats = np.arange(18, dtype=np.float64).reshape(6, 3)
     w = window_means(stats, 3)
-    assert w.shape == (4, 2)
+    assert w.shape == (4, 3)
     assert np.allclose(w[0], stats[:3].mean(0)) and np.allclose(w[-1], stats[-3:].mean(0))
     with pytest.raises(ValueError, match="at least 10 frames"):
         window_means(stats, 10)
@@ -126,6 +134,25 @@ def test_reference_limits_hold_the_reference_and_flag_wider_nuisance(nominal_set
     assert mon.drifting and flips[0].drifting and "noise" in flips[0].outside
 
 
+def _defocus(frame: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """The lens loses focus: the scene blurs, the sensor noise after it stays (re-added)."""
+    noise = frame_stats(frame)[1]
+    blurred = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), sigma)
+    noisy = blurred + np.random.default_rng(seed).normal(0.0, noise, frame.shape)
+    return np.clip(noisy, 0, 255).round().astype(np.uint8)
+
+
+def test_reference_limits_flag_a_defocused_lens(nominal_set: Path, tmp_path: Path) -> None:
+    """A window of 10 frames gives wide limits: a strong defocus (sigma 2.5 px) shows it here."""
+    limits, _ = build_reference([nominal_set], window=10)
+    same = tmp_path / "tablet_n1.0"
+    generate("tablet", 30, 8, same, nuisance=1.0, masks=False, workers=1)
+    mon = InputMonitor(limits)
+    flips = [c for c in (mon.add(_defocus(f, 2.5, i)) for i, f in enumerate(_frames(same))) if c is not None]
+    assert mon.drifting and "sharpness" in flips[0].outside
+    assert mon.means() is not None and mon.means()["sharpness"] < limits.sharpness[0]
+
+
 def test_reference_refuses_bad_input(nominal_set: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 500 frames"):
         build_reference([nominal_set], window=500)
@@ -154,7 +181,7 @@ def test_input_reference_command(nominal_set: Path, tmp_path: Path, capsys: pyte
 
 def test_recipe_block_is_validated_with_a_clear_error(tmp_path: Path) -> None:
     data = yaml.safe_load((ROOT / "recipes" / "vial.yaml").read_text())
-    data["input_monitor"] = {"window": 200, "brightness": [190, 180], "noise": [0.5, 5.0]}
+    data["input_monitor"] = {"window": 200, "brightness": [190, 180], "noise": [0.5, 5.0], "sharpness": [30, 50]}
     path = tmp_path / "vial.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="input_monitor"):
