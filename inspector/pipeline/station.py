@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 Listener = Callable[[StationEvent], None]
 GRAB_TIMEOUT_S = 0.2
 RECOVER_INTERVAL_S = 0.5
+# Late items are rejected one by one; the alarm says so at most this often (with the count since).
+LATE_ALARM_INTERVAL_S = 60.0
 
 
 class StationError(RuntimeError):
@@ -108,6 +110,8 @@ class Station:
         self.batch_id: str | None = None
         self._acq_done = threading.Event()
         self._next_recover = 0.0
+        self._late_since_alarm = 0
+        self._next_late_alarm = 0.0
         self._fault_sources: set[str] = set()
         self.input_monitor = InputMonitor(recipe.input_monitor) if recipe.input_monitor is not None else None
         camera.subscribe(self._on_camera_event)
@@ -162,6 +166,7 @@ class Station:
         self.summary = RunSummary(self.recipe.product, self.accept_minor)
         if self.input_monitor is not None:  # each batch's records hold their own drift alarms
             self.input_monitor = InputMonitor(self.input_monitor.limits)
+        self._late_since_alarm, self._next_late_alarm = 0, 0.0
         self._stop.clear()
         self._acq_done.clear()
         self._last_frame_id = None
@@ -389,7 +394,7 @@ class Station:
         deadline = frame.t_acquired + self.budget_s
         times = StageTimes(t_acquired=frame.t_acquired, t_queued=t_queued, t_dequeued=t_deq)
         if t_deq >= deadline:
-            self._not_inspected(frame.item_id, frame, NotInspected.LATE, "deadline passed before inference", times)
+            self._late(frame, "deadline passed before inference", times)
             return
         try:
             scores, anomaly = self.engine.run(self._units(frame.image))
@@ -410,13 +415,7 @@ class Station:
         t_dec = time.monotonic()
         times = StageTimes(frame.t_acquired, t_queued, t_deq, t_inf, t_dec)
         if t_dec > deadline:
-            self._not_inspected(
-                frame.item_id,
-                frame,
-                NotInspected.LATE,
-                f"decided {(t_dec - deadline) * 1e3:.1f} ms after the deadline",
-                times,
-            )
+            self._late(frame, f"decided {(t_dec - deadline) * 1e3:.1f} ms after the deadline", times)
             return
         decision = ItemDecision(
             item_id=frame.item_id,
@@ -437,6 +436,25 @@ class Station:
         )
         self._deliver(decision, frame)
         self._watch_input(frame.image)
+
+    def _late(self, frame: Frame, detail: str, times: StageTimes) -> None:
+        """A late item is rejected (not_inspected); the first of a batch raises LATE_DECISIONS, then at most
+        one alarm per LATE_ALARM_INTERVAL_S, counting the late items since the last one."""
+        self._not_inspected(frame.item_id, frame, NotInspected.LATE, detail, times)
+        self._late_since_alarm += 1
+        now = time.monotonic()
+        if now < self._next_late_alarm:
+            return
+        count, self._late_since_alarm = self._late_since_alarm, 0
+        self._next_late_alarm = now + LATE_ALARM_INTERVAL_S
+        budget = self.recipe.latency_budget_ms
+        self.raise_alarm(
+            "LATE_DECISIONS",
+            f"item {frame.item_id}: {detail}; {count} item(s) over the {budget:g} ms budget since the last alarm,"
+            " rejected as not inspected",
+            "pipeline",
+            late=count,
+        )
 
     def _watch_input(self, image: np.ndarray) -> None:
         """Input drift, after the decision is out (it never delays one). Inspected frames only."""

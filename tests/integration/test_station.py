@@ -134,6 +134,10 @@ def test_slowed_model_never_accepts_late_items(tablet_engine: InferenceEngine) -
     assert len(late) == 4, "every third inference was slowed past the 30 ms budget"
     assert all(not d.accept for d in late)
     assert summary["accepted"] == 8 and summary["not_inspected"] == 4
+    # One warning for the batch, not one per item: the next may come a minute later at the earliest.
+    assert [a.code for a in st.alarms].count("LATE_DECISIONS") == 1
+    alarm = next(a for a in st.alarms if a.code == "LATE_DECISIONS")
+    assert alarm.severity is AlarmSeverity.WARNING and alarm.detail == {"late": 1} and "30 ms budget" in alarm.message
 
 
 class BrokenEngine(SlowEngine):
