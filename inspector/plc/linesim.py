@@ -888,17 +888,29 @@ def settings_from_args(args: argparse.Namespace) -> LineSimSettings:
     )
 
 
+def stop_on_signal(stop: StopFlag) -> Callable[[int, object], None]:
+    """A signal handler that sets ``stop`` from another thread.
+
+    Python runs a handler in the main thread between two bytecodes, which can fall inside
+    ``stop.wait()`` while it holds the event's (non-reentrant) lock: a ``stop.set()`` there
+    would wait for that lock forever, and the simulator would hang on SIGTERM. A short thread
+    takes the lock once the main thread has let go of it.
+    """
+
+    def handler(_signum: int, _frame: object) -> None:
+        threading.Thread(target=stop.set, name="line-sim-stop", daemon=True).start()
+
+    return handler
+
+
 def cmd_line_sim(args: argparse.Namespace) -> int:
     """Run the simulator in this process until a signal, stdin EOF (the parent gone) or the limits."""
     settings = settings_from_args(args)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="line-sim %(levelname)s %(message)s")
     stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    handler = stop_on_signal(stop)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
     _watch_stdin(stop)
     summary = run_line_sim(settings, stop=stop)
     outcomes = summary.pop("outcomes")

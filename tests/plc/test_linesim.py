@@ -132,3 +132,32 @@ def test_bad_arguments_are_one_clear_error(args: list[str], message: str) -> Non
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+_INSIDE_WAIT = """
+import signal, threading
+from inspector.plc.linesim import stop_on_signal
+stop = threading.Event()
+handler = {handler}
+with stop._cond:  # what Event.wait holds between its checks, where Python may run a handler
+    handler(signal.SIGTERM, None)
+assert stop.wait(3.0)
+print("returned")
+"""
+
+
+def _signal_inside_wait(handler: str) -> bool:
+    """Run ``handler`` the way Python may, in a child process (a deadlock there is killed)."""
+    code = _INSIDE_WAIT.format(handler=handler)
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=5)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0 and "returned" in done.stdout
+
+
+def test_sigterm_handler_never_waits_for_the_lock_of_a_stop_wait() -> None:
+    """The simulator hung on SIGTERM once in CI (killed after 15 s, no summary): a plain
+    ``stop.set()`` handler deadlocks when the signal lands inside ``stop.wait()``."""
+    assert not _signal_inside_wait("lambda _s, _f: stop.set()"), "the scenario reproduces the hang"
+    assert _signal_inside_wait("stop_on_signal(stop)")
