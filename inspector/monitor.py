@@ -106,6 +106,7 @@ class InputMonitor:
         self._sums = np.zeros(len(STATS))
         self.drifting = False
         self.frames = 0
+        self.last_means: dict[str, float] | None = None  # replaced whole per frame: other threads may read it
 
     def means(self) -> dict[str, float] | None:
         """Current rolling means, or None before the window is full."""
@@ -122,6 +123,7 @@ class InputMonitor:
         self._sums += row
         self.frames += 1
         means = self.means()
+        self.last_means = means
         if means is None:
             return None
         outside = tuple(n for n in STATS if not getattr(self.limits, n)[0] <= means[n] <= getattr(self.limits, n)[1])

@@ -101,6 +101,8 @@ def test_input_drift_shows_a_warning_while_the_line_keeps_running(qtbot: Any, ma
     assert "noise" in entry.alarm.message and "20 frames" in entry.alarm.message
     w.header.refresh()
     assert w.header.state.text() == "RUNNING"  # a warning: the model still judges every item
+    assert w.header.input.text() == "OUTSIDE RANGE"
+    assert "noise:" in w.header.input.toolTip() and "last 20 inspected frames" in w.header.input.toolTip()
 
 
 def test_acknowledge_needs_an_operator_name(qtbot: Any, make_hmi: Any) -> None:

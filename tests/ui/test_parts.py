@@ -207,6 +207,7 @@ def test_demo_runs_against_the_real_line_simulator(qtbot: Any, make_hmi: Any) ->
     qtbot.waitUntil(lambda: plc.is_connected(link) is True, timeout=10_000)
     w.header.refresh()
     assert w.header.plc.text() == "CONNECTED"
+    assert w.header.input.text() == "NOT MONITORED"  # the test recipe has no input_monitor block
     assert w.header.plc.toolTip().startswith("line sim modbus://127.0.0.1:")
     w.close()
     assert link.sim.proc.poll() is not None, "closing the HMI ends the line simulator"

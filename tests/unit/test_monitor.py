@@ -80,9 +80,10 @@ def test_monitor_alarms_once_on_leaving_and_once_on_coming_back() -> None:
 def test_monitor_needs_a_full_window_before_judging() -> None:
     mon = InputMonitor(_limits(window=20))
     assert all(mon.add(_noisy(100, 9.0, s)) is None for s in range(19))
-    assert mon.means() is None
+    assert mon.means() is None and mon.last_means is None
     change = mon.add(_noisy(100, 9.0, 19))
     assert change is not None and change.drifting
+    assert mon.last_means == mon.means() and mon.frames == 20
 
 
 def test_limits_are_validated() -> None:

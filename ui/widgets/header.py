@@ -1,4 +1,4 @@
-"""Top bar: product, station state, camera and PLC link, the station operator, and the user slot.
+"""Top bar: product, station state, camera, PLC link and input drift, the station operator, and the user slot.
 
 There are no user accounts yet. The "station operator" name is typed in and shown plainly
 as unauthenticated; it is what alarm acknowledgements and reviews record. The user slot on
@@ -10,6 +10,7 @@ from __future__ import annotations
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
+from inspector.monitor import STATS
 from ui import plc, theme
 from ui.controller import Phase, StationController
 from ui.widgets.common import Badge, panel
@@ -42,7 +43,13 @@ class StationHeader(QWidget):
         self.state.setMinimumWidth(220)
         self.camera = Badge("", point_size=14)
         self.plc = Badge("", point_size=14)
-        for caption, badge in (("STATION", self.state), ("CAMERA", self.camera), ("PLC", self.plc)):
+        self.input = Badge("", point_size=14)
+        for caption, badge in (
+            ("STATION", self.state),
+            ("CAMERA", self.camera),
+            ("PLC", self.plc),
+            ("INPUT", self.input),
+        ):
             lay.addLayout(self._captioned(caption, badge))
         lay.addStretch(1)
 
@@ -111,6 +118,29 @@ class StationHeader(QWidget):
             colour = {"acquiring": theme.ACCEPT, "fault": theme.REJECT}.get(cam, theme.IDLE)
             self.camera.set(f"{s.camera.serial} · {cam.upper()}", colour)
         self._refresh_plc()
+        self._refresh_input()
+
+    def _refresh_input(self) -> None:
+        """The input drift monitor: are the frames still like the ones the model was validated on?"""
+        s = self.controller.session
+        monitor = s.station.input_monitor if s is not None else None
+        if monitor is None:
+            self.input.set("–" if s is None else "NOT MONITORED", theme.IDLE)
+            self.input.setToolTip("" if s is None else "The recipe has no input_monitor block.")
+            return
+        limits, means = monitor.limits, monitor.last_means
+        if means is None:
+            self.input.set(f"FILLING {min(monitor.frames, limits.window)}/{limits.window}", theme.IDLE)
+        elif monitor.drifting:
+            self.input.set("OUTSIDE RANGE", theme.NOT_INSPECTED)
+        else:
+            self.input.set("IN RANGE", theme.ACCEPT)
+        rows = [f"Rolling means over the last {limits.window} inspected frames, against the recipe's limits:"]
+        for name in STATS:
+            lo, hi = getattr(limits, name)
+            value = "–" if means is None else f"{means[name]:.2f}"
+            rows.append(f"{name}: {value}  (limits {lo:g} – {hi:g})")
+        self.input.setToolTip("\n".join(rows))
 
     def _refresh_plc(self) -> None:
         c = self.controller
