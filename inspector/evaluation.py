@@ -48,6 +48,10 @@ class ItemOutcome:
 MISJUDGED_LISTED = 200  # items listed per kind; the counts are always complete
 
 
+def _is_critical(entry: dict[str, Any]) -> bool:
+    return bool(entry.get("criticality") == Criticality.CRITICAL.value)
+
+
 def _misjudged(item: ItemOutcome, v: Verdict, prod: Product) -> dict[str, Any]:
     """One wrongly accepted defect or wrongly rejected good item, as QA would look it up."""
     entry: dict[str, Any] = {
@@ -213,9 +217,7 @@ def summarize(
             "accepted_defects_total": len(wrong_accepts),
             "rejected_good_total": len(wrong_rejects),
             # Critical escapes first: they are the ones a validation team must see.
-            "accepted_defects": sorted(wrong_accepts, key=lambda e: e.get("criticality") != Criticality.CRITICAL.value)[
-                :MISJUDGED_LISTED
-            ],
+            "accepted_defects": sorted(wrong_accepts, key=lambda e: not _is_critical(e))[:MISJUDGED_LISTED],
             "rejected_good": wrong_rejects[:MISJUDGED_LISTED],
         },
     }
@@ -433,7 +435,7 @@ def _misjudged_lines(result: dict[str, Any]) -> list[str]:
         more = f", first {MISJUDGED_PRINTED} shown" if total > MISJUDGED_PRINTED else ""
         lines.append(f"{head}: {total}{more} (file, truth -> decision, confidence, anomaly)")
         for e in items[:MISJUDGED_PRINTED]:
-            crit = " CRITICAL" if e.get("criticality") == Criticality.CRITICAL.value else ""
+            crit = " CRITICAL" if _is_critical(e) else ""
             pocket = f" pocket {e['pocket_index']}" if "pocket_index" in e else ""
             lines.append(
                 f"  {e['file']}: {e['label']} -> {e['decision']}{pocket}  conf {e['confidence']:.3f}"
@@ -495,7 +497,7 @@ def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
             "|---|---|---|---:|---:|",
         ]
         for e in [*mis["accepted_defects"][:MISJUDGED_PRINTED], *mis["rejected_good"][:MISJUDGED_PRINTED]]:
-            truth = f"**{e['label']} (critical)**" if e.get("criticality") == Criticality.CRITICAL.value else e["label"]
+            truth = f"**{e['label']} (critical)**" if _is_critical(e) else e["label"]
             out.append(f"| {e['file']} | {truth} | {e['decision']} | {e['confidence']:.3f} | {e['anomaly']:.3f} |")
     acc = result.get("acceptance")
     if acc:

@@ -114,6 +114,10 @@ class InputMonitor:
             return None
         return {name: float(v) / len(self._rows) for name, v in zip(STATS, self._sums, strict=True)}
 
+    def as_dict(self) -> dict[str, object]:
+        """The batch summary's ``input_monitor`` entry."""
+        return {"window": self.limits.window, "frames": self.frames, "drifting": self.drifting, "means": self.means()}
+
     def add(self, image: np.ndarray) -> DriftChange | None:
         """Add a frame; returns a change when the drift state flips, else None."""
         row = frame_stats(image)

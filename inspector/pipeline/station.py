@@ -216,12 +216,7 @@ class Station:
         summary["batch_id"] = self.batch_id
         summary["camera_stats"] = self.camera.stats.as_dict()
         if self.input_monitor is not None:
-            summary["input_monitor"] = {
-                "window": self.input_monitor.limits.window,
-                "frames": self.input_monitor.frames,
-                "drifting": self.input_monitor.drifting,
-                "means": self.input_monitor.means(),
-            }
+            summary["input_monitor"] = self.input_monitor.as_dict()
         if alive:
             summary["threads_not_stopped"] = alive
         self._transition(StationState.IDLE)
