@@ -4,7 +4,8 @@
 - ``train``: manifest folders -> ``checkpoint.pt`` with thresholds (from validation only);
 - ``export``: checkpoint -> verified package ``models/<product>/<version>/``;
 - ``evaluate``: the runtime's ``inspector evaluate`` (same code, for convenience here);
-- ``report``: ``evaluation.md`` of a package from evaluate results, with an independence check.
+- ``report``: ``evaluation.md`` of a package from evaluate results, with an independence check;
+- ``compare``: does a retrained checkpoint reproduce a package bit for bit (re-performance)?
 """
 
 from __future__ import annotations
@@ -138,6 +139,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 0 when the checkpoint reproduces the package, 1 when it differs, 2 when they cannot be compared."""
+    from inspector.inference.package import ModelIntegrityError
+    from training.compare import compare
+
+    if not args.checkpoint.is_file():
+        raise ValueError(f"{args.checkpoint}: no such checkpoint")
+    try:
+        result = compare(args.checkpoint, args.model)
+    except ModelIntegrityError as exc:
+        raise ValueError(str(exc)) from None
+    text = json.dumps(result, indent=2)
+    if args.json is not None:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0 if result["identical"] else 1
+
+
 RECONSTRUCTION_SCORES = ("contrast", "absolute")
 RECONSTRUCTION_CHANNELS = ("max", "mean")
 # Error map windows before the max: every position (stride 1) or side by side (stride = window).
@@ -267,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--package", required=True, type=Path, help="model package folder")
     r.add_argument("--results", required=True, nargs="+", type=Path, help="evaluate JSON files, primary first")
     r.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="does a retrained checkpoint reproduce a model package bit for bit?")
+    c.add_argument("--checkpoint", required=True, type=Path, help="checkpoint of the rerun (train, then thresholds)")
+    c.add_argument("--model", required=True, type=Path, help="models/<product>/<version>")
+    c.add_argument("--json", type=Path, default=None, help="also write the comparison here")
+    c.set_defaults(func=cmd_compare)
 
     add_evaluate_command(sub)
     return p

@@ -393,7 +393,15 @@ def test_repeat_shows_a_class_units_n_times_and_refuses_bad_values(
     assert "cannot repeat 'no_such_class'" in capsys.readouterr().err
 
 
-def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def package(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    models = tmp_path_factory.mktemp("models")
+    args = ["export", "--checkpoint", str(checkpoint), "--models-dir", str(models), "--version", "0.1.0"]
+    assert train_main(args) == 0
+    return models / "vial" / "0.1.0"
+
+
+def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, package: Path, tmp_path: Path) -> None:
     again = train(
         "vial", [tiny_sets["train"]], tmp_path, epochs=1, batch_size=32, width_mult=0.5, ae_steps=4, log=lambda s: None
     )
@@ -401,6 +409,59 @@ def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, 
     b = torch.load(again, weights_only=False)["state_dict"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # The rerun reproduces the exported package itself: weights, thresholds, splits and ONNX graph.
+    out = tmp_path / "compare.json"
+    assert train_main(["compare", "--checkpoint", str(again), "--model", str(package), "--json", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["identical"] is True and all(result["checks"].values()), result["checks"]
+    assert result["weights"] == {"tensors": len(a), "differing": 0, "differing_names": [], "max_abs_diff": 0.0}
+    assert result["model"]["sha256"] == load_package(package).record.sha256
+
+
+def test_compare_names_what_a_retrain_changed(
+    checkpoint: Path, package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = torch.load(checkpoint, weights_only=False)
+    name = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and v.ndim == 4)
+    ckpt["state_dict"][name] = ckpt["state_dict"][name] + 0.001
+    ckpt["thresholds"] = {**ckpt["thresholds"], "anomaly": ckpt["thresholds"]["anomaly"] + 0.01}
+    changed = tmp_path / "changed.pt"
+    torch.save(ckpt, changed)
+    capsys.readouterr()
+    assert train_main(["compare", "--checkpoint", str(changed), "--model", str(package)]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["identical"] is False
+    assert result["checks"] == {
+        "classes": True,
+        "net_config": True,
+        "weights": False,
+        "thresholds": False,
+        "split_hashes": True,
+        "training_sets": True,
+        "onnx_graph": False,
+    }
+    assert result["weights"]["differing"] == 1 and result["weights"]["differing_names"] == [name]
+    assert result["weights"]["max_abs_diff"] == pytest.approx(0.001, rel=1e-3)
+    thresholds = result["thresholds"]
+    assert thresholds["checkpoint"]["anomaly"] == pytest.approx(thresholds["package"]["anomaly"] + 0.01)
+
+
+def test_compare_refuses_what_it_cannot_compare(
+    checkpoint: Path, package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in package.iterdir():
+        if f.name != "torch_weights.pt":
+            (bare / f.name).write_bytes(f.read_bytes())
+    capsys.readouterr()
+    assert train_main(["compare", "--checkpoint", str(checkpoint), "--model", str(bare)]) == 2
+    assert "ships no torch weights" in capsys.readouterr().err
+    assert train_main(["compare", "--checkpoint", str(tmp_path / "none.pt"), "--model", str(package)]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    (bare / "model.onnx").write_bytes(b"tampered")
+    assert train_main(["compare", "--checkpoint", str(checkpoint), "--model", str(bare)]) == 2
+    assert "does not match its record" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("shape", [(64, 48, 1), (108, 100, 3)])
