@@ -37,6 +37,25 @@ def test_shipped_package_matches_its_recipe_and_evaluation(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", RECIPES)
+def test_reperformance_evidence_belongs_to_its_package(name: str) -> None:
+    folder = ROOT / load_recipe(name, ROOT).recipe.model.path
+    record = load_package(folder).record
+    files = sorted(folder.glob("reperformance-*.json"))
+    assert files, f"{folder}: no re-performance record (python -m training compare)"
+    for path in files:
+        doc = json.loads(path.read_text())
+        compare = doc["compare"]
+        assert compare["model"] == {"product": record.product.value, "version": record.version, "sha256": record.sha256}
+        # "identical" is the conjunction of the checks, never set on its own.
+        assert compare["identical"] is all(compare["checks"].values())
+        assert compare["identical"] is True, f"{path.name}: the rerun did not reproduce the package"
+        assert compare["weights"]["differing"] == 0 and compare["weights"]["max_abs_diff"] == 0.0
+        assert compare["thresholds"]["checkpoint"] == compare["thresholds"]["package"]
+        wall = sum(doc["wall_clock_seconds"].values())
+        assert doc["train_seconds"] <= wall <= doc["budget_seconds"] == 15 * 60
+
+
+@pytest.mark.parametrize("name", RECIPES)
 def test_shipped_recipe_runs_a_sim_batch(name: str) -> None:
     session = open_station(name, camera="sim", items=24, line_rate=600, seed=11, defect_rate=0.0, db=None, root=ROOT)
     try:
