@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,17 @@ def compare(checkpoint: str | os.PathLike[str], package_dir: str | os.PathLike[s
     weights_path = Path(package_dir) / TORCH_WEIGHTS
     if not weights_path.is_file():
         raise CompareInputError(f"{weights_path} is missing: this package ships no torch weights to compare")
-    shipped = torch.load(weights_path, map_location="cpu", weights_only=True)
+    try:
+        shipped = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise CompareInputError(f"{weights_path}: unreadable torch weights ({exc})") from None
     if shipped.get("onnx_sha256") != record.sha256:
         raise CompareInputError(f"{weights_path} belongs to another ONNX file (sha256 {shipped.get('onnx_sha256')})")
-    ckpt, net = load_checkpoint(checkpoint)
+    try:
+        ckpt, net = load_checkpoint(checkpoint)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise CompareInputError(f"{checkpoint}: not a readable training checkpoint ({reason})") from None
     if ckpt["product"] != record.product.value:
         raise CompareInputError(f"checkpoint is for {ckpt['product']}, the package for {record.product.value}")
 

@@ -459,6 +459,10 @@ def test_compare_refuses_what_it_cannot_compare(
     assert "ships no torch weights" in capsys.readouterr().err
     assert train_main(["compare", "--checkpoint", str(tmp_path / "none.pt"), "--model", str(package)]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    assert train_main(["compare", "--checkpoint", str(garbage), "--model", str(package)]) == 2
+    assert "not a readable training checkpoint" in capsys.readouterr().err
     (bare / "model.onnx").write_bytes(b"tampered")
     assert train_main(["compare", "--checkpoint", str(checkpoint), "--model", str(bare)]) == 2
     assert "does not match its record" in capsys.readouterr().err
