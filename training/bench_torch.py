@@ -21,7 +21,7 @@ import torch
 from inspector.camera.sim import SimCamera
 from inspector.inference.package import load_package
 from inspector.inference.units import to_units
-from training.export import TORCH_WEIGHTS, check_parity
+from training.export import TorchWeightsError, check_parity, read_torch_weights
 from training.nets import InspectorNet, NetConfig
 
 WARMUP = 20
@@ -33,15 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    weights_path = args.model / TORCH_WEIGHTS
-    if not weights_path.is_file():
-        print(f"no {weights_path}: this package ships no torch weights", file=sys.stderr)
-        return 2
     package = load_package(args.model)
     record = package.record
-    payload = torch.load(weights_path, map_location="cpu", weights_only=True)
-    if payload.get("onnx_sha256") != record.sha256:
-        print(f"{weights_path} belongs to another ONNX file (sha256 {payload.get('onnx_sha256')})", file=sys.stderr)
+    try:
+        payload = read_torch_weights(args.model, record.sha256)
+    except TorchWeightsError as exc:
+        print(exc, file=sys.stderr)
         return 2
     net = InspectorNet(NetConfig(**payload["net_config"]))
     net.load_state_dict(payload["state_dict"])

@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from pathlib import Path
 from typing import Any
 
 import onnx
 import torch
 
 from inspector.inference.package import load_package
-from training.export import TORCH_WEIGHTS, to_onnx
+from training.export import TorchWeightsError, read_torch_weights, to_onnx
 from training.train import load_checkpoint
 
 LISTED_MAX = 10  # differing tensor names listed in the report
@@ -53,15 +52,10 @@ def compare(checkpoint: str | os.PathLike[str], package_dir: str | os.PathLike[s
     """The comparison as a JSON-ready dict; ``identical`` is true only when every check holds."""
     package = load_package(package_dir)  # hash and metadata verified first
     record = package.record
-    weights_path = Path(package_dir) / TORCH_WEIGHTS
-    if not weights_path.is_file():
-        raise CompareInputError(f"{weights_path} is missing: this package ships no torch weights to compare")
     try:
-        shipped = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise CompareInputError(f"{weights_path}: unreadable torch weights ({exc})") from None
-    if shipped.get("onnx_sha256") != record.sha256:
-        raise CompareInputError(f"{weights_path} belongs to another ONNX file (sha256 {shipped.get('onnx_sha256')})")
+        shipped = read_torch_weights(package_dir, record.sha256)
+    except TorchWeightsError as exc:
+        raise CompareInputError(str(exc)) from None
     try:
         ckpt, net = load_checkpoint(checkpoint)
     except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as exc:

@@ -20,6 +20,7 @@ import copy
 import datetime as dt
 import io
 import os
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ ANOMALY_RTOL = 1e-3
 
 class ExportCheckError(RuntimeError):
     """Parity or determinism failed: the exported graph does not reproduce the trained model."""
+
+
+class TorchWeightsError(ValueError):
+    """A package's ``torch_weights.pt`` is missing, unreadable or bound to another ONNX file."""
 
 
 # What the exported graph computes differently from the trained module (same arithmetic).
@@ -268,6 +273,20 @@ def export(
     if not np.isfinite(scores).all():
         raise ExportCheckError("the written package gives non-finite scores")
     return folder
+
+
+def read_torch_weights(folder: str | os.PathLike[str], onnx_sha256: str) -> dict[str, Any]:
+    """``<package>/torch_weights.pt``, refused unless it was written for the ONNX file of this sha256."""
+    path = Path(folder) / TORCH_WEIGHTS
+    if not path.is_file():
+        raise TorchWeightsError(f"{path} is missing: this package ships no torch weights")
+    try:
+        payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise TorchWeightsError(f"{path}: unreadable torch weights ({exc})") from None
+    if payload.get("onnx_sha256") != onnx_sha256:
+        raise TorchWeightsError(f"{path} belongs to another ONNX file (sha256 {payload.get('onnx_sha256')})")
+    return payload
 
 
 def write_torch_weights(ckpt: dict[str, Any], net: InspectorNet, folder: str | os.PathLike[str]) -> Path:
