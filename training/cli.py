@@ -144,8 +144,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from inspector.inference.package import ModelIntegrityError
     from training.compare import compare
 
-    if not args.checkpoint.is_file():
-        raise ValueError(f"{args.checkpoint}: no such checkpoint")
     try:
         result = compare(args.checkpoint, args.model)
     except ModelIntegrityError as exc:

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import pickle
 import platform
 import re
 import sys
@@ -704,9 +705,16 @@ def rescore_reconstruction(ckpt: dict[str, Any], net: InspectorNet, **scoring: b
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], InspectorNet]:
-    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    net = InspectorNet(NetConfig(**ckpt["net_config"]))
-    net.load_state_dict(ckpt["state_dict"])
+    """A training checkpoint and its network; a missing or unreadable file is a ValueError naming it."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such checkpoint")
+    try:
+        ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+        net = InspectorNet(NetConfig(**ckpt["net_config"]))
+        net.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{path}: not a readable training checkpoint ({reason})") from None
     net.eval()
     if ckpt["classes"][0] != OK:
         raise ValueError(f"{path}: classes must start with ok")
