@@ -20,7 +20,7 @@ from PyQt6.QtWidgets import (
 
 from ui import theme
 from ui.controller import Phase, Reconciliation, StationController, valid_batch_id
-from ui.widgets.common import panel, short_sha
+from ui.widgets.common import captioned, panel, short_sha
 
 
 class BatchControl(QWidget):
@@ -54,8 +54,8 @@ class BatchControl(QWidget):
             b.setMinimumSize(130, 50)
         self.start.clicked.connect(self._start)
         self.stop.clicked.connect(lambda: controller.stop_batch())
-        lay.addLayout(self._captioned("RECIPE", self.recipe))
-        lay.addLayout(self._captioned("BATCH / LOT", self.batch))
+        lay.addLayout(captioned("RECIPE", self.recipe))
+        lay.addLayout(captioned("BATCH / LOT", self.batch))
         lay.addWidget(self.start, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addWidget(self.stop, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addSpacing(16)
@@ -95,17 +95,6 @@ class BatchControl(QWidget):
         # A batch id is used once: offer a fresh one for the next batch.
         controller.batch_finished.connect(lambda _r: self.batch.setText(controller.suggest_batch_id()))
         self.refresh()
-
-    @staticmethod
-    def _captioned(caption: str, w: QWidget) -> QVBoxLayout:
-        col = QVBoxLayout()
-        col.setSpacing(2)
-        cap = QLabel(caption)
-        cap.setObjectName("dim")
-        cap.setFont(theme.font(11, bold=True))
-        col.addWidget(cap)
-        col.addWidget(w)
-        return col
 
     def _recipe_chosen(self, index: int) -> None:
         name = self.recipe.itemText(index)

@@ -30,6 +30,18 @@ def panel(parent: QWidget | None = None) -> QFrame:
     return frame
 
 
+def captioned(caption: str, widget: QWidget) -> QVBoxLayout:
+    """A small dim caption above a widget (the header's and batch bar's fields)."""
+    col = QVBoxLayout()
+    col.setSpacing(2)
+    cap = QLabel(caption)
+    cap.setObjectName("dim")
+    cap.setFont(theme.font(11, bold=True))
+    col.addWidget(cap)
+    col.addWidget(widget)
+    return col
+
+
 def short_sha(sha: str, n: int = 12) -> str:
     return f"{sha[:n]}…" if len(sha) > n else sha
 

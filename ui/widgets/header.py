@@ -13,7 +13,7 @@ from PyQt6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 from inspector.monitor import STATS
 from ui import plc, theme
 from ui.controller import Phase, StationController
-from ui.widgets.common import Badge, panel
+from ui.widgets.common import Badge, captioned, panel
 
 REFRESH_MS = 250
 
@@ -50,7 +50,7 @@ class StationHeader(QWidget):
             ("PLC", self.plc),
             ("INPUT", self.input),
         ):
-            lay.addLayout(self._captioned(caption, badge))
+            lay.addLayout(captioned(caption, badge))
         lay.addStretch(1)
 
         op = QVBoxLayout()
@@ -86,17 +86,6 @@ class StationHeader(QWidget):
         controller.phase_changed.connect(lambda _p: self.refresh())
         controller.alarms_changed.connect(self.refresh)
         self.refresh()
-
-    @staticmethod
-    def _captioned(caption: str, badge: Badge) -> QVBoxLayout:
-        col = QVBoxLayout()
-        col.setSpacing(2)
-        cap = QLabel(caption)
-        cap.setObjectName("dim")
-        cap.setFont(theme.font(11, bold=True))
-        col.addWidget(cap)
-        col.addWidget(badge)
-        return col
 
     def refresh(self) -> None:
         c = self.controller
