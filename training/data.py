@@ -22,7 +22,7 @@ import torch
 from torchvision.transforms import v2
 
 from inspector.config.roi import DEFAULT_BLISTER_GRID, Roi
-from inspector.inference.units import to_units
+from inspector.inference.units import to_units, unit_shape
 from inspector.manifest import MANIFEST_NAME, ManifestEntry, read_manifest, sha256_bytes, sha256_file
 from inspector.taxonomy import IMAGE_SPECS, OK, Product, labels
 
@@ -38,15 +38,6 @@ class SplitLeakError(RuntimeError):
 def unit_rois(product: Product) -> list[Roi] | None:
     """Pocket ROIs of the station's recipe for blisters, ``None`` (whole frame) otherwise."""
     return DEFAULT_BLISTER_GRID.rois() if product is Product.BLISTER else None
-
-
-def unit_shape(product: Product) -> tuple[int, int, int]:
-    """``(H, W, C)`` of one model unit: the frame, or a pocket crop."""
-    if product is Product.BLISTER:
-        w, h = DEFAULT_BLISTER_GRID.roi_size
-        return h, w, 3
-    spec = IMAGE_SPECS[product]
-    return spec.height, spec.width, spec.channels
 
 
 def split_of(sha256: str) -> str:

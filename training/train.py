@@ -29,6 +29,7 @@ import torchvision
 
 import inspector
 from inspector.evaluation import ItemOutcome, summarize
+from inspector.inference.units import unit_shape
 from inspector.taxonomy import OK, Product
 from training.data import (
     ItemSet,
@@ -38,7 +39,6 @@ from training.data import (
     load_sets,
     mask_to_map,
     model_classes,
-    unit_shape,
 )
 from training.nets import InspectorNet, NetConfig, float_to_uint8, uint8_to_float
 from training.thresholds import ANOMALY_FRR, check_anomaly_frr, select_thresholds

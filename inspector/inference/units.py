@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inspector.config.roi import Roi
+from inspector.config.roi import DEFAULT_BLISTER_GRID, Roi
+from inspector.taxonomy import IMAGE_SPECS, Product
 
 
 def to_units(image: np.ndarray, rois: Sequence[Roi] | None) -> np.ndarray:
@@ -20,3 +21,12 @@ def to_units(image: np.ndarray, rois: Sequence[Roi] | None) -> np.ndarray:
     if image.ndim == 2:
         return image[None, :, :, None]
     return image[None]
+
+
+def unit_shape(product: Product) -> tuple[int, int, int]:
+    """``(H, W, C)`` of one model unit: the frame, or a pocket crop of the default blister grid."""
+    if product is Product.BLISTER:
+        w, h = DEFAULT_BLISTER_GRID.roi_size
+        return h, w, 3
+    spec = IMAGE_SPECS[product]
+    return spec.height, spec.width, spec.channels

@@ -17,16 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inspector.config.roi import DEFAULT_BLISTER_GRID
 from inspector.inference.package import ModelInput, ModelRecord, Thresholds, write_package
+from inspector.inference.units import unit_shape
 from inspector.manifest import sha256_bytes
-from inspector.taxonomy import IMAGE_SPECS, Product, labels
-
-
-def unit_shape(product: Product) -> tuple[int, int, int]:
-    if product is Product.BLISTER:
-        w, h = DEFAULT_BLISTER_GRID.roi_size
-        return h, w, 3
-    spec = IMAGE_SPECS[product]
-    return spec.height, spec.width, spec.channels
+from inspector.taxonomy import Product, labels
 
 
 def brightness_model(
