@@ -37,10 +37,10 @@ from training.data import (
     SyntheticAnomaly,
     check_disjoint,
     load_sets,
-    mask_to_map,
     model_classes,
 )
 from training.nets import InspectorNet, NetConfig, float_to_uint8, uint8_to_float
+from training.prefetch import BatchRecipe, batches
 from training.thresholds import ANOMALY_FRR, check_anomaly_frr, select_thresholds
 
 THREADS = 2
@@ -407,6 +407,7 @@ def train(
     ae_channel_max: bool | None = None,
     ae_pool_stride: int | None = None,
     norm_quantile: float | None = None,
+    prep_workers: int = 0,
     command: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -475,8 +476,6 @@ def train(
     )
     net = InspectorNet(cfg).to(memory_format=torch.channels_last)
     augment = NuisanceAugment(max_shift_px=plan.max_shift_px, max_rot_deg=plan.max_rot_deg)
-    synthetic = SyntheticAnomaly()
-    np_rng = np.random.Generator(np.random.PCG64(seed))
     gen = torch.Generator().manual_seed(seed)
     ok_train_all = train_idx[y_all[train_idx] == 0]
     defect_train = train_idx[y_all[train_idx] != 0]
@@ -490,7 +489,6 @@ def train(
     # Steps after this one are averaged (none when the share is 0).
     average_from = total_steps - round(total_steps * plan.average_last)
     averaged = WeightAverage()
-    y_t = torch.from_numpy(y_all)
     val_log = val_idx[:: max(1, len(val_idx) // 1000)]
 
     def val_accuracy() -> float:
@@ -498,36 +496,33 @@ def train(
         vs, _ = predict(net, data.units[val_log])
         return float((vs.argmax(1) == y_all[val_log]).mean())
 
+    # Every epoch's batches, drawn up front (the same draws, in the same order, as epoch by epoch).
+    jobs = []
+    for _ in range(epochs):
+        ok_pick = torch.from_numpy(ok_train_all)[torch.randperm(len(ok_train_all), generator=gen)[:n_ok_epoch]]
+        pool = torch.cat([torch.from_numpy(defect_train), ok_pick])
+        perm = pool[torch.randperm(len(pool), generator=gen)]
+        jobs += [perm[s * batch_size : (s + 1) * batch_size].numpy() for s in range(steps_per_epoch)]
+    recipe = BatchRecipe(augment, SyntheticAnomaly(), SYNTHETIC_SHARE, net.seg_size)
+    if prep_workers:
+        # The worker keeps one core busy; a second training thread would only contend with it.
+        torch.set_num_threads(max(1, THREADS - prep_workers))
+    batch_iter = batches(data.units, y_all, jobs, recipe, seed, workers=prep_workers)
+
     history = []
     t_train = time.perf_counter()
     for epoch in range(epochs):
         net.train()
-        ok_pick = torch.from_numpy(ok_train_all)[torch.randperm(len(ok_train_all), generator=gen)[:n_ok_epoch]]
-        pool = torch.cat([torch.from_numpy(defect_train), ok_pick])
-        perm = pool[torch.randperm(len(pool), generator=gen)]
         loss_sum = correct = seen = 0.0
         t_prep = t_step = 0.0
         for s in range(steps_per_epoch):
             t0 = time.perf_counter()
-            idx = perm[s * batch_size : (s + 1) * batch_size]
-            y = y_t[idx]
-            clean = augment(uint8_to_float(torch.from_numpy(data.units[idx.numpy()])))
-            # Some ok units get a synthetic change after augmentation (so the change mask stays
-            # aligned). They train only the anomaly side, never the classifier: they are no
-            # longer ok, and not any known defect either.
+            b = next(batch_iter)
+            x, y, fake, seg_target = b.x, b.y, b.fake, b.seg_target
             ok_pos = np.flatnonzero(y.numpy() == 0)
-            fake = ok_pos[np_rng.random(len(ok_pos)) < SYNTHETIC_SHARE]
-            change = np.zeros((len(idx), h, w), np.float32)
-            x = clean
-            if len(fake):
-                corrupted_u8 = float_to_uint8(clean[torch.from_numpy(fake)]).numpy()
-                corrupted_u8, change[fake] = synthetic(corrupted_u8, np_rng)
-                x = clean.clone()
-                x[torch.from_numpy(fake)] = uint8_to_float(torch.from_numpy(corrupted_u8))
-            seg_target = torch.from_numpy(mask_to_map(change, net.seg_size))
             t1 = time.perf_counter()
             logits, tap, _ = net.trunk(x)
-            real = torch.ones(len(idx), dtype=torch.bool)
+            real = torch.ones(len(y), dtype=torch.bool)
             real[torch.from_numpy(fake)] = False
             loss = F.cross_entropy(logits[real], y[real])
             if len(ok_pos):
@@ -561,6 +556,8 @@ def train(
             }
         )
         log(json.dumps(history[-1]))
+    batch_iter.close()  # stops the worker, if any
+    torch.set_num_threads(THREADS)
     if averaged.count:
         averaged.load_into(net)
         log(json.dumps({"averaged_steps": averaged.count, "val_acc": round(val_accuracy(), 5)}))
@@ -636,6 +633,8 @@ def train(
             "ae_steps": plan.ae_steps,
             "repeat_per_epoch": dict(plan.repeat),
             "threads": THREADS,
+            # 1: classifier batches prepared in a worker process, the network trained on THREADS - 1.
+            "prep_workers": prep_workers,
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
             "python": platform.python_version(),

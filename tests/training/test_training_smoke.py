@@ -35,6 +35,7 @@ from training.data import (  # noqa: E402
 )
 from training.export import ExportCheckError, check_determinism, check_parity, to_onnx  # noqa: E402
 from training.nets import AutoEncoder, InspectorNet, NetConfig, uint8_to_float  # noqa: E402
+from training.prefetch import Batch, BatchRecipe, batches  # noqa: E402
 from training.train import (  # noqa: E402
     WeightAverage,
     cpu_model,
@@ -391,6 +392,50 @@ def test_repeat_shows_a_class_units_n_times_and_refuses_bad_values(
     assert "--repeat takes CLASS=N" in capsys.readouterr().err
     assert train_main([*args, "no_such_class=3"]) == 2
     assert "cannot repeat 'no_such_class'" in capsys.readouterr().err
+
+
+def _batch_recipe() -> BatchRecipe:
+    return BatchRecipe(NuisanceAugment(max_shift_px=4.0, max_rot_deg=5.0), SyntheticAnomaly(), 0.5, (16, 16))
+
+
+def test_batches_from_the_worker_are_reproducible_and_exact() -> None:
+    rng = np.random.default_rng(3)
+    units = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+    y = np.array([0, 0, 1, 2] * 10)
+    jobs = [np.arange(k, k + 8) for k in range(0, 40, 8)]
+
+    def run() -> list[Batch]:
+        # The worker's draws come from its own seeds, not this process's generators.
+        torch.manual_seed(int(rng.integers(1 << 30)))
+        return list(batches(units, y, jobs, _batch_recipe(), 5, workers=1))
+
+    made = run()
+    assert len(made) == len(jobs) and all(b.x.shape == (8, 3, 64, 64) for b in made)
+    again = run()
+    for a, b in zip(made, again, strict=True):
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.seg_target, b.seg_target)
+        assert a.fake.tolist() == b.fake.tolist()
+    # Changed units are ok units, and their change shows in the map targets.
+    assert all(set(y[jobs[k]][b.fake].tolist()) <= {0} for k, b in enumerate(made))
+    assert any(len(b.fake) for b in made) and all((b.seg_target.sum() > 0) == bool(len(b.fake)) for b in made)
+    # Pixels travel as uint8 and stay exact: every value is a whole number of 1/255 steps.
+    assert all(torch.equal(b.x, uint8_to_float((b.x * 255).round().to(torch.uint8).permute(0, 2, 3, 1))) for b in made)
+    with pytest.raises(ValueError, match="prep workers must be 0 or 1"):
+        next(batches(units, y, jobs, _batch_recipe(), 5, workers=2))
+
+
+def test_training_with_a_prep_worker_is_reproducible_and_recorded(
+    tiny_sets: dict[str, Path], checkpoint: Path, tmp_path: Path
+) -> None:
+    kw = {"epochs": 1, "batch_size": 32, "width_mult": 0.5, "ae_steps": 4, "log": lambda s: None}
+    a_path = train("vial", [tiny_sets["train"]], tmp_path / "a", prep_workers=1, **kw)
+    b_path = train("vial", [tiny_sets["train"]], tmp_path / "b", prep_workers=1, **kw)
+    a, b = (torch.load(p, weights_only=False) for p in (a_path, b_path))
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["thresholds"] == b["thresholds"]
+    assert a["training"]["prep_workers"] == 1
+    assert load_checkpoint(checkpoint)[0]["training"]["prep_workers"] == 0
+    assert torch.get_num_threads() == 2  # restored for the rest of the process
 
 
 @pytest.fixture(scope="module")
