@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
 
-OK = "ok"
+OK: Final = "ok"
 
 
 class Product(enum.StrEnum):
@@ -30,6 +31,30 @@ class Criticality(enum.StrEnum):
     def rank(self) -> int:
         """Higher is worse; ``ok`` ranks 0."""
         return {Criticality.MINOR: 1, Criticality.MAJOR: 2, Criticality.CRITICAL: 3}[self]
+
+
+class DefectCode(enum.StrEnum):
+    """Every defect class of every product (see :data:`DEFECTS` for product, criticality and PLC code)."""
+
+    MISSING_CAP = "missing_cap"
+    MISSING_STOPPER = "missing_stopper"
+    GLASS_CRACK = "glass_crack"
+    PARTICLE = "particle"
+    FILL_LOW = "fill_low"
+    FILL_HIGH = "fill_high"
+    CRIMP_DEFECT = "crimp_defect"
+    COSMETIC_SCRATCH = "cosmetic_scratch"
+    BROKEN = "broken"
+    CHIP = "chip"
+    CRACK = "crack"
+    FOREIGN_SPOT = "foreign_spot"
+    DISCOLORATION = "discoloration"
+    WRONG_TABLET = "wrong_tablet"
+    EMPTY_POCKET = "empty_pocket"
+    BROKEN_TABLET = "broken_tablet"
+    FOREIGN_TABLET = "foreign_tablet"
+    DOUBLE_TABLET = "double_tablet"
+    FOIL_DAMAGE = "foil_damage"
 
 
 class RejectReason(enum.StrEnum):
@@ -52,6 +77,21 @@ PLC_CODE_NOT_INSPECTED = 1
 PLC_CODE_UNDECIDED = 2
 PLC_CODE_ANOMALY = 3
 
+#: What a decision gives as its reason: ``ok`` (accepted), a defect class, or a station-level
+#: reason (``not_inspected``, ``undecided``, ``anomaly``; never the category ``defect``).
+Reason: TypeAlias = DefectCode | RejectReason | Literal["ok"]
+
+
+def as_reason(value: str) -> Reason:
+    """The typed reason for a stored or model-given code; ``ValueError`` for anything else."""
+    if value == OK:
+        return OK
+    if value in DefectCode.__members__.values():
+        return DefectCode(value)
+    if value in RejectReason.__members__.values() and value != RejectReason.DEFECT:
+        return RejectReason(value)
+    raise ValueError(f"{value!r} is not a decision reason (ok, a defect class, not_inspected, undecided or anomaly)")
+
 
 @dataclass(frozen=True)
 class ImageSpec:
@@ -71,7 +111,7 @@ class ImageSpec:
 @dataclass(frozen=True)
 class Defect:
     product: Product
-    code: str
+    code: DefectCode
     plc_code: int
     criticality: Criticality
     must_reject: bool
@@ -80,7 +120,7 @@ class Defect:
 
 def _d(product: Product, code: str, plc: int, crit: Criticality, text: str) -> Defect:
     # Minor (cosmetic) defects may be accepted by recipe; everything else must be rejected.
-    return Defect(product, code, plc, crit, crit is not Criticality.MINOR, text)
+    return Defect(product, DefectCode(code), plc, crit, crit is not Criticality.MINOR, text)
 
 
 C, M, m = Criticality.CRITICAL, Criticality.MAJOR, Criticality.MINOR
@@ -125,7 +165,7 @@ def defects(product: Product | str) -> tuple[Defect, ...]:
 
 def labels(product: Product | str) -> tuple[str, ...]:
     """All ground-truth labels of a product, ``ok`` first."""
-    return (OK, *(d.code for d in defects(product)))
+    return (OK, *(d.code.value for d in defects(product)))
 
 
 def defect(product: Product | str, code: str) -> Defect:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from inspector.events import GroundTruth
+
 
 class CameraState(enum.StrEnum):
     CLOSED = "closed"
@@ -33,16 +35,6 @@ class CameraError(RuntimeError):
 
 class CameraFault(RuntimeError):
     """The device was lost or failed while acquiring; the camera is in FAULT."""
-
-
-@dataclass(frozen=True)
-class GroundTruth:
-    """What the renderer or a manifest says about the item. For scoring only:
-    the inference path never sees it."""
-
-    label: str
-    pockets: tuple[str, ...] | None = None
-    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,6 +86,11 @@ class Camera(ABC):
     kind: str = "abstract"
     #: Item ids count 1, 2, 3... from the start of a batch, so a late first frame is a gap.
     item_ids_from_one: bool = False
+    #: A line source (sim, files, memory) knows its batch: how many items (``None``: until
+    #: stopped) and the line period in seconds (0: as fast as they come). A free-running device
+    #: (GenICam) knows neither.
+    items: int | None = None
+    period_s: float = 0.0
 
     def __init__(self) -> None:
         self._state = CameraState.CLOSED
@@ -110,6 +107,11 @@ class Camera(ABC):
     @property
     @abstractmethod
     def serial(self) -> str: ...
+
+    @property
+    def finished(self) -> bool:
+        """A finite line source delivered (or lost) every item of its batch; never for a device."""
+        return False
 
     def describe(self) -> dict[str, Any]:
         """Identity and settings, recorded with every batch (ALCOA+)."""

@@ -24,7 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspector.camera.base import Camera, CameraFault, Frame, GroundTruth
+from inspector.camera.base import Camera, CameraFault, Frame
+from inspector.events import GroundTruth
 from inspector.manifest import read_manifest
 from inspector.synth import derive_seed, render
 from inspector.synth.generate import choose_label

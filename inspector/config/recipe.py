@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inspector.config.errors import ConfigError
 from inspector.config.loader import load_yaml_model
+from inspector.config.monitor import InputLimits
 from inspector.config.roi import PocketGrid
-from inspector.monitor import InputLimits
 from inspector.taxonomy import Criticality, Product, defect
 
 RECIPES_DIR = "recipes"

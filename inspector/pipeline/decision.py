@@ -22,7 +22,9 @@ from inspector.taxonomy import (
     PLC_CODE_OK,
     PLC_CODE_UNDECIDED,
     Criticality,
+    DefectCode,
     Product,
+    Reason,
     RejectReason,
     defect,
 )
@@ -33,16 +35,16 @@ class Verdict:
     """The model's judgement of one item (before deadline checks)."""
 
     accept: bool
-    reason: str  # "ok", a defect code, "undecided" or "anomaly"
+    reason: Reason  # ok, a defect class, undecided or anomaly
     label: str  # top class of the deciding unit
     confidence: float
     anomaly: float
     pocket_index: int | None
-    unit_reasons: tuple[str, ...]
+    unit_reasons: tuple[Reason, ...]
     scores: tuple[float, ...]  # class probabilities of the deciding unit
 
 
-def _rank(product: Product, reason: str, accepted_minor: bool) -> int:
+def _rank(product: Product, reason: Reason, accepted_minor: bool) -> int:
     if reason == OK or accepted_minor:
         return 0
     if reason in (RejectReason.UNDECIDED, RejectReason.ANOMALY):
@@ -65,18 +67,19 @@ def decide(
     if scores.ndim != 2 or scores.shape[1] != len(classes) or anomaly.shape != (scores.shape[0],):
         raise ValueError(f"scores {scores.shape} / anomaly {anomaly.shape} do not fit {len(classes)} classes")
     top = scores.argmax(axis=1)
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     ranks: list[int] = []
     for u in range(scores.shape[0]):
         k = int(top[u])
         p = float(scores[u, k])
         label = classes[k]
+        reason: Reason
         if p < confidence_threshold:
-            reason = RejectReason.UNDECIDED.value
+            reason = RejectReason.UNDECIDED
         elif label != OK:
-            reason = label
+            reason = DefectCode(label)
         elif float(anomaly[u]) > anomaly_threshold:
-            reason = RejectReason.ANOMALY.value
+            reason = RejectReason.ANOMALY
         else:
             reason = OK
         reasons.append(reason)

@@ -24,30 +24,44 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inspector.camera.base import Camera, CameraError, CameraEvent, CameraEventKind, CameraFault, Frame
+from inspector.camera.base import Camera, CameraError, CameraEvent, CameraEventKind, CameraFault, CameraState, Frame
 from inspector.config.recipe import Recipe
-from inspector.inference.session import InferenceEngine, ModelError
-from inspector.inference.units import to_units
-from inspector.monitor import InputMonitor
-from inspector.pipeline.decision import decide
-from inspector.pipeline.summary import RunSummary
-from inspector.pipeline.types import (
-    ALLOWED_TRANSITIONS,
+from inspector.events import (
     Alarm,
+    AlarmRaised,
     AlarmSeverity,
-    EventKind,
+    BatchContext,
+    BatchEnded,
+    BatchResult,
+    BatchStarted,
+    ItemDecided,
     ItemDecision,
     NotInspected,
     StageTimes,
+    StateChanged,
     StationEvent,
     StationState,
+    utc_now,
 )
+from inspector.inference.session import InferenceEngine, ModelError
+from inspector.inference.units import to_units
+from inspector.pipeline.decision import decide
+from inspector.pipeline.monitor import InputMonitor
+from inspector.pipeline.summary import RunSummary
 from inspector.realtime import prepare_for_latency, raise_thread_priority
 from inspector.taxonomy import RejectReason
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[StationEvent], None]
+
+ALLOWED_TRANSITIONS: dict[StationState, frozenset[StationState]] = {
+    StationState.IDLE: frozenset({StationState.STARTING}),
+    StationState.STARTING: frozenset({StationState.RUNNING, StationState.FAULT, StationState.IDLE}),
+    StationState.RUNNING: frozenset({StationState.STOPPING, StationState.FAULT}),
+    StationState.FAULT: frozenset({StationState.RUNNING, StationState.STOPPING}),
+    StationState.STOPPING: frozenset({StationState.IDLE}),
+}
 GRAB_TIMEOUT_S = 0.2
 RECOVER_INTERVAL_S = 0.5
 # Late items are rejected one by one; the alarm says so at most this often (with the count since).
@@ -59,11 +73,34 @@ class StationError(RuntimeError):
 
 
 class DecisionSink(Protocol):
-    """Receives every decision in item order. Must return quickly (hand off to a thread)."""
+    """Receives every decision in item order. ``on_decision`` must return quickly (hand off to a thread).
+
+    ``finish_batch`` runs once the pipeline has stopped: the sink waits (bounded) for what it still
+    owes and returns the batch result with its own figures added (or unchanged).
+    """
 
     name: str
 
     def on_decision(self, decision: ItemDecision) -> None: ...
+
+    def finish_batch(self, result: BatchResult) -> BatchResult: ...
+
+
+class Subscription:
+    """What :meth:`Station.subscribe` returns: ``cancel()`` (or leaving a ``with`` block) unsubscribes."""
+
+    def __init__(self, station: Station, listener: Listener) -> None:
+        self._station = station
+        self._listener = listener
+
+    def cancel(self) -> None:
+        self._station._unsubscribe(self._listener)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
 
 
 class Station:
@@ -75,6 +112,7 @@ class Station:
         *,
         sinks: Sequence[DecisionSink] = (),
         keep_images: bool = True,
+        recipe_sha256: str = "",
     ) -> None:
         rec = engine.package.record
         if rec.product is not recipe.product:
@@ -82,6 +120,7 @@ class Station:
         if recipe.pocket_grid is not None and rec.pocket_grid is not None and recipe.pocket_grid != rec.pocket_grid:
             raise StationError("the recipe's pocket grid differs from the one the model was trained with")
         self.recipe = recipe
+        self.recipe_sha256 = recipe_sha256
         self.camera = camera
         self.engine = engine
         self.sinks = list(sinks)
@@ -107,7 +146,7 @@ class Station:
         self._latest_lock = threading.Lock()
         self.summary = RunSummary(recipe.product, self.accept_minor)
         self.alarms: list[Alarm] = []
-        self.batch_id: str | None = None
+        self.batch: BatchContext | None = None
         self._acq_done = threading.Event()
         self._next_recover = 0.0
         self._late_since_alarm = 0
@@ -130,13 +169,30 @@ class Station:
                 raise StationError(f"transition {old.value} -> {new.value} is not allowed")
             self._state = new
         log.info("station %s -> %s", old.value, new.value)
-        self._emit(StationEvent(EventKind.STATE, state=new))
+        self._emit(StateChanged(new, old))
 
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+    @property
+    def batch_id(self) -> str | None:
+        """The running (or last) batch; ``None`` before the first."""
+        batch = self.batch
+        return batch.batch_id if batch is not None else None
+
+    def subscribe(self, listener: Listener) -> Subscription:
+        """Call ``listener`` with every event, from whichever thread emits it; it must return quickly."""
+        with self._state_lock:
+            self._listeners = [*self._listeners, listener]  # copy on write: emitters iterate without a lock
+        return Subscription(self, listener)
+
+    def _unsubscribe(self, listener: Listener) -> None:
+        with self._state_lock:
+            self._listeners = [x for x in self._listeners if x is not listener]
+
+    def publish(self, event: StationEvent) -> None:
+        """Emit an event on behalf of a part wired to this station (PLC acknowledgements, alarm acks)."""
+        self._emit(event)
 
     def _emit(self, event: StationEvent) -> None:
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
             except Exception:  # a listener must not stop inspection
@@ -145,24 +201,46 @@ class Station:
     def raise_alarm(
         self, code: str, message: str, source: str, severity: AlarmSeverity = AlarmSeverity.WARNING, **detail: Any
     ) -> Alarm:
-        alarm = Alarm(code=code, message=message, source=source, severity=severity, detail=detail)
+        alarm = Alarm(
+            code=code, message=message, source=source, severity=severity, detail=detail, batch_id=self.batch_id
+        )
         self.alarms.append(alarm)
         log.warning("alarm %s: %s", code, message)
-        self._emit(StationEvent(EventKind.ALARM, alarm=alarm))
+        self._emit(AlarmRaised(alarm))
         return alarm
 
     # -- control ------------------------------------------------------------------------
-    def start(self, batch_id: str) -> None:
+    def batch_context(self, batch_id: str, operator: str | None = None) -> BatchContext:
+        """What is fixed for every item of a batch started now: recipe, model, camera, operator."""
+        rec = self.engine.package.record
+        return BatchContext(
+            batch_id=batch_id,
+            product=self.recipe.product.value,
+            recipe_id=self.recipe.recipe_id,
+            recipe_version=self.recipe.version,
+            recipe_sha256=self.recipe_sha256,
+            model_id=rec.model_id,
+            model_version=rec.version,
+            model_sha256=self.engine.package.sha256,
+            camera_serial=self.camera.serial,
+            camera_settings=self.camera.describe(),
+            operator=operator,
+            started_utc=utc_now(),
+        )
+
+    def start(self, batch: str | BatchContext) -> None:
         """Open and start the camera and the pipeline threads; the station is RUNNING after.
 
         Refused while a part the station depends on (the PLC link) reports a fault: a batch
         never starts into a state in which no decision could reach the line.
         """
         self.check_startable()
+        context = batch if isinstance(batch, BatchContext) else self.batch_context(batch)
         self._transition(StationState.STARTING)
         # GIL switch interval 0.5 ms (not 5) and no collector pauses over what is already loaded.
         prepare_for_latency()
-        self.batch_id = batch_id
+        self.batch = context
+        self._emit(BatchStarted(context))
         self.summary = RunSummary(self.recipe.product, self.accept_minor)
         if self.input_monitor is not None:  # each batch's records hold their own drift alarms
             self.input_monitor = InputMonitor(self.input_monitor.limits)
@@ -171,7 +249,7 @@ class Station:
         self._acq_done.clear()
         self._last_frame_id = None
         try:
-            if self.camera.state.value == "closed":
+            if self.camera.state is CameraState.CLOSED:
                 self.camera.open()
             self.camera.start()
         except (CameraError, CameraFault) as exc:
@@ -196,8 +274,12 @@ class Station:
         if faults:
             raise StationError(f"cannot start: active fault in {', '.join(faults)}; clear it first")
 
-    def stop(self, timeout_s: float = 10.0) -> dict[str, Any]:
-        """Stop acquisition, finish the items already queued, and return the summary."""
+    def stop(self, timeout_s: float = 10.0) -> BatchResult:
+        """Stop acquisition, finish the items already queued, and return the batch's result.
+
+        Each sink then adds what it owes (the PLC sink waits for the outstanding acknowledgements),
+        and :class:`BatchEnded` carries the complete result.
+        """
         with self._state_lock:
             if self._state not in (StationState.RUNNING, StationState.FAULT):
                 raise StationError(f"stop() in state {self._state.value}")
@@ -212,16 +294,20 @@ class Station:
             self.camera.stop()
         except Exception:
             log.exception("camera stop failed")
-        summary = self.summary.as_dict()
-        summary["batch_id"] = self.batch_id
-        summary["camera_stats"] = self.camera.stats.as_dict()
-        if self.input_monitor is not None:
-            summary["input_monitor"] = self.input_monitor.as_dict()
-        if alive:
-            summary["threads_not_stopped"] = alive
+        result = self.summary.result(
+            self.batch_id,
+            camera_stats=self.camera.stats.as_dict(),
+            input_monitor=self.input_monitor.as_dict() if self.input_monitor is not None else None,
+            threads_not_stopped=tuple(alive),
+        )
         self._transition(StationState.IDLE)
-        self._emit(StationEvent(EventKind.BATCH_END, summary=summary))
-        return summary
+        for sink in self.sinks:
+            try:
+                result = sink.finish_batch(result)
+            except Exception:  # a sink's figures are missing from the result, the batch still ends
+                log.exception("sink %s could not finish the batch", sink.name)
+        self._emit(BatchEnded(result))
+        return result
 
     def wait_finished(self, timeout_s: float) -> bool:
         """For finite sources: wait until every item was delivered and decided."""
@@ -246,23 +332,23 @@ class Station:
             return self._latest
 
     # -- faults from other parts (PLC link, records) --------------------------------------
-    def report_fault(self, source: str, message: str) -> None:
+    def report_fault(self, source: str, message: str, **detail: Any) -> None:
         """A part the station depends on failed (e.g. the PLC link): alarm and FAULT until it recovers."""
         with self._state_lock:
             new = source not in self._fault_sources
             self._fault_sources.add(source)
         if new:
-            self.raise_alarm(f"{source.upper()}_FAULT", message, source, AlarmSeverity.FAULT)
+            self.raise_alarm(f"{source.upper()}_FAULT", message, source, AlarmSeverity.FAULT, **detail)
         if self._state is StationState.RUNNING:
             self._transition(StationState.FAULT)
 
-    def report_recovered(self, source: str, message: str) -> None:
+    def report_recovered(self, source: str, message: str, **detail: Any) -> None:
         with self._state_lock:
             if source not in self._fault_sources:
                 return
             self._fault_sources.discard(source)
-            clear = not self._fault_sources and self.camera.state.value == "acquiring"
-        self.raise_alarm(f"{source.upper()}_RECOVERED", message, source, AlarmSeverity.INFO)
+            clear = not self._fault_sources and self.camera.state is CameraState.ACQUIRING
+        self.raise_alarm(f"{source.upper()}_RECOVERED", message, source, AlarmSeverity.INFO, **detail)
         if clear and self._state is StationState.FAULT:
             self._transition(StationState.RUNNING)
 
@@ -281,7 +367,7 @@ class Station:
         raise_thread_priority()
         try:
             while not self._stop.is_set():
-                if self.camera.state.value == "fault":
+                if self.camera.state is CameraState.FAULT:
                     self._try_recover()
                     continue
                 try:
@@ -296,7 +382,7 @@ class Station:
                     time.sleep(GRAB_TIMEOUT_S)
                     continue
                 if frame is None:
-                    if getattr(self.camera, "finished", False):
+                    if self.camera.finished:
                         self._account_tail()
                         break
                     continue
@@ -314,7 +400,7 @@ class Station:
 
     def _account_tail(self) -> None:
         """A finite batch ended: items lost after the last delivered frame are not inspected."""
-        total = getattr(self.camera, "items", None)
+        total = self.camera.items
         last = self._last_frame_id or 0
         if total is not None and last < total:
             self._gap(last, total + 1)
@@ -470,7 +556,7 @@ class Station:
             item_id=item_id,
             frame_id=frame.frame_id if frame is not None else None,
             accept=False,
-            reason=RejectReason.NOT_INSPECTED.value,
+            reason=RejectReason.NOT_INSPECTED,
             times=times,
             deadline_met=False,
             camera_serial=frame.camera_serial if frame is not None else self.camera.serial,
@@ -491,4 +577,4 @@ class Station:
         if frame is not None:
             with self._latest_lock:
                 self._latest = (frame, decision)
-        self._emit(StationEvent(EventKind.DECISION, decision=decision))
+        self._emit(ItemDecided(decision, self.batch_id))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.pipeline.types import ItemDecision
+from inspector.events import BatchResult, ItemDecision, NotInspected
 from inspector.taxonomy import OK, Criticality, Product, RejectReason, defect
 
 
@@ -57,7 +57,7 @@ class RunSummary:
             total = d.times.total_ms
             if total is not None and d.times.t_inferred is not None:
                 self.latencies_ms.append(total)
-            if not d.deadline_met and d.not_inspected is not None and d.not_inspected.value == "late":
+            if not d.deadline_met and d.not_inspected is NotInspected.LATE:
                 self.deadline_misses += 1
             if d.truth is not None:
                 self.scored += 1
@@ -101,6 +101,39 @@ class RunSummary:
                 "latency_ms_max": _r(max(lat) if lat else None),
                 "inspected_in_time": len(lat) - self.deadline_misses,
             }
+
+    def result(
+        self,
+        batch_id: str | None,
+        *,
+        camera_stats: dict[str, int] | None = None,
+        input_monitor: dict[str, Any] | None = None,
+        threads_not_stopped: tuple[str, ...] = (),
+    ) -> BatchResult:
+        """The typed result of the batch so far (what :meth:`Station.stop` returns)."""
+        d = self.as_dict()
+        return BatchResult(
+            batch_id=batch_id,
+            items=d["items"],
+            accepted=d["accepted"],
+            rejected=d["rejected"],
+            rejected_by_reason=d["rejected_by_reason"],
+            not_inspected=d["not_inspected"],
+            not_inspected_by_cause=d["not_inspected_by_cause"],
+            scored=d["scored"],
+            escapes=d["escapes"],
+            escapes_by_class=d["escapes_by_class"],
+            critical_escapes=d["critical_escapes"],
+            false_rejects=d["false_rejects"],
+            false_rejects_not_inspected=d["false_rejects_not_inspected"],
+            latency_ms_p50=d["latency_ms_p50"],
+            latency_ms_p99=d["latency_ms_p99"],
+            latency_ms_max=d["latency_ms_max"],
+            inspected_in_time=d["inspected_in_time"],
+            camera_stats=dict(camera_stats or {}),
+            input_monitor=input_monitor,
+            threads_not_stopped=threads_not_stopped,
+        )
 
 
 def _r(x: float | None) -> float | None:

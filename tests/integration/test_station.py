@@ -12,15 +12,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.camera.base import GroundTruth
 from inspector.camera.sim import MemoryCamera, SimCamera
+from inspector.config.monitor import InputLimits
 from inspector.config.recipe import FrameSpec, ModelRef, Recipe
 from inspector.config.roi import DEFAULT_BLISTER_GRID
+from inspector.events import (
+    AlarmRaised,
+    AlarmSeverity,
+    BatchResult,
+    GroundTruth,
+    ItemDecision,
+    NotInspected,
+    StateChanged,
+    StationEvent,
+    StationState,
+)
 from inspector.inference.package import ModelIntegrityError, load_package
 from inspector.inference.session import InferenceEngine, ModelError
-from inspector.monitor import InputLimits, build_reference
+from inspector.pipeline.monitor import build_reference
 from inspector.pipeline.station import Station, StationError
-from inspector.pipeline.types import AlarmSeverity, EventKind, ItemDecision, NotInspected, StationEvent, StationState
 from inspector.synth.generate import generate
 from inspector.taxonomy import IMAGE_SPECS, Product
 from tests.support.onnx_models import make_package
@@ -67,17 +77,20 @@ class Collector:
     def on_decision(self, decision: ItemDecision) -> None:
         self.decisions.append(decision)
 
+    def finish_batch(self, result: BatchResult) -> BatchResult:
+        return result
+
     def __call__(self, event: StationEvent) -> None:
         self.events.append(event)
 
     def alarms(self) -> list[str]:
-        return [e.alarm.code for e in self.events if e.kind is EventKind.ALARM and e.alarm is not None]
+        return [e.alarm.code for e in self.events if isinstance(e, AlarmRaised)]
 
 
 def _run(station: Station, items: int, timeout_s: float = 20.0) -> dict[str, object]:
     station.start("B-TEST")
     assert station.wait_finished(timeout_s), "batch did not finish in time"
-    return station.stop()
+    return station.stop().as_dict()
 
 
 def _assert_fail_safe(c: Collector, items: int) -> None:
@@ -102,7 +115,7 @@ def test_decides_every_item_and_scores_against_truth(tablet_engine: InferenceEng
     assert summary["rejected_by_reason"] == {"foreign_spot": 10}
     assert summary["escapes"] == 0 and summary["false_rejects"] == 0
     assert summary["latency_ms_p50"] is not None
-    states = [e.state for e in c.events if e.kind is EventKind.STATE]
+    states = [e.state for e in c.events if isinstance(e, StateChanged)]
     assert states == [StationState.STARTING, StationState.RUNNING, StationState.STOPPING, StationState.IDLE]
     assert st.state is StationState.IDLE
     d = c.decisions[0]
@@ -172,7 +185,7 @@ def test_corrupt_frames_are_not_inspected(tablet_engine: InferenceEngine) -> Non
     cam.inject_corrupt(2, "wrong_size")
     st.start("B")
     assert st.wait_finished(10)
-    summary = st.stop()
+    summary = st.stop().as_dict()
     _assert_fail_safe(c, 10)
     assert summary["not_inspected_by_cause"] == {"corrupt_frame": 2}
     assert c.alarms().count("CORRUPT_FRAME") == 2
@@ -217,7 +230,7 @@ def test_killed_camera_faults_recovers_and_accounts_for_lost_items(tablet_engine
         time.sleep(0.01)
     assert st.state is StationState.RUNNING
     assert st.wait_finished(10)
-    summary = st.stop()
+    summary = st.stop().as_dict()
     _assert_fail_safe(c, 60)
     assert "CAMERA_FAULT" in c.alarms() and "CAMERA_RECOVERED" in c.alarms()
     lost = [d for d in c.decisions if d.not_inspected is NotInspected.FRAME_GAP]
@@ -338,7 +351,7 @@ def test_station_inspects_frames_from_the_genicam_producer(tmp_path: Path) -> No
     deadline = time.monotonic() + 10
     while len(c.decisions) < 15 and time.monotonic() < deadline:
         time.sleep(0.02)
-    summary = st.stop()
+    summary = st.stop().as_dict()
     cam.close()
     assert len(c.decisions) >= 15, "viky delivers 30 frames/s"
     assert summary["items"] == len(c.decisions) and summary["reconciled"] is True

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 
 from inspector.cli import main
 from inspector.config.errors import ConfigError
+from inspector.config.monitor import InputLimits
 from inspector.config.recipe import load_recipe
-from inspector.monitor import InputLimits, InputMonitor, build_reference, frame_stats, window_means
+from inspector.pipeline.monitor import InputMonitor, build_reference, frame_stats, window_means
 from inspector.synth import render
 from inspector.synth.generate import generate
 from inspector.taxonomy import Product

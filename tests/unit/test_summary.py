@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from inspector.camera.base import GroundTruth
+from inspector.events import GroundTruth, ItemDecision, StageTimes
 from inspector.pipeline.summary import RunSummary
-from inspector.pipeline.types import ItemDecision, StageTimes
-from inspector.taxonomy import Product
+from inspector.taxonomy import OK, DefectCode, Product
 
 
 def _decision(item: int, accept: bool, truth: str) -> ItemDecision:
@@ -13,7 +12,7 @@ def _decision(item: int, accept: bool, truth: str) -> ItemDecision:
         item_id=item,
         frame_id=item,
         accept=accept,
-        reason="ok" if accept else "crack",
+        reason=OK if accept else DefectCode.CRACK,
         times=StageTimes(0.0, 0.0, 0.0, 0.001, 0.001),
         deadline_met=True,
         camera_serial="sim",

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-STATS = ("brightness", "noise", "sharpness")
+from inspector.config.monitor import STATS, InputLimits
+from inspector.manifest import read_manifest
+
 # Immerkaer (1996): sigma = sqrt(pi / 2) / 6 * mean |I * N|, N = [1 -2 1]^T [1 -2 1] (separable).
 _NOISE_TAP = np.array([1, -2, 1], np.float32)
 _NOISE_SCALE = math.sqrt(math.pi / 2) / 6
@@ -58,26 +59,6 @@ def frame_stats(image: np.ndarray) -> tuple[float, float, float]:
     # summed gradient but lowers its squared one; contrast loss scales it down directly.
     sharpness = math.sqrt((cv2.norm(gx, cv2.NORM_L2SQR) + cv2.norm(gy, cv2.NORM_L2SQR)) / gx.size)
     return float(cv2.mean(grey)[0]), _NOISE_SCALE * cv2.norm(response, cv2.NORM_L1) / response.size, sharpness
-
-
-class InputLimits(BaseModel):
-    """Recipe block ``input_monitor``: window length and the limits of each rolling mean."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    window: int = Field(ge=10, le=100_000, description="frames in the rolling mean")
-    brightness: tuple[float, float] = Field(description="[low, high] of the rolling mean grey level")
-    noise: tuple[float, float] = Field(description="[low, high] of the rolling mean noise, grey levels")
-    sharpness: tuple[float, float] = Field(description="[low, high] of the rolling mean RMS gradient, half resolution")
-    reference: str = Field(default="", description="where the limits were measured (free text)")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> InputLimits:
-        for name in STATS:
-            lo, hi = getattr(self, name)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"input_monitor.{name}: need finite low < high, got [{lo}, {hi}]")
-        return self
 
 
 @dataclass(frozen=True)
@@ -171,8 +152,6 @@ def build_reference(
         raise ValueError(f"z must be above 0 and at most 10, got {z}")
     if not folders:
         raise ValueError("no reference folders")
-    from inspector.manifest import read_manifest  # here: the recipe (config) imports this module
-
     lows, highs, per_folder = [], [], []
     for folder in folders:
         root = Path(folder)
