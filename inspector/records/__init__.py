@@ -1,10 +1,13 @@
-"""Station records: the SQLite record store (batches, items, alarms) and its background writer."""
+"""Station records: the SQLite record store (batches, items, alarms), its background writer, the
+:class:`Recorder` (the only writer: it stores the station's events) and the labelled review set."""
 
 from __future__ import annotations
 
+from inspector.records.recorder import AlarmAck, Recorder
 from inspector.records.store import (
     SCHEMA_VERSION,
     AlarmRecord,
+    DuplicateAlarmError,
     DuplicateBatchError,
     DuplicateItemError,
     ItemRecord,
@@ -23,7 +26,9 @@ from inspector.records.writer import IMAGE_NOT_SAVED, RecordQueueFull, RecordWri
 __all__ = [
     "IMAGE_NOT_SAVED",
     "SCHEMA_VERSION",
+    "AlarmAck",
     "AlarmRecord",
+    "DuplicateAlarmError",
     "DuplicateBatchError",
     "DuplicateItemError",
     "ItemRecord",
@@ -33,6 +38,7 @@ __all__ = [
     "RecordStore",
     "RecordWriter",
     "RecordWriterError",
+    "Recorder",
     "SchemaVersionError",
     "StoreClosedError",
     "UnknownAlarmError",

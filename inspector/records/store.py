@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Synchronous = Literal["FULL", "NORMAL"]
 # Batch ids become folder names for reject images, so keep them path-safe.
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -59,6 +59,10 @@ class UnknownAlarmError(RecordError, LookupError):
 
 class DuplicateItemError(RecordError):
     """An item id was recorded twice in the same batch (records are never overwritten)."""
+
+
+class DuplicateAlarmError(RecordError):
+    """An alarm (by its uid) was recorded twice: each alarm is stored exactly once."""
 
 
 class DuplicateBatchError(RecordError):
@@ -114,6 +118,9 @@ class AlarmRecord:
     message: str
     acknowledged_utc: str | None
     acknowledged_by: str | None
+    uid: str | None = None  # the alarm's own id (schema 2); acknowledgements name it, never the text
+    severity: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 _ITEM_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
@@ -236,6 +243,22 @@ _MIGRATIONS: tuple[str, ...] = (
     WHEN OLD.acknowledged_utc IS NOT NULL
       OR NEW.id IS NOT OLD.id OR NEW.batch_id IS NOT OLD.batch_id OR NEW.created_utc IS NOT OLD.created_utc
       OR NEW.source IS NOT OLD.source OR NEW.code IS NOT OLD.code OR NEW.message IS NOT OLD.message
+    BEGIN SELECT RAISE(ABORT, 'an alarm can only be acknowledged, once'); END;
+    """,
+    # 2: every alarm keeps the id it was raised with (unique: acknowledged by it, stored once),
+    # its severity and its details (e.g. the PLC link's detection time).
+    """
+    ALTER TABLE alarms ADD COLUMN uid TEXT;
+    ALTER TABLE alarms ADD COLUMN severity TEXT CHECK (severity IS NULL OR severity IN ('info', 'warning', 'fault'));
+    ALTER TABLE alarms ADD COLUMN detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail));
+    CREATE UNIQUE INDEX alarms_uid ON alarms (uid);
+
+    DROP TRIGGER alarms_ack_once;
+    CREATE TRIGGER alarms_ack_once BEFORE UPDATE ON alarms
+    WHEN OLD.acknowledged_utc IS NOT NULL
+      OR NEW.id IS NOT OLD.id OR NEW.batch_id IS NOT OLD.batch_id OR NEW.created_utc IS NOT OLD.created_utc
+      OR NEW.source IS NOT OLD.source OR NEW.code IS NOT OLD.code OR NEW.message IS NOT OLD.message
+      OR NEW.uid IS NOT OLD.uid OR NEW.severity IS NOT OLD.severity OR NEW.detail IS NOT OLD.detail
     BEGIN SELECT RAISE(ABORT, 'an alarm can only be acknowledged, once'); END;
     """,
 )
@@ -538,19 +561,38 @@ class RecordStore:
     # -- alarms ----------------------------------------------------------------------------
 
     def add_alarm(
-        self, source: str, code: str, message: str, *, batch_id: str | None = None, created_utc: str | None = None
+        self,
+        source: str,
+        code: str,
+        message: str,
+        *,
+        batch_id: str | None = None,
+        created_utc: str | None = None,
+        uid: str | None = None,
+        severity: str | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> int:
-        """Record an alarm; returns its id."""
+        """Record an alarm; returns its row id. An alarm with a ``uid`` is stored once only."""
+        text = _json(dict(detail or {}), f"alarm {code!r}: detail")
         try:
             with self.transaction():
                 cur = self._db.execute(
-                    "INSERT INTO alarms (batch_id, created_utc, source, code, message) VALUES (?, ?, ?, ?, ?)",
-                    (batch_id, created_utc or utc_now(), source, code, message),
+                    "INSERT INTO alarms (batch_id, created_utc, source, code, message, uid, severity, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (batch_id, created_utc or utc_now(), source, code, message, uid, severity, text),
                 )
         except sqlite3.IntegrityError as exc:
+            if str(exc).startswith("UNIQUE constraint failed: alarms.uid"):
+                raise DuplicateAlarmError(f"alarm {uid} is already recorded (stored once)") from None
             raise _constraint_error(exc, f"alarm {code!r} from {source!r}") from None
         assert cur.lastrowid is not None
         return cur.lastrowid
+
+    def alarm_by_uid(self, uid: str) -> AlarmRecord:
+        row = self._db.execute("SELECT * FROM alarms WHERE uid = ?", (uid,)).fetchone()
+        if row is None:
+            raise UnknownAlarmError(f"alarm {uid} does not exist")
+        return _alarm_from_row(row)
 
     def ack_alarm(self, alarm_id: int, who: str, *, at_utc: str | None = None) -> None:
         """Acknowledge an alarm, once, naming who did it."""
@@ -576,4 +618,16 @@ class RecordStore:
             args.append(batch_id)
         if unacknowledged_only:
             sql += " AND acknowledged_utc IS NULL"
-        return [AlarmRecord(**dict(r)) for r in self._db.execute(sql + " ORDER BY id", args)]
+        return [_alarm_from_row(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
+    def highest_item_id(self, batch_id: str) -> int | None:
+        """The largest item id recorded in a batch (reconciliation: ids 1..N with N rows means none missing)."""
+        self._require_batch(batch_id)
+        (highest,) = self._db.execute("SELECT max(item_id) FROM items WHERE batch_id = ?", (batch_id,)).fetchone()
+        return None if highest is None else int(highest)
+
+
+def _alarm_from_row(row: sqlite3.Row) -> AlarmRecord:
+    kw = dict(row)
+    kw["detail"] = json.loads(kw["detail"])
+    return AlarmRecord(**kw)

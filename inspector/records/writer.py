@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -74,6 +75,9 @@ class _Alarm:
     message: str
     batch_id: str | None
     created_utc: str
+    uid: str | None = None
+    severity: str | None = None
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,9 +175,20 @@ class RecordWriter:
             image = image.copy()
         self._put(_Item(record, image))
 
-    def submit_alarm(self, source: str, code: str, message: str, *, batch_id: str | None = None) -> None:
-        """Queue an alarm, time-stamped now (not when it is committed)."""
-        self._put(_Alarm(source, code, message, batch_id, utc_now()))
+    def submit_alarm(
+        self,
+        source: str,
+        code: str,
+        message: str,
+        *,
+        batch_id: str | None = None,
+        created_utc: str | None = None,
+        uid: str | None = None,
+        severity: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue an alarm, time-stamped now (not when it is committed) unless ``created_utc`` says when."""
+        self._put(_Alarm(source, code, message, batch_id, created_utc or utc_now(), uid, severity, detail))
 
     def update_plc_ack(self, batch_id: str, item_id: int, ack: str, *, at_utc: str | None = None) -> None:
         """Queue the PLC acknowledgement of an already submitted item; time-stamped now by default."""
@@ -451,7 +466,16 @@ def _apply(store: RecordStore, run: list[_Message]) -> None:
     if isinstance(first, _Item):
         store.insert_items([m.record for m in run if isinstance(m, _Item)])
     elif isinstance(first, _Alarm):
-        store.add_alarm(first.source, first.code, first.message, batch_id=first.batch_id, created_utc=first.created_utc)
+        store.add_alarm(
+            first.source,
+            first.code,
+            first.message,
+            batch_id=first.batch_id,
+            created_utc=first.created_utc,
+            uid=first.uid,
+            severity=first.severity,
+            detail=first.detail,
+        )
     else:
         store.set_plc_ack(first.batch_id, first.item_id, first.ack, at_utc=first.at_utc)
 

@@ -7,6 +7,9 @@ deciding pocket and every other pocket is ``ok``; a false reject is ``ok`` every
 The manifest format refuses unknown keys, so who reviewed what, and what the station had
 decided, goes to ``review_log.jsonl`` beside it. The reviewer name comes from the
 unauthenticated "station operator" field; there are no user accounts yet.
+
+Part of the records layer: the HMI asks for a review through its station client and never
+writes the set itself.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
+from inspector.events import ItemDecision, utc_now
 from inspector.manifest import MANIFEST_NAME, ManifestEntry, append_entry, read_manifest, sha256_bytes
-from inspector.records import utc_now
 from inspector.taxonomy import OK, Product, criticality, labels
-from ui.model import RejectEntry, Review
 
 REVIEW_LOG = "review_log.jsonl"
 
@@ -32,11 +35,29 @@ class ReviewError(ValueError):
 
 
 @dataclass(frozen=True)
+class Review:
+    """What an engineer said about a reject, and where the labelled image went."""
+
+    label: str
+    false_reject: bool
+    reviewer: str
+    at_utc: str
+    file: str
+
+
+@dataclass(frozen=True)
 class ReviewRequest:
-    entry: RejectEntry
+    batch_id: str
+    decision: ItemDecision  # the reject as decided, with its image
     label: str  # "ok" for a false reject, else the confirmed defect class
     reviewer: str
     pocket_index: int | None = None  # blisters: the pocket that holds the defect
+
+    @property
+    def image(self) -> np.ndarray:
+        if self.decision.image is None:
+            raise ReviewError(f"item {self.decision.item_id}: the reject's image was not kept; it cannot be reviewed")
+        return self.decision.image
 
 
 def review_folder(root: Path, product: Product | str) -> Path:
@@ -54,11 +75,12 @@ class ReviewExporter:
             raise ValueError("a blister review set needs the recipe's pocket count")
         self._lock = threading.Lock()
 
-    def file_name(self, entry: RejectEntry) -> str:
-        return f"{entry.batch_id}_item{entry.decision.item_id:07d}.png"
+    @staticmethod
+    def file_name(batch_id: str, item_id: int) -> str:
+        return f"{batch_id}_item{item_id:07d}.png"
 
-    def already_exported(self, entry: RejectEntry) -> bool:
-        return (self.folder / self.file_name(entry)).exists()
+    def already_exported(self, batch_id: str, item_id: int) -> bool:
+        return (self.folder / self.file_name(batch_id, item_id)).exists()
 
     def export(self, req: ReviewRequest) -> Review:
         """Write the PNG and append its manifest line; refuses to label the same reject twice."""
@@ -68,11 +90,11 @@ class ReviewExporter:
         if req.label not in labels(self.product):
             raise ReviewError(f"{req.label!r} is not a {self.product.value} class")
         pockets = self._pockets(req)
-        ok, buf = cv2.imencode(".png", req.entry.image)
+        ok, buf = cv2.imencode(".png", req.image)
         if not ok:
             raise ReviewError("the reject image could not be encoded as PNG")
         data = buf.tobytes()
-        name = self.file_name(req.entry)
+        name = self.file_name(req.batch_id, req.decision.item_id)
         entry = ManifestEntry(
             file=name,
             product=self.product,
@@ -103,7 +125,7 @@ class ReviewExporter:
         assert self.pocket_count is not None
         pockets = [OK] * self.pocket_count
         if req.label != OK:
-            idx = req.pocket_index if req.pocket_index is not None else req.entry.decision.pocket_index
+            idx = req.pocket_index if req.pocket_index is not None else req.decision.pocket_index
             if idx is None or not 0 <= idx < self.pocket_count:
                 raise ReviewError(f"choose the pocket (0..{self.pocket_count - 1}) that holds the defect")
             pockets[idx] = req.label
@@ -124,13 +146,13 @@ class ReviewExporter:
             tmp.unlink(missing_ok=True)
 
     def _log(self, req: ReviewRequest, review: Review) -> None:
-        d = req.entry.decision
+        d = req.decision
         line = {
             "file": review.file,
             "reviewed_utc": review.at_utc,
             "reviewer": review.reviewer,
             "reviewer_authenticated": False,
-            "batch_id": req.entry.batch_id,
+            "batch_id": req.batch_id,
             "item_id": d.item_id,
             "station_reason": d.reason,
             "station_label": d.label,

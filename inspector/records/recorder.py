@@ -1,0 +1,257 @@
+"""The Recorder: the only writer of a station's records.
+
+It subscribes to the station's events and stores, through one :class:`RecordWriter`:
+
+- every decision (:class:`ItemDecided`), with the image of a reject;
+- every alarm (:class:`AlarmRaised`), exactly once, under the id it was raised with;
+- every PLC acknowledgement (:class:`PlcAcked`), once the item's row is queued before it
+  (the PLC can answer before the decision event reaches the recorder).
+
+The batch record is opened and closed by the station's assembly through
+:meth:`open_batch` and :meth:`close_batch`, synchronously: a refused batch id must stop the
+start, and a batch is ended only after every record of it is committed. Alarm
+acknowledgements name the alarm's id, never its text (:meth:`acknowledge_alarms`).
+
+Nothing here blocks the inspection thread: event handlers only queue. A record that cannot
+be queued is reported through ``on_failure`` (the station raises ``SINK_ERROR``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inspector.events import (
+    AlarmRaised,
+    BatchContext,
+    BatchResult,
+    ItemDecided,
+    ItemDecision,
+    PlcAcked,
+    StationEvent,
+    utc_now,
+)
+from inspector.records.store import (
+    AlarmRecord,
+    ItemRecord,
+    RecordConstraintError,
+    RecordStore,
+    Synchronous,
+    UnknownAlarmError,
+)
+from inspector.records.writer import RecordWriter
+
+log = logging.getLogger(__name__)
+
+FailureCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AlarmAck:
+    """One stored acknowledgement: the alarm's id, its row, who and when."""
+
+    alarm_id: str
+    row_id: int
+    by: str
+    at_utc: str
+
+
+def item_record(batch_id: str, d: ItemDecision) -> ItemRecord:
+    """The record of one decision: what was decided, why, how fast, and with what scores."""
+    return ItemRecord(
+        batch_id=batch_id,
+        item_id=d.item_id,
+        frame_id=d.frame_id,
+        t_frame=d.times.t_acquired,
+        created_utc=datetime.now(UTC).isoformat(timespec="microseconds"),
+        decision="accept" if d.accept else "reject",
+        reason=str(d.reason),
+        deadline_met=d.deadline_met,
+        label=d.label,
+        pocket_index=d.pocket_index,
+        confidence=d.confidence,
+        class_scores=dict(d.scores or {}),
+        anomaly_score=d.anomaly,
+        latency=d.times.ms(),
+        truth_label=d.truth.label if d.truth is not None else None,
+        alarm=d.not_inspected.value if d.not_inspected is not None else None,
+    )
+
+
+class Recorder:
+    """Stores a station's events; see the module notes. ``close()`` flushes and stops the writer."""
+
+    def __init__(
+        self,
+        database: str | Path,
+        images: str | Path | None = None,
+        *,
+        synchronous: Synchronous = "FULL",
+        on_failure: FailureCallback | None = None,
+        **writer_options: Any,
+    ) -> None:
+        self.database = Path(database)
+        self.database.parent.mkdir(parents=True, exist_ok=True)
+        images_dir = Path(images) if images is not None else self.database.parent / "images"
+        self.writer = RecordWriter(self.database, images_dir, synchronous=synchronous, **writer_options)
+        self.on_failure = on_failure
+        #: Set by the station's assembly when a PLC link answers each decision.
+        self.expect_plc_acks = False
+        self._lock = threading.Lock()
+        self._queued: set[tuple[str, int]] = set()  # item rows queued, PLC acknowledgement not yet
+        self._acks_waiting: dict[tuple[str, int], PlcAcked] = {}  # acknowledgement known, row not yet queued
+
+    # -- events (pipeline and link threads: only queue) ---------------------------------------
+    def __call__(self, event: StationEvent) -> None:
+        if isinstance(event, ItemDecided):
+            if event.batch_id is not None:
+                self._item(event.batch_id, event.decision)
+        elif isinstance(event, AlarmRaised):
+            self._alarm(event)
+        elif isinstance(event, PlcAcked):
+            self._plc_ack(event)
+
+    def _item(self, batch_id: str, d: ItemDecision) -> None:
+        image = d.image if (not d.accept and d.image is not None and d.image.size) else None
+        try:
+            self.writer.submit(item_record(batch_id, d), image)
+        except Exception as exc:
+            self._failed(f"records: item {d.item_id} not queued: {exc}")
+            return
+        if not self.expect_plc_acks:
+            return
+        key = (batch_id, d.item_id)
+        with self._lock:
+            ack = self._acks_waiting.pop(key, None)
+            if ack is None:
+                self._queued.add(key)
+        if ack is not None:
+            self._store_ack(ack)
+
+    def _plc_ack(self, ack: PlcAcked) -> None:
+        key = (ack.batch_id, ack.item_id)
+        with self._lock:
+            queued = key in self._queued
+            if queued:
+                self._queued.discard(key)
+            else:
+                self._acks_waiting[key] = ack
+        if queued:
+            self._store_ack(ack)
+
+    def _store_ack(self, ack: PlcAcked) -> None:
+        try:
+            self.writer.update_plc_ack(ack.batch_id, ack.item_id, ack.record_text, at_utc=ack.at_utc)
+        except Exception as exc:  # a closed or full writer must not stop the link
+            log.error("PLC acknowledgement of item %d not stored: %s", ack.item_id, exc)
+
+    def _alarm(self, event: AlarmRaised) -> None:
+        a = event.alarm
+        try:
+            self.writer.submit_alarm(
+                a.source,
+                a.code,
+                a.message,
+                batch_id=a.batch_id,
+                created_utc=a.t_utc,
+                uid=a.alarm_id,
+                severity=a.severity.value,
+                detail=a.detail,
+            )
+        except Exception as exc:  # no alarm about an alarm: that could loop; the log keeps it
+            log.error("alarm %s (%s) not stored: %s", a.code, a.alarm_id, exc)
+
+    def _failed(self, message: str) -> None:
+        log.error("%s", message)
+        if self.on_failure is not None:
+            try:
+                self.on_failure(message)
+            except Exception:
+                log.exception("recorder: on_failure callback failed")
+
+    # -- batches (the caller's thread; synchronous) ----------------------------------------------
+    def open_batch(self, batch: BatchContext) -> None:
+        """Write the batch record before its first item; raises DuplicateBatchError / RecordConstraintError."""
+        with RecordStore(self.database) as store:
+            store.start_batch(
+                batch.batch_id,
+                product=batch.product,
+                recipe_id=batch.recipe_id,
+                recipe_version=batch.recipe_version,
+                recipe_sha256=batch.recipe_sha256,
+                model_id=batch.model_id,
+                model_version=batch.model_version,
+                model_sha256=batch.model_sha256,
+                camera_serial=batch.camera_serial,
+                camera_settings=batch.camera_settings,
+                operator=batch.operator,
+                started_utc=batch.started_utc,
+            )
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until everything queued so far is committed; raise what could not be stored."""
+        self.writer.flush(timeout=timeout_s)
+
+    def close_batch(
+        self, result: BatchResult, *, reconciliation: dict[str, Any] | None = None, timeout_s: float = 30.0
+    ) -> None:
+        """Commit every queued record of the batch, then end it with its result (and reconciliation)."""
+        if result.batch_id is None:
+            raise RecordConstraintError("a batch result without a batch id cannot end a batch")
+        self.flush(timeout_s)
+        summary = result.as_dict()
+        if reconciliation is not None:
+            summary["reconciliation"] = reconciliation
+        with RecordStore(self.database) as store:
+            store.end_batch(result.batch_id, summary)
+        with self._lock:  # acknowledgements that never came for this batch are not waited for any more
+            self._queued = {k for k in self._queued if k[0] != result.batch_id}
+            self._acks_waiting = {k: v for k, v in self._acks_waiting.items() if k[0] != result.batch_id}
+
+    # -- reads for reconciliation and the HMI ----------------------------------------------------
+    def counts(self, batch_id: str) -> dict[str, Any]:
+        with RecordStore(self.database) as store:
+            return store.counts(batch_id)
+
+    def highest_item_id(self, batch_id: str) -> int | None:
+        with RecordStore(self.database) as store:
+            return store.highest_item_id(batch_id)
+
+    def alarms(self, batch_id: str | None = None, *, unacknowledged_only: bool = False) -> list[AlarmRecord]:
+        with RecordStore(self.database) as store:
+            return store.alarms(batch_id, unacknowledged_only=unacknowledged_only)
+
+    # -- alarm acknowledgements ------------------------------------------------------------------
+    def acknowledge_alarms(self, alarm_ids: Sequence[str], who: str, *, timeout_s: float = 5.0) -> list[AlarmAck]:
+        """Acknowledge the stored alarms with these ids as ``who``; returns what was stored.
+
+        Alarms still queued are committed first, so an alarm raised a moment ago can be acknowledged.
+        An alarm already acknowledged keeps its first acknowledgement (it is skipped); an id with no
+        row (an alarm that could not be stored, already logged then) is skipped with a warning.
+        """
+        who = who.strip()
+        if not who:
+            raise RecordConstraintError("an alarm acknowledgement must name who acknowledged it")
+        self.writer.flush(timeout=timeout_s)
+        done: list[AlarmAck] = []
+        with RecordStore(self.database) as store:
+            for alarm_id in alarm_ids:
+                try:
+                    row = store.alarm_by_uid(alarm_id)
+                except UnknownAlarmError:
+                    log.warning("alarm %s is not in the records: acknowledgement by %s not stored", alarm_id, who)
+                    continue
+                if row.acknowledged_utc is not None:
+                    continue
+                at = utc_now()
+                store.ack_alarm(row.id, who, at_utc=at)
+                done.append(AlarmAck(alarm_id=alarm_id, row_id=row.id, by=who, at_utc=at))
+        return done
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        self.writer.close(timeout=timeout_s)
