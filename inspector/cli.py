@@ -120,8 +120,38 @@ def _station_errors() -> tuple[type[BaseException], ...]:
     from inspector.config.errors import ConfigError
     from inspector.inference.package import ModelIntegrityError
     from inspector.pipeline.station import StationError
+    from inspector.plc.base import PlcError
+    from inspector.records import RecordError
 
-    return (ConfigError, ModelIntegrityError, StationError, ValueError, FileNotFoundError)
+    return (ConfigError, ModelIntegrityError, StationError, PlcError, RecordError, ValueError, FileNotFoundError)
+
+
+def _station_config(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The station file named by ``--station`` (default: the demo), with the command's flags over it."""
+    from inspector.config.errors import ConfigError
+    from inspector.config.recipe import find_project_root
+    from inspector.config.station import apply_flags, load_station_config
+
+    root = find_project_root()
+    try:
+        config = load_station_config(args.station, root)
+        config = apply_flags(
+            config,
+            recipe=args.recipe,
+            camera=getattr(args, "camera", None),
+            images=getattr(args, "images", None),
+            items=getattr(args, "items", None),
+            line_rate=args.line_rate,
+            seed=args.seed,
+            defect_rate=getattr(args, "defect_rate", None),
+            nuisance=getattr(args, "nuisance", None),
+            plc=getattr(args, "plc", None),
+            db=getattr(args, "db", None),
+            threads=getattr(args, "threads", None),
+        )
+    except ConfigError as exc:
+        raise CliError(f"station refuses to start: {exc}") from None
+    return config, root
 
 
 def _run_progress(label: str, total: int | None) -> Callable[[dict[str, object]], None]:
@@ -139,55 +169,38 @@ def _run_progress(label: str, total: int | None) -> Callable[[dict[str, object]]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from inspector.runner import open_station, record_alarms, run_until_done
+    from inspector.station import open_station
 
+    config, root = _station_config(args)
     try:
-        session = open_station(
-            args.recipe,
-            camera=args.camera,
-            items=args.items,
-            line_rate=args.line_rate,
-            seed=args.seed,
-            defect_rate=args.defect_rate,
-            nuisance=args.nuisance,
-            images=args.images,
-            db=args.db,
-        )
+        session = open_station(config, root=root)
     except _station_errors() as exc:
         raise CliError(f"station refuses to start: {exc}") from None
-    record_alarms(session)
-    if args.plc:
-        from inspector.plc.base import PlcError
-        from inspector.plc.sink import attach_plc
-
-        refusals: tuple[type[BaseException], ...] = (PlcError, *_station_errors())
-        try:
-            attach_plc(session, args.plc)
-        except refusals as exc:
-            session.close()
-            raise CliError(f"station refuses to start: PLC: {exc}") from None
     try:
-        summary = run_until_done(
-            session,
-            items=args.items,
+        result = session.run(
             duration_s=args.duration,
-            progress=None if args.quiet else _run_progress(args.recipe, args.items),
+            progress=None if args.quiet else _run_progress(session.recipe.recipe.recipe_id, config.camera.items),
         )
     finally:
         session.close()
     if not args.quiet:
         print(file=sys.stderr)
-    if "plc_decisions" in summary:
+    summary = result.as_dict()
+    if result.plc is not None:
         summary = positive_release_view(summary)
+    rec = session.recipe.recipe
     summary = {
-        "recipe": session.recipe.recipe.recipe_id,
-        "recipe_version": session.recipe.recipe.version,
+        "station": config.station_id,
+        "recipe": rec.recipe_id,
+        "recipe_version": rec.version,
         "model_sha256": session.package.sha256,
-        "camera": args.camera,
-        "line_rate_per_min": args.line_rate or session.recipe.recipe.line_rate_per_min,
-        "budget_ms": session.recipe.recipe.latency_budget_ms,
+        "camera": config.camera.kind,
+        "line_rate_per_min": config.camera.line_rate_per_min or rec.line_rate_per_min,
+        "budget_ms": rec.latency_budget_ms,
         **summary,
     }
+    if session.last_reconciliation is not None:
+        summary["records_reconciled"] = session.last_reconciliation.reconciled
     _print_run_summary(summary)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -238,16 +251,12 @@ def _print_run_summary(s: dict[str, object]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from inspector.bench import bench
+    from inspector.station.bench import bench
 
+    config, root = _station_config(args)
     try:
         result = bench(
-            args.recipe,
-            args.frames,
-            seed=args.seed,
-            line_rate=args.line_rate,
-            threads=args.threads,
-            with_torch=not args.no_torch,
+            config, args.frames, seed=args.seed, line_rate=args.line_rate, root=root, with_torch=not args.no_torch
         )
     except _station_errors() as exc:
         raise CliError(str(exc)) from None
@@ -259,7 +268,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_input_reference(args: argparse.Namespace) -> int:
-    from inspector.monitor import build_reference
+    from inspector.pipeline.monitor import build_reference
 
     limits, info = build_reference(args.images, window=args.window, z=args.z)
     result = {"input_monitor": limits.model_dump(mode="json"), **info}
@@ -301,32 +310,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=20261123)
     r.set_defaults(func=cmd_samples_reference)
 
-    run = sub.add_parser("run", help="run a batch headless: camera -> model -> decisions -> records")
-    run.add_argument("--recipe", required=True, help="recipe name (recipes/NAME.yaml) or path")
-    run.add_argument("--camera", default="sim", choices=["sim", "files", "genicam"])
-    run.add_argument("--items", type=int, default=None, help="items in the batch (sim); default: until Ctrl-C")
+    run = sub.add_parser("run", help="run a batch headless: camera -> model -> decisions -> PLC and records")
+    run.add_argument(
+        "--station", default=None, help="station file (station_configs/NAME.yaml or a path); default: the demo"
+    )
+    run.add_argument("--recipe", default=None, help="recipe name (recipes/NAME.yaml) or path; default: the station's")
+    run.add_argument("--camera", default=None, choices=["sim", "files", "genicam"], help="default: the station's")
+    run.add_argument("--items", type=int, default=None, help="items in the batch (sim, files); default: until Ctrl-C")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--line-rate", type=float, default=None, help="items per minute (default: the recipe's)")
-    run.add_argument("--seed", type=int, default=0, help="sim: item seed")
-    run.add_argument("--defect-rate", type=float, default=0.05, help="sim: share of defective items")
-    run.add_argument("--nuisance", type=float, default=1.0, help="sim: nuisance scale 0..3")
+    run.add_argument("--seed", type=int, default=None, help="sim: item seed")
+    run.add_argument("--defect-rate", type=float, default=None, help="sim: share of defective items")
+    run.add_argument("--nuisance", type=float, default=None, help="sim: nuisance scale 0..3")
     run.add_argument("--images", default=None, help="files: manifest folder to replay")
-    run.add_argument("--db", default="var/inspector.sqlite", help="station records database")
+    run.add_argument("--db", default=None, help="station records database (default: the station's)")
     run.add_argument(
         "--plc",
         default=None,
-        help="line PLC: opcua://HOST:PORT, s7://HOST:PORT, modbus://HOST:PORT or a plc_configs YAML",
+        help="line PLC: none, line-sim, opcua://HOST:PORT, s7://HOST:PORT, modbus://HOST:PORT or a plc_configs YAML"
+        " (default: the station's; the demo station starts the line simulator)",
     )
     run.add_argument("--json", default=None, help="write the summary as JSON here")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bench", help="pre-rendered frames through the full pipeline at the maximum rate (JSON)")
-    b.add_argument("--recipe", required=True)
+    b.add_argument("--station", default=None, help="station file; default: the demo (its PLC is not used)")
+    b.add_argument("--recipe", default=None, help="default: the station's")
     b.add_argument("--frames", type=int, default=2000)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--line-rate", type=float, default=None, help="paced at this rate instead of closed loop")
-    b.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    b.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: the station's)")
     b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
     b.add_argument("--json", default=None)
     b.set_defaults(func=cmd_bench)

@@ -224,12 +224,12 @@ def test_run_sends_every_decision_to_the_line_simulator(tmp_path: Path, protocol
 
 def test_headless_runs_store_their_alarms(tmp_path: Path) -> None:
     from inspector.records import RecordStore
-    from inspector.runner import open_station, record_alarms
+    from inspector.station import open_station
+    from tests.support.stations import station_config
 
     root = _project(tmp_path, Product.TABLET)
     db = tmp_path / "records.sqlite"
-    session = open_station("tablet", camera="sim", items=5, line_rate=1200, db=db, root=root)
-    record_alarms(session)
+    session = open_station(station_config("tablet", items=5, line_rate=1200, db=db), root=root)
     try:
         batch = session.start_batch()
         session.station.raise_alarm("TEST_ALARM", "raised by the test", "test")

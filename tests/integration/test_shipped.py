@@ -9,8 +9,9 @@ import pytest
 
 from inspector.config.recipe import load_recipe
 from inspector.inference.package import load_package
-from inspector.runner import open_station, run_until_done
+from inspector.station import open_station
 from inspector.taxonomy import Product
+from tests.support.stations import station_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml"))
@@ -57,12 +58,13 @@ def test_reperformance_evidence_belongs_to_its_package(name: str) -> None:
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_shipped_recipe_runs_a_sim_batch(name: str) -> None:
-    session = open_station(name, camera="sim", items=24, line_rate=600, seed=11, defect_rate=0.0, db=None, root=ROOT)
+    config = station_config(name, items=24, line_rate=600, seed=11, defect_rate=0.0)
+    session = open_station(config, root=ROOT)
     try:
-        summary = run_until_done(session, items=24, duration_s=None)
+        result = session.run()
     finally:
         session.close()
-    assert summary["items"] == 24 and summary["reconciled"] is True
-    assert summary["not_inspected"] == 0
+    assert result.items == 24 and result.reconciled is True
+    assert result.not_inspected == 0
     # Only good items were rendered: all accepted by the shipped model at nominal nuisance.
-    assert summary["accepted"] == 24, summary["rejected_by_reason"]
+    assert result.accepted == 24, result.rejected_by_reason

@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inspector.pipeline.types import EventKind, StationEvent, StationState
-from inspector.plc.sink import POSITIVE_RELEASE, attach_plc
-from inspector.runner import open_station, run_until_done
+from inspector.events import StateChanged, StationEvent, StationState
+from inspector.records import RecordStore
+from inspector.station import open_station
+from inspector.station.plc import POSITIVE_RELEASE
 from inspector.taxonomy import IMAGE_SPECS, Product
 from tests.plc.conftest import StartSim
 from tests.support.onnx_models import make_package
+from tests.support.stations import station_config
 
 RATE = 1200
 GATE_MS = 300
@@ -58,15 +60,12 @@ def test_station_decisions_acknowledged_recorded_and_released(start_sim: StartSi
     sim_json = tmp_path / "sim.json"
     sim = start_sim("modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS), "--json", str(sim_json))
     n = 40
-    session = open_station(
-        "tablet", camera="sim", items=n, line_rate=RATE, defect_rate=0.3, db="var/db.sqlite", root=root
+    config = station_config(
+        "tablet", items=n, line_rate=RATE, defect_rate=0.3, db="var/db.sqlite", plc=f"modbus://127.0.0.1:{sim.port}"
     )
+    session = open_station(config, root=root)
     try:
-        sink = attach_plc(session, f"modbus://127.0.0.1:{sim.port}")
-        try:
-            summary = run_until_done(session, items=n, duration_s=30)
-        finally:
-            sink.close()
+        summary = session.run(duration_s=30).as_dict()
     finally:
         session.close()
     time.sleep(GATE_MS / 1e3 + 0.2)
@@ -97,30 +96,25 @@ def test_lost_plc_is_a_station_fault_and_nothing_unacknowledged_is_accepted(
     states: list[StationState] = []
 
     def on_event(event: StationEvent) -> None:
-        if event.kind is EventKind.STATE and event.state is not None:
+        if isinstance(event, StateChanged):
             states.append(event.state)
 
     n = 70
-    session = open_station(
-        "tablet", camera="sim", items=n, line_rate=RATE, db="var/db.sqlite", root=root, on_event=on_event
-    )
+    config = station_config("tablet", items=n, line_rate=RATE, db="var/db.sqlite", plc=f"modbus://127.0.0.1:{port}")
+    session = open_station(config, root=root, on_event=on_event)
     try:
-        sink = attach_plc(session, f"modbus://127.0.0.1:{port}")
-        try:
-            bid = session.start_batch()
-            time.sleep(1.0)
-            sim.kill()
-            time.sleep(0.5)
-            assert session.station.state is StationState.FAULT
-            sim2 = start_sim("modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS), port=port)
-            deadline = time.monotonic() + 5
-            while session.station.state is not StationState.RUNNING and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert session.station.state is StationState.RUNNING, "the fault clears when the PLC is back"
-            assert session.station.wait_finished(30)
-            summary = session.end_batch()
-        finally:
-            sink.close()
+        bid = session.start_batch()
+        time.sleep(1.0)
+        sim.kill()
+        time.sleep(0.5)
+        assert session.station.state is StationState.FAULT
+        sim2 = start_sim("modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS), port=port)
+        deadline = time.monotonic() + 5
+        while session.station.state is not StationState.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert session.station.state is StationState.RUNNING, "the fault clears when the PLC is back"
+        assert session.station.wait_finished(30)
+        summary = session.end_batch().as_dict()
     finally:
         session.close()
     sim2.stop()
@@ -136,3 +130,40 @@ def test_lost_plc_is_a_station_fault_and_nothing_unacknowledged_is_accepted(
     acks = _acks(root / "var" / "db.sqlite", bid)
     assert len(acks) == n and all(a is not None for a in acks.values())
     assert sum(1 for a in acks.values() if a == "missing") == summary["plc_missing"]
+
+
+def test_each_plc_alarm_is_stored_once_and_acknowledged_once(start_sim: StartSim, tmp_path: Path) -> None:
+    """The line simulator answers item 5 with another item and item 9 with a bad status word.
+
+    Before one recorder wrote every record, the PLC sink stored each PLC alarm and the station's
+    alarm listener stored it again: two rows per alarm, and acknowledging on the HMI closed one.
+    """
+    root = _project(tmp_path)
+    sim = start_sim(
+        "modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS), "--inject", "wrong_item@5,bad_status@9"
+    )
+    db = root / "var" / "db.sqlite"
+    config = station_config("tablet", items=20, line_rate=RATE, db=db, plc=f"modbus://127.0.0.1:{sim.port}")
+    session = open_station(config, root=root)
+    try:
+        result = session.run(duration_s=30)
+        raised = list(session.station.alarms)
+        with RecordStore(db) as store:
+            stored = store.alarms(result.batch_id)
+        plc_codes = sorted(a.code for a in raised if a.source == "plc")
+        assert {"PLC_ITEM_MISMATCH", "PLC_VALUE_REFUSED"} <= set(plc_codes), plc_codes
+        assert sorted(a.code for a in stored if a.source == "plc") == plc_codes, "each alarm stored exactly once"
+        assert sorted(r.uid for r in stored) == sorted(a.alarm_id for a in raised), "the rows are the alarms raised"
+        open_ids = [a.alarm_id for a in raised if a.needs_ack]
+        acks = session.acknowledge_alarms(open_ids, "Test Operator")
+        assert sorted(a.alarm_id for a in acks) == sorted(open_ids)
+        again = session.acknowledge_alarms(open_ids, "Someone Else")
+        assert again == [], "an acknowledged alarm is not acknowledged twice"
+    finally:
+        session.close()
+        sim.stop()
+    with RecordStore(db) as store:
+        assert store.alarms(result.batch_id, unacknowledged_only=True) == [
+            a for a in store.alarms(result.batch_id) if a.severity == "info"
+        ], "no warning or fault left open in the record"
+        assert all(a.acknowledged_by == "Test Operator" for a in store.alarms(result.batch_id) if a.severity != "info")

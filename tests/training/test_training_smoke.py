@@ -18,9 +18,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 onnx = pytest.importorskip("onnx")
 
-from inspector.bench import torch_eager  # noqa: E402
 from inspector.evaluation import evaluate  # noqa: E402
 from inspector.inference.package import load_package  # noqa: E402
+from inspector.station.bench import torch_eager  # noqa: E402
 from inspector.synth.generate import generate  # noqa: E402
 from training.cli import main as train_main  # noqa: E402
 from training.data import (  # noqa: E402

@@ -2,10 +2,11 @@
 
 Closed loop: the next frame is released the moment the previous decision is out, so
 the figures are the pipeline's own latency, not queueing. Rendering is done before the
-clock starts. In the same run, the bare ``session.run`` on the same frames gives the
-floor, so the pipeline's overhead reads as a difference; the same model in torch eager
-mode is measured in a separate process when the training extra is installed (the
-runtime never imports torch).
+clock starts. The station is the production one (:func:`open_station`, records with
+``synchronous=FULL`` in a throwaway folder, no PLC), fed by an injected in-memory camera.
+In the same run, the bare ``session.run`` on the same frames gives the floor, so the
+pipeline's overhead reads as a difference; the same model in torch eager mode is measured
+in a separate process when the training extra is installed (the runtime never imports torch).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from inspector.camera.base import GroundTruth
 from inspector.camera.sim import MemoryCamera, SimCamera
+from inspector.config.recipe import find_project_root, load_recipe
+from inspector.config.station import StationConfig, override
+from inspector.events import GroundTruth
 from inspector.inference.units import to_units
 from inspector.pipeline.station import Station
 from inspector.pipeline.summary import percentile
-from inspector.records import RecordWriter
-from inspector.runner import RecordsSink, new_batch_id, open_station, record_batch_start
+from inspector.station.session import new_batch_id, open_station
 
 MAX_DISTINCT_FRAMES = 400
 
@@ -46,26 +48,21 @@ def prerender(product: str, n: int, seed: int, defect_rate: float = 0.1) -> list
 
 
 def bench(
-    recipe: str,
+    config: StationConfig,
     frames: int,
     *,
     seed: int = 1,
     line_rate: float | None = None,
     root: Path | None = None,
-    threads: int = 1,
     with_torch: bool = True,
 ) -> dict[str, Any]:
+    """Latency and throughput of ``config``'s recipe and model through the full pipeline (JSON-ready)."""
     if frames < 10:
         raise ValueError("--frames must be at least 10")
-    session = open_station(recipe, camera="sim", items=1, db=None, root=root, threads=threads)
-    session.camera.close()
-    rec = session.recipe.recipe
-    engine = session.engine
-    pre = prerender(rec.product.value, frames, seed)
-
+    base = root or find_project_root()
+    pre = prerender(load_recipe(config.recipe, base).recipe.product.value, frames, seed)
     with tempfile.TemporaryDirectory(prefix="inspector-bench-") as tmp:
-        db = Path(tmp) / "bench.sqlite"
-        writer = RecordWriter(db, Path(tmp) / "images", synchronous="FULL")
+        cfg = override(config, plc="none", records={"database": str(Path(tmp) / "bench.sqlite"), "images": None})
         station_ref: list[Station] = []
         cam = MemoryCamera(
             pre,
@@ -73,18 +70,18 @@ def bench(
             line_rate_per_min=line_rate,
             ready=None if line_rate else (lambda: station_ref[0].ready_for_frame()),
         )
-        station = Station(rec, cam, engine)
-        station_ref.append(station)
-        batch_id = new_batch_id("bench")
-        record_batch_start(db, batch_id, session.recipe, session.package, cam)
-        station.sinks = [RecordsSink(writer, batch_id)]
-        t0 = time.perf_counter()
-        station.start(batch_id)
-        finished = station.wait_finished(timeout_s=max(60.0, frames * 0.2))
-        elapsed = time.perf_counter() - t0
-        summary = station.stop()
-        writer.close()
-        cam.close()
+        session = open_station(cfg, root=base, camera=cam)
+        try:
+            rec = session.recipe.recipe
+            engine = session.engine
+            station_ref.append(session.station)
+            session.start_batch(new_batch_id("bench"))
+            t0 = time.perf_counter()
+            finished = session.station.wait_finished(timeout_s=max(60.0, frames * 0.2))
+            elapsed = time.perf_counter() - t0
+            summary = session.end_batch().as_dict()
+        finally:
+            session.close()
         if not finished:
             raise RuntimeError("benchmark did not finish in time")
 
@@ -118,7 +115,7 @@ def bench(
         "accepted": summary["accepted"],
         "rejected": summary["rejected"],
         "budget_ms": rec.latency_budget_ms,
-        "intra_op_threads": threads,
+        "intra_op_threads": config.inference_threads,
     }
     if result["latency_ms_p50"] is not None and result["bare_ms_p50"] is not None:
         result["overhead_ms_p50"] = round(result["latency_ms_p50"] - result["bare_ms_p50"], 4)
