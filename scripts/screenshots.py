@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
 from inspector.config.recipe import find_project_root  # noqa: E402
+from inspector.station.client import InProcessClient  # noqa: E402
 from inspector.taxonomy import Product  # noqa: E402
 from ui.app import create_app  # noqa: E402
 from ui.controller import Phase  # noqa: E402
@@ -91,7 +92,7 @@ def shoot(product: Product, root: Path, out: Path, db: Path, *, extras: bool) ->
     c = w.controller
     if not wait_for(app, lambda: c.phase == Phase.RUNNING, 60):
         raise SystemExit(f"{product.value}: the station did not start: {c.last_error}")
-    has_heat = c.session is not None and c.session.engine.has_heatmap
+    has_heat = c.client is not None and c.client.info.has_heatmap
     rejects = c.rejects
     wait_for(app, lambda: rejects is not None and len(rejects) >= 8, 60)
     pump(app, 0.5)
@@ -109,13 +110,13 @@ def shoot(product: Product, root: Path, out: Path, db: Path, *, extras: bool) ->
             w.grab().save(str(out / "review.png"))
             print(f"wrote {out / 'review.png'}")
             w.tabs.setCurrentIndex(0)
-        assert c.session is not None
-        c.session.camera.kill()  # type: ignore[attr-defined]
+        assert isinstance(c.client, InProcessClient)
+        c.client.session.camera.kill()  # type: ignore[attr-defined]
         wait_for(app, lambda: w.banner.isVisible(), 10)
         pump(app, 1.0)
         w.grab().save(str(out / "fault.png"))
         print(f"wrote {out / 'fault.png'}")
-        c.session.camera.revive()  # type: ignore[attr-defined]
+        c.client.session.camera.revive()  # type: ignore[attr-defined]
     w.close()
     app.processEvents()
 

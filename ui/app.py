@@ -2,8 +2,11 @@
 
 ``create_app(..., exec_app=False)`` builds the QApplication (or reuses one), the
 controller and the main window, and returns the window without entering the event loop,
-so tests and the screenshot script can drive it. Demo mode (the default) opens the recipe
-with the simulated camera and starts a batch: no hardware needed.
+so tests and the screenshot script can drive it. The HMI opens the station a station file
+describes (``--station``; default ``station_configs/demo.yaml``: simulated camera and line
+simulator, no hardware) with the product's recipe; flags override single fields. Demo mode
+(the default) starts a batch at once; ``--no-demo`` uses the recipe's camera and no line
+simulator, and the operator starts batches.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from pathlib import Path
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
 
+from inspector.config.errors import ConfigError
 from inspector.config.recipe import find_project_root
+from inspector.config.station import StationConfig, apply_flags, load_station_config
 from inspector.synth import MAX_NUISANCE
 from ui.controller import StationController, StationOptions, list_recipes
 from ui.main_window import MainWindow
@@ -49,6 +54,7 @@ def create_app(
     product: str = "vial",
     *,
     root: Path | str | None = None,
+    station: StationConfig | str | None = None,
     demo: bool = True,
     exec_app: bool = True,
     camera: str | None = None,
@@ -56,9 +62,9 @@ def create_app(
     line_rate: float | None = None,
     plc_url: str | None = None,
     db: Path | str | None = None,
-    seed: int = 0,
-    defect_rate: float = 0.05,
-    nuisance: float = 1.0,
+    seed: int | None = None,
+    defect_rate: float | None = None,
+    nuisance: float | None = None,
     operator: str = "",
     size: tuple[int, int] | None = None,
     show: bool = True,
@@ -67,21 +73,28 @@ def create_app(
     """Build the HMI for recipe ``product``; with ``exec_app`` run the event loop until the window closes.
 
     ``line_rate`` is in items per minute (the recipe's unit); ``None`` uses the recipe's rate.
-    In demo mode the sim camera feeds the station and a batch starts as soon as the model
-    is loaded; otherwise the recipe's camera is used and the operator starts batches.
+    ``station`` is a station file (name, path or loaded config; default: the demo station).
+    In demo mode the station file's camera feeds it and a batch starts as soon as the model
+    is loaded; otherwise the recipe's GenICam camera is used, no line simulator is started, and
+    the operator starts batches. Raises ConfigError for a bad station file or flag.
     """
     app = _application()
     base = Path(root) if root is not None else find_project_root()
     options = StationOptions(
         root=base,
-        camera=camera or ("sim" if demo else "genicam"),
-        items=items,
-        line_rate=line_rate,
-        seed=seed,
-        defect_rate=defect_rate,
-        nuisance=nuisance,
-        db=Path(db) if db is not None else None,
-        plc_url=plc_url,
+        station=station_config(
+            base,
+            station,
+            demo=demo,
+            camera=camera,
+            items=items,
+            line_rate=line_rate,
+            plc_url=plc_url,
+            db=db,
+            seed=seed,
+            defect_rate=defect_rate,
+            nuisance=nuisance,
+        ),
         demo=demo,
     )
     controller = StationController(options)
@@ -103,6 +116,39 @@ def create_app(
     return window
 
 
+def station_config(
+    root: Path,
+    station: StationConfig | str | None,
+    *,
+    demo: bool,
+    camera: str | None = None,
+    items: int | None = None,
+    line_rate: float | None = None,
+    plc_url: str | None = None,
+    db: Path | str | None = None,
+    seed: int | None = None,
+    defect_rate: float | None = None,
+    nuisance: float | None = None,
+) -> StationConfig:
+    """The station file with the HMI's flags over it; ``demo=False`` means the recipe's camera and no line sim."""
+    config = station if isinstance(station, StationConfig) else load_station_config(station, root)
+    if not demo:
+        camera = camera or "genicam"
+        if plc_url is None and config.plc is not None and config.plc.is_line_sim:
+            plc_url = "none"
+    return apply_flags(
+        config,
+        camera=camera,
+        items=items,
+        line_rate=line_rate,
+        plc=plc_url,
+        db=None if db is None else str(db),
+        seed=seed,
+        defect_rate=defect_rate,
+        nuisance=nuisance,
+    )
+
+
 def _close_on_signals(window: MainWindow) -> None:
     """Ctrl-C / SIGTERM close the window, which ends the batch and closes the records cleanly."""
 
@@ -120,19 +166,25 @@ def _close_on_signals(window: MainWindow) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="inspector-hmi", description="Inspector operator HMI (PyQt6).")
     p.add_argument("--product", default="vial", help="recipe to open: vial, tablet, blister or a recipe name")
+    p.add_argument("--station", default=None, help="station file (station_configs/NAME.yaml or a path); default: demo")
     p.add_argument("--items", type=int, default=None, help="demo batch size (default: runs until stopped)")
     p.add_argument("--line-rate", type=float, default=None, help="items per minute (default: the recipe's)")
-    p.add_argument("--plc", default=None, metavar="URL", help="connect the PLC link at URL (inspector.plc)")
+    p.add_argument(
+        "--plc",
+        default=None,
+        metavar="URL",
+        help="line PLC: none, line-sim, a URL or a plc_configs file (default: the station's)",
+    )
     p.add_argument("--no-demo", action="store_true", help="use the recipe's camera and start batches by hand")
     p.add_argument("--camera", choices=["sim", "files", "genicam"], default=None)
     p.add_argument("--root", type=Path, default=None, help="project root with recipes/ and models/")
     p.add_argument("--db", type=Path, default=None, help="record database (default: <root>/var/inspector.sqlite)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--defect-rate", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--defect-rate", type=float, default=None)
     p.add_argument(
         "--nuisance",
         type=float,
-        default=1.0,
+        default=None,
         help="sim camera nuisance scale, 0-3.0 (the models are validated to 2.5; above it the input drift alarm)",
     )
     p.add_argument("--operator", default="", help="pre-fill the (unauthenticated) station operator name")
@@ -155,12 +207,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.items is not None and args.items <= 0:
         print("inspector-hmi: --items must be positive", file=sys.stderr)
         return 2
-    if not 0.0 <= args.nuisance <= MAX_NUISANCE:
+    if args.nuisance is not None and not 0.0 <= args.nuisance <= MAX_NUISANCE:
         print(f"inspector-hmi: --nuisance must be in 0..{MAX_NUISANCE}, got {args.nuisance}", file=sys.stderr)
+        return 2
+    try:
+        station_config(
+            root,
+            args.station,
+            demo=not args.no_demo,
+            camera=args.camera,
+            items=args.items,
+            line_rate=args.line_rate,
+            plc_url=args.plc,
+            db=args.db,
+            seed=args.seed,
+            defect_rate=args.defect_rate,
+            nuisance=args.nuisance,
+        )
+    except ConfigError as exc:
+        print(f"inspector-hmi: {exc}", file=sys.stderr)
         return 2
     create_app(
         args.product,
         root=root,
+        station=args.station,
         demo=not args.no_demo,
         exec_app=True,
         camera=args.camera,

@@ -2,7 +2,7 @@
 
 Each run is a fresh child process: the same recipe, sim camera, seed, item count and demo
 line (line simulator process + PLC link), either headless
-(``inspector.runner.run_until_done``) or inside the full HMI window (offscreen, or
+(``StationSession.run``) or inside the full HMI window (offscreen, or
 the X display when ``--platform xcb``), with the live view, counters, reject strip and heat
 maps all running. Runs alternate (headless, HMI, headless, ...) so a neighbour's load hits
 both alike, and the medians are compared. Prints one JSON object.
@@ -27,28 +27,29 @@ TARGET_RATIO = 1.10
 
 
 def _child_headless(args: argparse.Namespace, db: Path) -> dict[str, Any]:
-    from inspector.plc.demo import start_line_simulator
-    from inspector.runner import open_station, run_until_done
+    from inspector.config.recipe import find_project_root
+    from inspector.config.station import apply_flags, load_station_config
+    from inspector.station import open_station
 
-    session = open_station(
-        args.product,
+    root = args.root or find_project_root()
+    # The demo station the HMI opens (sim camera, line simulator process + PLC link), so the two
+    # modes differ only by the HMI.
+    config = apply_flags(
+        load_station_config(None, root),
+        recipe=args.product,
         camera="sim",
         items=args.items,
         line_rate=args.rate * 60,
         seed=args.seed,
         defect_rate=args.defect_rate,
-        db=db,
-        root=args.root,
+        db=str(db),
     )
-    # The same demo line as the HMI runs (line simulator process + PLC link), so the two
-    # modes differ only by the HMI.
-    line = start_line_simulator(session)
+    session = open_station(config, root=root)
     try:
-        summary = run_until_done(session, items=args.items, duration_s=None)
+        result = session.run()
     finally:
-        line.close()
         session.close()
-    return {"summary": summary}
+    return {"summary": result.as_dict()}
 
 
 def _child_hmi(args: argparse.Namespace, db: Path) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def _child_hmi(args: argparse.Namespace, db: Path) -> dict[str, Any]:
     elapsed = time.monotonic() - t0
     report = c.last_report
     out: dict[str, Any] = {
-        "summary": report.station if report is not None else None,
+        "summary": report.summary if report is not None else None,
         "reconciled": report.reconciled if report is not None else None,
         "display_fps": round(window.live.frames_shown / elapsed, 1) if elapsed > 0 else None,
         "error": c.last_error,

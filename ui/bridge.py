@@ -12,8 +12,8 @@ the GIL with the pipeline. Decisions are therefore drained on a short timer (20 
 state changes, alarms and the end of a batch wake the GUI at once. Events keep their order,
 so a batch end is always seen after every decision of that batch.
 
-A station has no ``unsubscribe``; when the HMI switches to a new station the bridge bumps
-a generation number, and late events of the old station are dropped on arrival.
+When the HMI switches to another station the bridge cancels its subscription and bumps a
+generation number, so events of the old station still on their way are dropped on arrival.
 """
 
 from __future__ import annotations
@@ -26,8 +26,15 @@ from typing import Any
 
 from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
 
-from inspector.pipeline.station import Station
-from inspector.pipeline.types import EventKind, StationEvent
+from inspector.events import (
+    AlarmAcknowledged,
+    AlarmRaised,
+    BatchEnded,
+    ItemDecided,
+    StateChanged,
+    StationEvent,
+)
+from inspector.station.client import StationClient, Unsubscribe
 
 DRAIN_MS = 50
 
@@ -39,7 +46,8 @@ class StationBridge(QObject):
     decision = pyqtSignal(object)  # ItemDecision, one per item
     decisions = pyqtSignal(object)  # list[ItemDecision]: the same decisions in batches (cheaper for counters)
     alarm = pyqtSignal(object)  # Alarm
-    batch_ended = pyqtSignal(dict)  # the station's summary
+    alarm_acknowledged = pyqtSignal(object)  # AlarmAcknowledged
+    batch_ended = pyqtSignal(object)  # BatchResult
 
     # Emitted from pipeline threads; queued into the GUI thread.
     _wake = pyqtSignal()
@@ -50,30 +58,34 @@ class StationBridge(QObject):
         self._counter = itertools.count(1)
         self._events: collections.deque[tuple[int, StationEvent]] = collections.deque()
         self._woken = threading.Event()  # a wake-up is already on its way
+        self._subscription: Unsubscribe | None = None
         self._wake.connect(self.drain, Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg]
         self._timer = QTimer(self)
         self._timer.setInterval(drain_ms)
         self._timer.timeout.connect(self.drain)
         self._timer.start()
 
-    def attach(self, station: Station) -> None:
-        """Follow ``station`` from now on; events of a previously attached station are dropped."""
+    def attach(self, client: StationClient) -> None:
+        """Follow ``client``'s station from now on; events of a previously attached one are dropped."""
+        self.detach()
         self._generation = next(self._counter)
-        station.subscribe(self._listener_for(self._generation))
+        self._subscription = client.subscribe(self._listener_for(self._generation))
 
     def detach(self) -> None:
-        """Drop every event still on its way (the station is being closed)."""
+        """Unsubscribe and drop every event still on its way (the station is being closed)."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.cancel()
         self._generation = next(self._counter)
         self._events.clear()
 
     def _listener_for(self, generation: int) -> Callable[[StationEvent], None]:
         events, woken, wake = self._events, self._woken, self._wake.emit
-        decision = EventKind.DECISION
 
         def listener(event: StationEvent) -> None:
             # Pipeline thread: append (atomic on a deque) and maybe emit a queued signal. Nothing else.
             events.append((generation, event))
-            if event.kind is not decision and not woken.is_set():
+            if not isinstance(event, ItemDecided) and not woken.is_set():
                 woken.set()
                 wake()
 
@@ -91,17 +103,19 @@ class StationBridge(QObject):
                 break
             if generation != gen:
                 continue
-            if event.kind is EventKind.DECISION:
+            if isinstance(event, ItemDecided):
                 batch.append(event.decision)
                 continue
             self._flush(batch)
             batch = []
-            if event.kind is EventKind.STATE:
+            if isinstance(event, StateChanged):
                 self.state_changed.emit(event.state)
-            elif event.kind is EventKind.ALARM:
+            elif isinstance(event, AlarmRaised):
                 self.alarm.emit(event.alarm)
-            elif event.kind is EventKind.BATCH_END:
-                self.batch_ended.emit(dict(event.summary or {}))
+            elif isinstance(event, AlarmAcknowledged):
+                self.alarm_acknowledged.emit(event)
+            elif isinstance(event, BatchEnded):
+                self.batch_ended.emit(event.result)
         self._flush(batch)
 
     def _flush(self, batch: list[Any]) -> None:

@@ -1,18 +1,19 @@
-"""The HMI's handle on the station: opens sessions, runs batches, keeps what the screens show.
+"""The HMI's handle on the station: opens station clients, runs batches, keeps what the screens show.
 
-Widgets receive this object in their constructor (never a global). Everything slow
-(loading and verifying a model, stopping a batch and reconciling its records, acknowledging
-alarms in the record store, exporting reviews, heat maps) runs in the controller's
-QThreadPool; results come back as signals in the GUI thread.
+Widgets receive this object in their constructor (never a global). The controller talks to the
+station only through a :class:`~inspector.station.client.StationClient`: it never sees the
+station, its camera or its records, and it writes nothing itself (the station's recorder stores
+decisions, alarms and acknowledgements). Everything slow (opening a station and verifying its
+model, stopping a batch and reconciling its records, acknowledging alarms, exporting reviews,
+heat maps) runs in the controller's QThreadPool; results come back as signals in the GUI thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,17 +21,16 @@ from typing import Any
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from inspector.config.recipe import RECIPES_DIR
-from inspector.inference.units import to_units
-from inspector.pipeline.types import Alarm, ItemDecision, StationState
-from inspector.records import utc_now
+from inspector.config.station import StationConfig, override
+from inspector.events import Alarm, AlarmAcknowledged, ItemDecision, StationState
+from inspector.records import AlarmAck
+from inspector.records.review import ReviewRequest
 from inspector.records.store import BATCH_ID_PATTERN
-from inspector.runner import DEFAULT_DB, StationSession, new_batch_id, open_station
-from inspector.taxonomy import OK
-from ui import plc
+from inspector.station import new_batch_id
+from inspector.station.client import StationClient, open_in_process
+from inspector.station.reconcile import Check, Reconciliation
 from ui.bridge import StationBridge
-from ui.model import AlarmBook, AlarmEntry, LiveTally, RejectBuffer, RejectEntry, ack_in_store
-from ui.render import heatmap_to_frame
-from ui.review import ReviewExporter, ReviewRequest, review_folder
+from ui.model import AlarmBook, AlarmEntry, LiveTally, RejectBuffer, RejectEntry
 from ui.workers import Jobs
 
 log = logging.getLogger(__name__)
@@ -51,26 +51,17 @@ class Phase:
     ERROR = "error"
 
 
+ClientFactory = Callable[[StationConfig, Path], StationClient]
+
+
 @dataclass
 class StationOptions:
-    """How to open stations: where the project is and which camera feeds it."""
+    """Which station the HMI opens (a station file, flags applied) and where the project is."""
 
     root: Path
-    camera: str = "sim"
-    items: int | None = None
-    line_rate: float | None = None  # items per minute; None: the recipe's rate
-    seed: int = 0
-    defect_rate: float = 0.05
-    nuisance: float = 1.0
-    images: str | None = None
-    db: Path | None = None
-    plc_url: str | None = None
+    station: StationConfig
     demo: bool = True
-
-    @property
-    def db_path(self) -> Path:
-        p = self.db or Path(DEFAULT_DB)
-        return p if p.is_absolute() else self.root / p
+    open_client: ClientFactory = open_in_process
 
 
 def list_recipes(root: Path) -> list[str]:
@@ -82,26 +73,8 @@ def valid_batch_id(text: str) -> bool:
     return bool(BATCH_ID_PATTERN.match(text))
 
 
-@dataclass
-class Reconciliation:
-    """End-of-batch reconciliation: every count agrees and nothing is unaccounted."""
-
-    batch_id: str
-    station: dict[str, Any]
-    records: dict[str, Any] | None
-    hmi: dict[str, int]
-    highest_item_id: int | None
-    expected_items: int | None
-    checks: list[tuple[str, bool, str]]
-    error: str | None = None
-
-    @property
-    def reconciled(self) -> bool:
-        return self.error is None and all(ok for _, ok, _ in self.checks)
-
-
 class StationController(QObject):
-    """One station session at a time, with its batch, counters, rejects and alarms."""
+    """One station client at a time, with its batch, counters, rejects and alarms."""
 
     phase_changed = pyqtSignal(str)
     session_changed = pyqtSignal()
@@ -120,8 +93,7 @@ class StationController(QObject):
         self.options = options
         self.jobs = Jobs(self)
         self.bridge = StationBridge(self)
-        self.session: StationSession | None = None
-        self.plc_link: Any | None = None
+        self.client: StationClient | None = None
         self.recipe_name: str | None = None
         self.phase = Phase.NO_SESSION
         self.state: StationState | None = None
@@ -129,12 +101,11 @@ class StationController(QObject):
         self.tally = LiveTally()
         self.rejects: RejectBuffer | None = None
         self.alarms = AlarmBook()
-        self.exporter: ReviewExporter | None = None
         self.last_report: Reconciliation | None = None
         self.last_error: str | None = None
         self._closed = False
         self._stop_requested = False
-        self._orphans: list[StationSession] = []  # sessions a job opened that nobody adopted yet
+        self._orphans: list[StationClient] = []  # clients a job opened that nobody adopted yet
         self._orphans_lock = threading.Lock()
         self._heat_busy = False
         self._heat_next: RejectEntry | None = None
@@ -149,6 +120,7 @@ class StationController(QObject):
         self.bridge.decisions.connect(self._on_decisions)
         self.bridge.state_changed.connect(self._on_state)
         self.bridge.alarm.connect(self._on_alarm)
+        self.bridge.alarm_acknowledged.connect(self._on_alarm_acknowledged)
         self._monitor = QTimer(self)
         self._monitor.setInterval(MONITOR_MS)
         self._monitor.timeout.connect(self._watch_batch_end)
@@ -163,12 +135,11 @@ class StationController(QObject):
         return list_recipes(self.options.root)
 
     def open(self, recipe: str, *, start_batch: bool = False, operator: str | None = None) -> None:
-        """Load and verify ``recipe`` and its model in the pool; the old session is closed first."""
+        """Open the station with ``recipe`` (model verified) in the pool; the old one is closed first."""
         if self.phase in (Phase.LOADING, Phase.STARTING, Phase.STOPPING, Phase.RUNNING):
             self.error.emit(f"cannot change the recipe while {self.phase}")
             return
-        old, self.session = self.session, None
-        old_link, self.plc_link = self.plc_link, None
+        old, self.client = self.client, None
         self.bridge.detach()
         self.recipe_name = recipe
         self._auto_start, self._auto_operator = start_batch, operator
@@ -177,61 +148,31 @@ class StationController(QObject):
         self.session_changed.emit()
         opts = self.options
 
-        def job() -> tuple[StationSession, Any]:
+        def job() -> StationClient:
             if old is not None:
-                plc.close(old_link)
                 old.close()
-            session = open_station(
-                recipe,
-                camera=opts.camera,
-                items=opts.items,
-                line_rate=opts.line_rate,
-                seed=opts.seed,
-                defect_rate=opts.defect_rate,
-                nuisance=opts.nuisance,
-                images=opts.images,
-                db=opts.db_path,
-                root=opts.root,
-            )
+            client = opts.open_client(override(opts.station, recipe=recipe), opts.root)
             with self._orphans_lock:
-                self._orphans.append(session)
-            try:
-                if opts.plc_url:
-                    link = plc.attach_plc(session, opts.plc_url)
-                elif opts.demo:
-                    link = plc.start_line_simulator(session)
-                else:
-                    link = None
-            except BaseException:
-                with self._orphans_lock:
-                    self._orphans.remove(session)
-                session.close()
-                raise
-            return session, link
+                self._orphans.append(client)
+            return client
 
         self.jobs.submit(job, self._adopt, self._load_failed)
 
-    def _adopt(self, result: tuple[StationSession, Any]) -> None:
-        session, link = result
+    def _adopt(self, client: StationClient) -> None:
         with self._orphans_lock:
-            if session in self._orphans:
-                self._orphans.remove(session)
+            if client in self._orphans:
+                self._orphans.remove(client)
         if self._closed:
-            plc.close(link)
-            session.close()
+            client.close()
             return
-        self.session, self.plc_link = session, link
-        self.bridge.attach(session.station)
-        rec = session.recipe.recipe
-        self.rejects = RejectBuffer(rec.frame.shape)
-        grid = rec.pocket_grid
-        self.exporter = ReviewExporter(
-            review_folder(self.options.root, rec.product), rec.product, grid.count if grid else None
-        )
-        self.state = session.station.state
+        self.client = client
+        self.bridge.attach(client)
+        info = client.info
+        self.rejects = RejectBuffer(info.frame_shape)
+        self.state = client.status().state
         self.last_error = None
         self._set_phase(Phase.READY)
-        self.message.emit(f"Recipe {rec.recipe_id} {rec.version} ready")
+        self.message.emit(f"Recipe {info.recipe_id} {info.recipe_version} ready")
         self.session_changed.emit()
         if self._auto_start:
             self._auto_start = False
@@ -247,12 +188,12 @@ class StationController(QObject):
 
     # -- batch --------------------------------------------------------------------------
     def suggest_batch_id(self) -> str:
-        product = self.session.recipe.recipe.product.value if self.session else (self.recipe_name or "batch")
+        product = self.client.info.product.value if self.client else (self.recipe_name or "batch")
         return new_batch_id(product)
 
     def start_batch(self, batch_id: str | None, operator: str | None = None) -> None:
-        session = self.session
-        if session is None or self.phase != Phase.READY:
+        client = self.client
+        if client is None or self.phase != Phase.READY:
             self.error.emit("the station is not ready to start a batch")
             return
         bid = batch_id or self.suggest_batch_id()
@@ -269,15 +210,13 @@ class StationController(QObject):
         self._set_phase(Phase.STARTING)
         self.counters_changed.emit()
         self.message.emit("Starting the batch…")
-        self.jobs.submit(
-            lambda: session.start_batch(bid, operator=operator or None), self._batch_started, self._start_failed
-        )
+        self.jobs.submit(lambda: client.start_batch(bid, operator or None), self._batch_started, self._start_failed)
 
     def _batch_started(self, bid: str) -> None:
         if self._closed:
             return
         self._set_phase(Phase.RUNNING)
-        self.message.emit(f"Batch started {utc_now()[11:16]} UTC")
+        self.message.emit(f"Batch started {time.strftime('%H:%M', time.gmtime())} UTC")
         self.batch_started.emit(bid)
 
     def _start_failed(self, exc: BaseException) -> None:
@@ -288,8 +227,8 @@ class StationController(QObject):
 
     def stop_batch(self, *, wait_finished: bool = False) -> None:
         """End the batch: the station finishes queued items, records are flushed and reconciled."""
-        session = self.session
-        if session is None or self.phase != Phase.RUNNING or self._stop_requested:
+        client = self.client
+        if client is None or self.phase != Phase.RUNNING or self._stop_requested:
             return
         self._stop_requested = True
         self._set_phase(Phase.STOPPING)
@@ -297,10 +236,8 @@ class StationController(QObject):
 
         def job() -> Reconciliation:
             if wait_finished:
-                session.station.wait_finished(10.0)
-            complete = bool(getattr(session.camera, "finished", False))
-            summary = session.end_batch()
-            return reconcile(session, summary, source_complete=complete)
+                client.wait_finished(10.0)
+            return client.stop_batch()
 
         self.jobs.submit(job, self._finished, self._stop_failed)
 
@@ -308,19 +245,11 @@ class StationController(QObject):
         if self._closed:
             return
         # Every decision event was queued before this result, so the live tally is complete now.
-        report.hmi = {
-            "inspected": self.tally.inspected,
-            "accepted": self.tally.accepted,
-            "rejected": self.tally.rejected,
-        }
-        report.checks.append(
-            (
-                "HMI counters = station",
-                report.hmi["inspected"] == report.station.get("items")
-                and report.hmi["accepted"] == report.station.get("accepted"),
-                f"HMI {report.hmi['inspected']} inspected / {report.hmi['accepted']} accepted",
-            )
-        )
+        hmi = {"inspected": self.tally.inspected, "accepted": self.tally.accepted, "rejected": self.tally.rejected}
+        r = report.result
+        same = hmi["inspected"] == r.items and hmi["accepted"] == r.accepted
+        detail = f"HMI {hmi['inspected']} inspected / {hmi['accepted']} accepted"
+        report = report.with_check(Check("HMI counters = station", same, detail), hmi=hmi)
         self.last_report = report
         self._set_phase(Phase.READY)
         self.message.emit(f"Last batch {'reconciled' if report.reconciled else 'NOT reconciled'}")
@@ -335,10 +264,10 @@ class StationController(QObject):
 
     def _watch_batch_end(self) -> None:
         """A finite (demo) batch ends by itself once every item was delivered."""
-        s = self.session
-        if s is None or self.phase != Phase.RUNNING or self._stop_requested:
+        c = self.client
+        if c is None or self.phase != Phase.RUNNING or self._stop_requested:
             return
-        if getattr(s.camera, "finished", False):
+        if c.status().source_finished:
             self.stop_batch(wait_finished=True)
 
     # -- events from the station (GUI thread, via the bridge) -----------------------------
@@ -360,47 +289,38 @@ class StationController(QObject):
         self.session_changed.emit()
 
     def _on_alarm(self, alarm: Alarm) -> None:
-        session = self.session
-        # The station's batch id is set only after the batch row exists, so the stored alarm's
-        # reference to its batch is always valid (a refused start leaves it at the old batch).
-        entry = AlarmEntry(alarm=alarm, batch_id=session.station.batch_id if session is not None else None)
-        writer = session.writer if session is not None else None
-        if writer is not None:
-            try:
-                writer.submit_alarm(alarm.source, alarm.code, alarm.message, batch_id=entry.batch_id)
-                entry.persisted = True
-            except Exception as exc:  # queue full or writer closed: the alarm still shows
-                log.warning("alarm %s not stored: %s", alarm.code, exc)
-        self.alarms.add(entry)
+        self.alarms.add(AlarmEntry(alarm=alarm))
         self.alarms_changed.emit()
+
+    def _on_alarm_acknowledged(self, ack: AlarmAcknowledged) -> None:
+        if self.alarms.acknowledged(ack.alarm_id, ack.by, ack.at_utc):
+            self.alarms_changed.emit()
 
     # -- alarms ---------------------------------------------------------------------------
     def acknowledge_alarms(self, who: str) -> bool:
-        """Acknowledge every open alarm as ``who`` (the unauthenticated station operator)."""
+        """Acknowledge every open alarm as ``who`` (the unauthenticated station operator), by alarm id."""
         who = who.strip()
         if not who:
             self.error.emit("Enter the station operator's name to acknowledge alarms.")
             return False
         entries = self.alarms.unacknowledged()
-        if not entries:
+        client = self.client
+        if not entries or client is None:
             return True
-        session = self.session
-        writer = session.writer if session is not None else None
-        store_path = writer.store_path if writer is not None else self.options.db_path
+        ids = [e.alarm.alarm_id for e in entries]
 
-        def job() -> dict[int, tuple[int, str]]:
-            if writer is not None:
-                with contextlib.suppress(Exception):
-                    writer.flush(timeout=5)
-            return ack_in_store(store_path, [e for e in entries if e.persisted], who)
-
-        def done(acked: dict[int, tuple[int, str]]) -> None:
-            for e in entries:
-                db_id, at = acked.get(id(e), (None, utc_now()))
-                e.db_id, e.acknowledged_utc, e.acknowledged_by = db_id, at, who
+        def done(acks: list[AlarmAck]) -> None:
+            for ack in acks:
+                self.alarms.acknowledged(ack.alarm_id, ack.by, ack.at_utc, row_id=ack.row_id)
+            now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+            for alarm_id in ids:  # not in the records (never stored): acknowledged on this screen only
+                self.alarms.acknowledged(alarm_id, who, now)
             self.alarms_changed.emit()
 
-        self.jobs.submit(job, done, lambda exc: self.error.emit(f"Acknowledging failed: {exc}"))
+        def failed(exc: BaseException) -> None:
+            self.error.emit(f"Acknowledging failed: {exc}")
+
+        self.jobs.submit(lambda: client.acknowledge_alarms(ids, who), done, failed)
         return True
 
     # -- rejects: heat maps and review ------------------------------------------------------
@@ -409,8 +329,8 @@ class StationController(QObject):
 
         ``urgent`` (a reject opened for review) skips the rate limit.
         """
-        s = self.session
-        if s is None or not s.engine.has_heatmap or entry.heatmap is not None or self._closed:
+        client = self.client
+        if client is None or not client.info.has_heatmap or entry.heatmap is not None or self._closed:
             return
         wait = HEATMAP_MIN_INTERVAL_S - (time.monotonic() - self._heat_last)
         if self._heat_busy or (wait > 0 and not urgent):
@@ -420,17 +340,7 @@ class StationController(QObject):
             return
         self._heat_busy = True
         self._heat_last = time.monotonic()
-        engine = s.engine
-        grid = s.recipe.recipe.pocket_grid
-        rois = grid.rois() if grid is not None else None
-        image = entry.image
-        reasons = entry.decision.unit_reasons
-        # Blister: the maps of the rejected pockets only (see heatmap_to_frame).
-        only = [i for i, r in enumerate(reasons) if r != OK] if rois and reasons else None
-
-        def job() -> Any:
-            maps = engine.heatmap(to_units(image, rois))
-            return None if maps is None else heatmap_to_frame(maps, image.shape, rois, only=only)
+        image, reasons = entry.image, entry.decision.unit_reasons
 
         def done(heat: Any) -> None:
             self._heat_busy = False
@@ -444,7 +354,7 @@ class StationController(QObject):
             log.warning("heat map failed: %s", exc)
             self._next_heatmap()
 
-        self.jobs.submit(job, done, failed)
+        self.jobs.submit(lambda: client.heatmap(image, reasons), done, failed)
 
     def _next_heatmap(self) -> None:
         nxt, self._heat_next = self._heat_next, None
@@ -453,17 +363,19 @@ class StationController(QObject):
 
     def review(self, entry: RejectEntry, label: str, reviewer: str, pocket_index: int | None = None) -> None:
         """Export a reviewed reject into the labelled review set (pool); ``label`` ``ok`` = false reject."""
-        exporter = self.exporter
-        if exporter is None:
+        client = self.client
+        if client is None:
             self.review_failed.emit(entry, "no station session")
             return
-        req = ReviewRequest(entry=entry, label=label, reviewer=reviewer, pocket_index=pocket_index)
+        req = ReviewRequest(
+            batch_id=entry.batch_id, decision=entry.decision, label=label, reviewer=reviewer, pocket_index=pocket_index
+        )
 
         def done(review: Any) -> None:
             entry.review = review
             self.reject_updated.emit(entry)
 
-        self.jobs.submit(lambda: exporter.export(req), done, lambda exc: self.review_failed.emit(entry, str(exc)))
+        self.jobs.submit(lambda: client.review(req), done, lambda exc: self.review_failed.emit(entry, str(exc)))
 
     # -- lifecycle ------------------------------------------------------------------------
     def _set_phase(self, phase: str) -> None:
@@ -472,7 +384,7 @@ class StationController(QObject):
             self.phase_changed.emit(phase)
 
     def shutdown(self) -> None:
-        """End a running batch, close the session and the pool; blocks (only called at exit)."""
+        """End a running batch, close the station client and the pool; blocks (only called at exit)."""
         if self._closed:
             return
         self._closed = True
@@ -482,77 +394,13 @@ class StationController(QObject):
         self.jobs.shutdown()
         self.bridge.detach()
         with self._orphans_lock:
-            sessions = [s for s in self._orphans if s is not self.session]
+            clients = [c for c in self._orphans if c is not self.client]
             self._orphans.clear()
-        session, link = self.session, self.plc_link
-        self.session = self.plc_link = None
-        if session is not None:
-            if session.station.state in (StationState.RUNNING, StationState.FAULT):
-                try:
-                    session.end_batch()
-                except Exception:
-                    log.exception("ending the batch at exit failed")
-            sessions.append(session)
-        plc.close(link)
-        for s in sessions:
+        client, self.client = self.client, None
+        if client is not None:
+            clients.append(client)  # closing a client ends its running batch (records reconciled)
+        for c in clients:
             try:
-                s.close()
+                c.close()
             except Exception:
                 log.exception("closing the station failed")
-
-
-def reconcile(session: StationSession, summary: dict[str, Any], *, source_complete: bool = False) -> Reconciliation:
-    """Check the station's summary against the record store (runs in a pool thread).
-
-    ``source_complete``: a finite source delivered all its items, so all of them must be decided.
-    """
-    bid = str(summary.get("batch_id"))
-    checks: list[tuple[str, bool, str]] = []
-    items, acc, rej = int(summary["items"]), int(summary["accepted"]), int(summary["rejected"])
-    checks.append(("inspected = accepted + rejected", items == acc + rej, f"{items} = {acc} + {rej}"))
-    records: dict[str, Any] | None = None
-    highest: int | None = None
-    error = None
-    if session.writer is not None:
-        try:
-            from inspector.records import RecordStore
-
-            with RecordStore(session.writer.store_path) as store:
-                records = store.counts(bid)
-            uri = f"file:{session.writer.store_path}?mode=ro"
-            with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-                (highest,) = conn.execute("SELECT max(item_id) FROM items WHERE batch_id = ?", (bid,)).fetchone()
-        except Exception as exc:
-            error = f"records could not be read: {exc}"
-    if records is not None:
-        same = (records["inspected"], records["accepted"], records["rejected"]) == (items, acc, rej)
-        checks.append(
-            (
-                "records = station",
-                same,
-                f"records {records['inspected']} / {records['accepted']} / {records['rejected']}",
-            )
-        )
-        n = records["inspected"]
-        checks.append(
-            (
-                "nothing unaccounted",
-                (highest or 0) == n,
-                f"item ids 1..{highest or 0}, {n} recorded",
-            )
-        )
-    expected = getattr(session.camera, "items", None)
-    if expected is not None and source_complete:
-        checks.append(("every item of the batch decided", items == expected, f"{items} of {expected}"))
-    elif expected is not None:
-        checks.append(("stopped by the operator", True, f"after {items} of {expected} items"))
-    return Reconciliation(
-        batch_id=bid,
-        station=summary,
-        records=records,
-        hmi={},  # filled in the GUI thread, once every queued decision was counted
-        highest_item_id=highest,
-        expected_items=expected,
-        checks=checks,
-        error=error,
-    )

@@ -13,8 +13,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from inspector.station.reconcile import Reconciliation
 from ui import theme
-from ui.controller import Phase, Reconciliation, StationController
+from ui.controller import Phase, StationController
 from ui.model import RejectEntry
 from ui.widgets.alarms import AlarmBanner, AlarmLog
 from ui.widgets.batch import BatchControl, BatchSummaryDialog

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from inspector.pipeline.types import Alarm, AlarmSeverity, ItemDecision
+from inspector.events import Alarm, ItemDecision
+from inspector.records.review import Review
 from inspector.taxonomy import RejectReason
 
 LATENCY_WINDOW = 600
@@ -110,17 +109,6 @@ class LiveTally:
 
 
 @dataclass
-class Review:
-    """What an engineer said about a reject, and where the labelled image went."""
-
-    label: str
-    false_reject: bool
-    reviewer: str
-    at_utc: str
-    file: str
-
-
-@dataclass
 class RejectEntry:
     """A recent reject kept for the gallery: the decision (with its image) and a thumbnail."""
 
@@ -180,18 +168,20 @@ class RejectBuffer:
 
 @dataclass
 class AlarmEntry:
-    """An alarm as the HMI shows it, with its acknowledgement once given."""
+    """An alarm as the HMI shows it, with its acknowledgement once given (stored by the station)."""
 
     alarm: Alarm
-    batch_id: str | None
-    persisted: bool = False
     acknowledged_utc: str | None = None
     acknowledged_by: str | None = None
-    db_id: int | None = None
+    db_id: int | None = None  # the record's row, once the acknowledgement is stored
+
+    @property
+    def batch_id(self) -> str | None:
+        return self.alarm.batch_id
 
     @property
     def needs_ack(self) -> bool:
-        return self.alarm.severity is not AlarmSeverity.INFO and self.acknowledged_utc is None
+        return self.alarm.needs_ack and self.acknowledged_utc is None
 
 
 @dataclass
@@ -211,33 +201,13 @@ class AlarmBook:
     def unacknowledged(self) -> list[AlarmEntry]:
         return [e for e in self.entries if e.needs_ack]
 
-
-def ack_in_store(store_path: Path, entries: Iterable[AlarmEntry], who: str) -> dict[int, tuple[int, str]]:
-    """Acknowledge ``entries`` in the record store; returns ``{id(entry): (db_id, acknowledged_utc)}``.
-
-    The records writer stores alarms without handing back their row ids, so each entry is
-    matched to the oldest still-unacknowledged row with the same batch, source, code and
-    message (identical alarms are interchangeable).
-    """
-    from inspector.records import RecordStore, utc_now
-
-    done: dict[int, tuple[int, str]] = {}
-    with RecordStore(store_path) as store:
-        open_rows = store.alarms(unacknowledged_only=True)
-        for entry in entries:
-            a = entry.alarm
-            row = next(
-                (
-                    r
-                    for r in open_rows
-                    if (r.batch_id, r.source, r.code, r.message) == (entry.batch_id, a.source, a.code, a.message)
-                ),
-                None,
-            )
-            if row is None:
-                continue
-            open_rows.remove(row)
-            at = utc_now()
-            store.ack_alarm(row.id, who, at_utc=at)
-            done[id(entry)] = (row.id, at)
-    return done
+    def acknowledged(self, alarm_id: str, by: str, at_utc: str, *, row_id: int | None = None) -> bool:
+        """Mark the alarm with this id acknowledged; ``False`` if it is not in the book."""
+        entry = next((e for e in self.entries if e.alarm.alarm_id == alarm_id), None)
+        if entry is None:
+            return False
+        if entry.acknowledged_utc is None:
+            entry.acknowledged_utc, entry.acknowledged_by = at_utc, by
+        if row_id is not None and row_id >= 0:
+            entry.db_id = row_id
+        return True

@@ -13,15 +13,25 @@ from PyQt6.QtWidgets import QLabel
 
 from inspector.manifest import read_manifest
 from inspector.records import RecordStore
+from inspector.records.review import REVIEW_LOG, review_folder
+from inspector.station import StationSession
+from inspector.station.client import InProcessClient
+from inspector.station.reconcile import Reconciliation
 from inspector.taxonomy import OK, Product, labels
 from tests.ui.conftest import OPERATOR
-from ui.controller import Phase, Reconciliation
+from ui.controller import Phase
 from ui.main_window import MainWindow
-from ui.review import REVIEW_LOG, review_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
 START_TIMEOUT_MS = 30_000
+
+
+def session_of(w: MainWindow) -> StationSession:
+    """The station behind the HMI's in-process client: the tests inject faults into its camera."""
+    client = w.controller.client
+    assert isinstance(client, InProcessClient)
+    return client.session
 
 
 def wait_running(qtbot: Any, w: MainWindow) -> None:
@@ -44,8 +54,7 @@ def test_demo_batch_starts_and_counters_move(qtbot: Any, make_hmi: Any) -> None:
     qtbot.waitUntil(lambda: w.live.frames_shown > 0, timeout=5_000)
     assert w.counters.latency.text().startswith("p50 ") and "budget 500 ms" in w.counters.budget.text()
     # Recipe and model identity with version, short sha256 shown and the full one in the tooltip.
-    s = w.controller.session
-    assert s is not None
+    s = session_of(w)
     assert "v1.0.0" in w.batch.recipe_info.text() and "v0.0.1" in w.batch.model_info.text()
     assert s.package.sha256[:12] in w.batch.model_sha.text()
     assert s.package.sha256 in w.batch.model_sha.toolTip()
@@ -58,8 +67,7 @@ def test_camera_fault_shows_alarm_and_fault_state_and_ack_is_stored(qtbot: Any, 
     w = make_hmi("vial", line_rate=1200)
     wait_running(qtbot, w)
     qtbot.waitUntil(lambda: w.live.frames_shown > 0, timeout=5_000)
-    session = w.controller.session
-    assert session is not None
+    session = session_of(w)
     session.camera.kill()
     qtbot.waitUntil(lambda: w.banner.isVisible() and "CAMERA_FAULT" in w.banner.text.text(), timeout=10_000)
     w.header.refresh()
@@ -73,8 +81,8 @@ def test_camera_fault_shows_alarm_and_fault_state_and_ack_is_stored(qtbot: Any, 
     assert not w.banner.isVisible()
     entry = next(e for e in w.controller.alarms.entries if e.alarm.code == "CAMERA_FAULT")
     assert entry.acknowledged_by == OPERATOR and entry.acknowledged_utc and entry.db_id is not None
-    assert session.writer is not None
-    with RecordStore(session.writer.store_path) as store:
+    assert session.recorder is not None
+    with RecordStore(session.recorder.database) as store:
         row = next(a for a in store.alarms() if a.id == entry.db_id)
     assert row.code == "CAMERA_FAULT" and row.acknowledged_by == OPERATOR
     assert row.acknowledged_utc is not None and row.acknowledged_utc.endswith("+00:00")
@@ -114,7 +122,7 @@ def test_acknowledge_needs_an_operator_name(qtbot: Any, make_hmi: Any) -> None:
     wait_running(qtbot, w)
     errors: list[str] = []
     w.controller.error.connect(errors.append)
-    w.controller.session.camera.kill()
+    session_of(w).camera.kill()
     qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=10_000)
     qtbot.mouseClick(w.banner.ack, Qt.MouseButton.LeftButton)
     assert errors and "operator" in errors[0]
@@ -178,7 +186,7 @@ def test_stop_shows_summary_and_reconciles_with_the_records(qtbot: Any, make_hmi
         qtbot.mouseClick(w.batch.stop, Qt.MouseButton.LeftButton)
     report: Reconciliation = blocker.args[0]
     assert report.reconciled, report.checks
-    s = report.station
+    s = report.summary
     assert s["items"] == s["accepted"] + s["rejected"] > 0
     assert report.records is not None and report.records["inspected"] == s["items"]
     assert report.hmi["inspected"] == s["items"]
@@ -188,9 +196,9 @@ def test_stop_shows_summary_and_reconciles_with_the_records(qtbot: Any, make_hmi
     verdict = w.summary_dialog.findChild(QLabel, "verdict")
     assert verdict is not None and verdict.text() == "RECONCILED"
     assert w.controller.phase == Phase.READY and w.batch.start.isEnabled()
-    session = w.controller.session
-    assert session is not None and session.writer is not None
-    with sqlite3.connect(session.writer.store_path) as conn:
+    recorder = session_of(w).recorder
+    assert recorder is not None
+    with sqlite3.connect(recorder.database) as conn:
         (state,) = conn.execute("SELECT state FROM batches WHERE batch_id = ?", (report.batch_id,)).fetchone()
     assert state == "ended"
     assert w.batch.batch.text() != report.batch_id, "a fresh batch id is offered for the next batch"
@@ -202,8 +210,8 @@ def test_finite_demo_batch_ends_by_itself(qtbot: Any, make_hmi: Any) -> None:
         pass
     report: Reconciliation = blocker.args[0]
     assert report.reconciled, report.checks
-    assert report.station["items"] == 12
-    assert any(name == "every item of the batch decided" and ok for name, ok, _ in report.checks)
+    assert report.summary["items"] == 12
+    assert any(c.name == "every item of the batch decided" and c.ok for c in report.checks)
 
 
 def test_heat_map_is_computed_for_rejects(qtbot: Any, make_hmi: Any) -> None:
@@ -247,8 +255,8 @@ def test_recipe_can_be_changed_when_idle(qtbot: Any, make_hmi: Any) -> None:
     w.batch.recipe.setCurrentText("blister")
     w.batch._recipe_chosen(w.batch.recipe.currentIndex())
     qtbot.waitUntil(
-        lambda: w.controller.phase == Phase.READY and w.controller.session is not None
-        and w.controller.session.recipe.recipe.product is Product.BLISTER,
+        lambda: w.controller.phase == Phase.READY and w.controller.client is not None
+        and w.controller.client.info.product is Product.BLISTER,
         timeout=START_TIMEOUT_MS,
     )  # fmt: skip
     w.batch.batch.setText("LOT 42/A")  # not path-safe

@@ -11,22 +11,28 @@ import pytest
 from PyQt6.QtCore import QThread
 from PyQt6.QtWidgets import QApplication
 
-from inspector.pipeline.types import (
+from inspector.config.station import DEMO_STATION
+from inspector.events import (
     Alarm,
-    EventKind,
+    AlarmRaised,
+    BatchEnded,
+    BatchResult,
+    ItemDecided,
     ItemDecision,
     NotInspected,
     StageTimes,
+    StateChanged,
     StationEvent,
     StationState,
 )
+from inspector.inference.heatmap import heatmap_to_frame
+from inspector.records.review import ReviewError, ReviewExporter, ReviewRequest
+from inspector.station.reconcile import Check, Reconciliation
 from inspector.synth.blister import DEFAULT_BLISTER_GRID
-from inspector.taxonomy import OK, Product
-from ui import plc
+from inspector.taxonomy import OK, Product, as_reason
 from ui.bridge import StationBridge
 from ui.model import LiveTally, RejectBuffer
-from ui.render import heatmap_to_frame, hot_spot
-from ui.review import ReviewError, ReviewExporter, ReviewRequest
+from ui.render import hot_spot
 from ui.workers import Jobs
 
 
@@ -34,12 +40,40 @@ class FakeStation:
     def __init__(self) -> None:
         self.listeners: list[Any] = []
 
-    def subscribe(self, listener: Any) -> None:
+    def subscribe(self, listener: Any) -> Any:
         self.listeners.append(listener)
+        station = self
+
+        class Handle:
+            def cancel(self) -> None:
+                station.listeners.remove(listener)
+
+        return Handle()
 
     def emit(self, event: StationEvent) -> None:
-        for listener in self.listeners:
+        for listener in list(self.listeners):
             listener(event)
+
+
+def result(items: int, accepted: int, rejected: int, **kw: Any) -> BatchResult:
+    fields: dict[str, Any] = {
+        "batch_id": "B-1",
+        "rejected_by_reason": {},
+        "not_inspected": 0,
+        "not_inspected_by_cause": {},
+        "scored": 0,
+        "escapes": None,
+        "escapes_by_class": None,
+        "critical_escapes": None,
+        "false_rejects": None,
+        "false_rejects_not_inspected": None,
+        "latency_ms_p50": None,
+        "latency_ms_p99": None,
+        "latency_ms_max": None,
+        "inspected_in_time": accepted,
+        **kw,
+    }
+    return BatchResult(items=items, accepted=accepted, rejected=rejected, **fields)
 
 
 def decision(item: int, *, accept: bool = True, reason: str = "ok", image: np.ndarray | None = None) -> ItemDecision:
@@ -48,7 +82,7 @@ def decision(item: int, *, accept: bool = True, reason: str = "ok", image: np.nd
         item_id=item,
         frame_id=item,
         accept=accept,
-        reason=reason,
+        reason=as_reason(reason),
         times=t,
         deadline_met=accept,
         camera_serial="SIM-0",
@@ -101,14 +135,14 @@ def test_bridge_delivers_pipeline_events_in_the_gui_thread_in_order(qtbot: Any, 
     bridge.decisions.connect(lambda b: seen.extend(("d", d.item_id, QThread.currentThread() is gui) for d in b))
     bridge.state_changed.connect(lambda s: seen.append(("s", s, QThread.currentThread() is gui)))
     bridge.alarm.connect(lambda a: seen.append(("a", a.code, QThread.currentThread() is gui)))
-    bridge.batch_ended.connect(lambda s: seen.append(("e", s["items"], QThread.currentThread() is gui)))
+    bridge.batch_ended.connect(lambda r: seen.append(("e", r.items, QThread.currentThread() is gui)))
 
     def pipeline() -> None:
-        station.emit(StationEvent(EventKind.STATE, state=StationState.RUNNING))
+        station.emit(StateChanged(StationState.RUNNING, StationState.STARTING))
         for i in range(1, 51):
-            station.emit(StationEvent(EventKind.DECISION, decision=decision(i)))
-        station.emit(StationEvent(EventKind.ALARM, alarm=Alarm("X", "m", "camera")))
-        station.emit(StationEvent(EventKind.BATCH_END, summary={"items": 50}))
+            station.emit(ItemDecided(decision(i), "B-1"))
+        station.emit(AlarmRaised(Alarm("X", "m", "camera")))
+        station.emit(BatchEnded(result(50, 50, 0)))
 
     t = threading.Thread(target=pipeline, name="fake-pipeline")
     t.start()
@@ -119,7 +153,8 @@ def test_bridge_delivers_pipeline_events_in_the_gui_thread_in_order(qtbot: Any, 
     assert [k for k, *_ in seen] == ["s", *["d"] * 50, "a", "e"]
     assert [v for k, v, _ in seen if k == "d"] == list(range(1, 51))
     bridge.detach()
-    station.emit(StationEvent(EventKind.STATE, state=StationState.IDLE))
+    assert station.listeners == [], "detaching unsubscribes"
+    bridge._listener_for(0)(StateChanged(StationState.IDLE, StationState.STOPPING))  # one already on its way
     qapp.processEvents()
     bridge.drain()
     assert len(seen) == 53, "events of a detached station are dropped"
@@ -182,35 +217,45 @@ def test_review_exporter_refuses_bad_requests(tmp_path: Path) -> None:
     entry = buf.offer("B", decision(5, accept=False, reason="chip", image=np.full((8, 8, 3), 9, np.uint8)))
     assert entry is not None
     ex = ReviewExporter(tmp_path / "set", Product.TABLET)
+    d = entry.decision
     with pytest.raises(ReviewError, match="operator"):
-        ex.export(ReviewRequest(entry, "chip", "  "))
+        ex.export(ReviewRequest("B", d, "chip", "  "))
     with pytest.raises(ReviewError, match="not a tablet class"):
-        ex.export(ReviewRequest(entry, "empty_pocket", "me"))
-    review = ex.export(ReviewRequest(entry, OK, "me"))
+        ex.export(ReviewRequest("B", d, "empty_pocket", "me"))
+    review = ex.export(ReviewRequest("B", d, OK, "me"))
     assert review.false_reject and (tmp_path / "set" / review.file).is_file()
     with pytest.raises(ReviewError, match="already"):
-        ex.export(ReviewRequest(entry, "chip", "me"))
+        ex.export(ReviewRequest("B", d, "chip", "me"))
     blister = ReviewExporter(tmp_path / "b", Product.BLISTER, pocket_count=10)
     with pytest.raises(ReviewError, match="pocket"):
-        blister.export(ReviewRequest(entry, "empty_pocket", "me", pocket_index=12))
+        blister.export(ReviewRequest("B", d, "empty_pocket", "me", pocket_index=12))
+    with pytest.raises(ReviewError, match="image"):
+        ex.export(ReviewRequest("B", decision(6, accept=False, reason="chip"), "chip", "me"))
 
 
-def test_plc_helpers_handle_no_link() -> None:
-    assert plc.describe(None) == "none" and plc.is_connected(None) is None
-    plc.close(None)
+def test_header_says_when_no_plc_is_linked(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("tablet", plc_url="none")
+    qtbot.waitUntil(lambda: w.controller.client is not None, timeout=30_000)
+    assert w.controller.client.info.plc_endpoint is None
+    assert w.controller.client.status().plc_connected is None
+    w.header.refresh()
+    assert w.header.plc.text() == "NONE (demo)"
+    w.close()
 
 
 def test_demo_runs_against_the_real_line_simulator(qtbot: Any, make_hmi: Any) -> None:
     w = make_hmi("vial")
-    qtbot.waitUntil(lambda: w.controller.plc_link is not None, timeout=30_000)
-    link = w.controller.plc_link
-    qtbot.waitUntil(lambda: plc.is_connected(link) is True, timeout=10_000)
+    qtbot.waitUntil(lambda: w.controller.client is not None, timeout=30_000)
+    client = w.controller.client
+    qtbot.waitUntil(lambda: client.status().plc_connected is True, timeout=10_000)
     w.header.refresh()
     assert w.header.plc.text() == "CONNECTED"
     assert w.header.input.text() == "NOT MONITORED"  # the test recipe has no input_monitor block
-    assert w.header.plc.toolTip().startswith("line sim modbus://127.0.0.1:")
+    assert w.header.plc.toolTip().startswith("modbus://127.0.0.1:")
+    demo_line = client.session.demo_line
+    assert demo_line is not None
     w.close()
-    assert link.sim.proc.poll() is not None, "closing the HMI ends the line simulator"
+    assert demo_line.sim.proc.poll() is not None, "closing the HMI ends the line simulator"
 
 
 def test_main_refuses_an_unknown_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -230,17 +275,18 @@ def test_main_refuses_a_nuisance_out_of_range(capsys: pytest.CaptureFixture[str]
 def test_summary_dialog_says_not_reconciled_when_a_check_fails(qtbot: Any) -> None:
     from PyQt6.QtWidgets import QLabel
 
-    from ui.controller import Reconciliation
     from ui.widgets.batch import BatchSummaryDialog
 
     report = Reconciliation(
         batch_id="B-1",
-        station={"items": 10, "accepted": 7, "rejected": 3, "rejected_by_reason": {"chip": 3}},
+        result=result(10, 7, 3, rejected_by_reason={"chip": 3}),
         records={"inspected": 9, "accepted": 7, "rejected": 2},
-        hmi={},
         highest_item_id=10,
         expected_items=None,
-        checks=[("inspected = accepted + rejected", True, "10 = 7 + 3"), ("records = station", False, "9 / 7 / 2")],
+        checks=(
+            Check("inspected = accepted + rejected", True, "10 = 7 + 3"),
+            Check("records = station", False, "9 / 7 / 2"),
+        ),
     )
     assert not report.reconciled
     dialog = BatchSummaryDialog(report)
@@ -254,18 +300,16 @@ def test_summary_dialog_says_not_reconciled_when_a_check_fails(qtbot: Any) -> No
 def test_summary_dialog_shows_the_input_drift_state(qtbot: Any) -> None:
     from PyQt6.QtWidgets import QLabel
 
-    from ui.controller import Reconciliation
     from ui.widgets.batch import BatchSummaryDialog
 
     def texts(monitor: dict[str, Any]) -> list[str]:
         report = Reconciliation(
             batch_id="B-2",
-            station={"items": 300, "accepted": 290, "rejected": 10, "input_monitor": monitor},
+            result=result(300, 290, 10, input_monitor=monitor),
             records=None,
-            hmi={},
             highest_item_id=300,
             expected_items=None,
-            checks=[("inspected = accepted + rejected", True, "300 = 290 + 10")],
+            checks=(Check("inspected = accepted + rejected", True, "300 = 290 + 10"),),
         )
         dialog = BatchSummaryDialog(report)
         qtbot.addWidget(dialog)
@@ -283,7 +327,7 @@ def test_live_view_samples_a_fast_line_at_half_rate(qtbot: Any, tmp_path: Path) 
     from ui.controller import StationController, StationOptions
     from ui.widgets.live_view import LiveView
 
-    controller = StationController(StationOptions(root=tmp_path))
+    controller = StationController(StationOptions(root=tmp_path, station=DEMO_STATION))
     view = LiveView(controller)
     qtbot.addWidget(view)
     assert view.timer.interval() == 1000 // 30

@@ -17,7 +17,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from inspector.pipeline.types import AlarmSeverity
+from inspector.events import AlarmSeverity
 from ui import theme
 from ui.controller import StationController
 

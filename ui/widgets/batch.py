@@ -18,8 +18,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from inspector.station.reconcile import Reconciliation
 from ui import theme
-from ui.controller import Phase, Reconciliation, StationController, valid_batch_id
+from ui.controller import Phase, StationController, valid_batch_id
 from ui.widgets.common import captioned, panel, short_sha
 
 
@@ -131,20 +132,19 @@ class BatchControl(QWidget):
         self.stop.setEnabled(phase == Phase.RUNNING)
         if c.recipe_name and self.recipe.currentText() != c.recipe_name:
             self.recipe.setCurrentText(c.recipe_name)
-        s = c.session
-        if s is None:
+        if c.client is None:
             self.recipe_info.setText(c.recipe_name or "–")
             self.model_info.setText("loading…" if phase == Phase.LOADING else "–")
             self.recipe_sha.setText("")
             self.model_sha.setText("")
             return
-        rec, model = s.recipe.recipe, s.package.record
-        self.recipe_info.setText(f"{rec.recipe_id}  v{rec.version}")
-        self.recipe_sha.setText(f"sha256 {short_sha(s.recipe.sha256)}")
-        self.recipe_sha.setToolTip(f"{s.recipe.path}\nsha256 {s.recipe.sha256}")
-        self.model_info.setText(f"{model.model_id}  v{model.version}  ({model.status})")
-        self.model_sha.setText(f"sha256 {short_sha(s.package.sha256)}")
-        self.model_sha.setToolTip(f"{s.package.path}\nmodel.onnx sha256 {s.package.sha256} (verified at load)")
+        info = c.client.info
+        self.recipe_info.setText(f"{info.recipe_id}  v{info.recipe_version}")
+        self.recipe_sha.setText(f"sha256 {short_sha(info.recipe_sha256)}")
+        self.recipe_sha.setToolTip(f"{info.recipe_path}\nsha256 {info.recipe_sha256}")
+        self.model_info.setText(f"{info.model_id}  v{info.model_version}  ({info.model_status})")
+        self.model_sha.setText(f"sha256 {short_sha(info.model_sha256)}")
+        self.model_sha.setToolTip(f"{info.model_path}\nmodel.onnx sha256 {info.model_sha256} (verified at load)")
         if phase == Phase.READY and not self.batch.text():
             self.batch.setText(c.suggest_batch_id())
 
@@ -171,7 +171,7 @@ class BatchSummaryDialog(QDialog):
         self.setMinimumWidth(720)
         lay = QVBoxLayout(self)
         lay.setSpacing(10)
-        s = report.station
+        s = report.summary
         verdict = QLabel("RECONCILED" if report.reconciled else "NOT RECONCILED")
         verdict.setObjectName("verdict")
         verdict.setFont(theme.font(26, bold=True))
@@ -213,7 +213,7 @@ class BatchSummaryDialog(QDialog):
             "<br>".join(
                 f"<span style='color:{theme.ACCEPT if ok else theme.REJECT}'>{'✔' if ok else '✘'}</span> "
                 f"{name}: {detail}"
-                for name, ok, detail in report.checks
+                for name, ok, detail in ((c.name, c.ok, c.detail) for c in report.checks)
             )
             + (f"<br><span style='color:{theme.REJECT}'>✘ {report.error}</span>" if report.error else "")
         )

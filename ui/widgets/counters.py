@@ -194,8 +194,8 @@ class CountersPanel(QWidget):
             else:
                 _set(name, "" if i else "none", theme.TEXT_DIM)
                 _set(count, "", theme.TEXT_DIM)
-        session = self.controller.session
-        budget = session.recipe.recipe.latency_budget_ms if session is not None else None
+        client = self.controller.client
+        budget = client.info.latency_budget_ms if client is not None else None
         over = snap.p99_ms is not None and budget is not None and snap.p99_ms > budget
         self.latency.setText(f"p50 {_ms(snap.p50_ms)} ms  ·  p99 {_ms(snap.p99_ms)} ms")
         colour = theme.REJECT if over else theme.TEXT

@@ -196,21 +196,21 @@ class ReviewPanel(QWidget):
         self.select(None)
 
     def _session_changed(self) -> None:
-        s = self.controller.session
+        client = self.controller.client
         self.label.clear()
-        if s is None:
+        if client is None:
             return
-        rec = s.recipe.recipe
-        self.label.addItems([c for c in labels(rec.product) if c != OK])
-        grid = rec.pocket_grid
-        self.pocket.setRange(0, (grid.count - 1) if grid else 0)
-        self.pocket.setVisible(grid is not None)
-        self.pocket_caption.setVisible(grid is not None)
+        info = client.info
+        self.label.addItems([c for c in labels(info.product) if c != OK])
+        pockets = info.pocket_count
+        self.pocket.setRange(0, (pockets - 1) if pockets else 0)
+        self.pocket.setVisible(pockets is not None)
+        self.pocket_caption.setVisible(pockets is not None)
         self._show_reviewer()
 
     def _show_reviewer(self) -> None:
         c = self.controller
-        folder = c.exporter.folder if c.exporter else None
+        folder = c.client.info.review_folder if c.client is not None else None
         who = c.operator or "(type the station operator's name in the top bar)"
         self.reviewer.setText(
             f"Reviewer: {who} (not authenticated) · exports to {folder}/manifest.jsonl (source: review)"
@@ -227,12 +227,10 @@ class ReviewPanel(QWidget):
             self.details.setText("")
             self.status.setText("")
             return
-        s = self.controller.session
-        grid = s.recipe.recipe.pocket_grid if s is not None else None
-        limit = s.station.anomaly_threshold if s is not None else None
-        self.canvas.show_frame(
-            entry.image, entry.decision, rois=grid.rois() if grid else None, heat=entry.heatmap, anomaly_limit=limit
-        )
+        client = self.controller.client
+        rois = client.info.rois if client is not None else None
+        limit = client.info.anomaly_threshold if client is not None else None
+        self.canvas.show_frame(entry.image, entry.decision, rois=rois, heat=entry.heatmap, anomaly_limit=limit)
         d = entry.decision
         if d.label and d.label != OK and self.label.findText(d.label) >= 0:
             self.label.setCurrentText(d.label)
@@ -258,8 +256,8 @@ class ReviewPanel(QWidget):
             self.status.setStyleSheet(f"color: {theme.REJECT};")
             self.status.setText("Type the station operator's name in the top bar first (it is recorded as reviewer).")
             return
-        s = self.controller.session
-        pocket = self.pocket.value() if s is not None and s.recipe.recipe.pocket_grid is not None else None
+        client = self.controller.client
+        pocket = self.pocket.value() if client is not None and client.info.pocket_count is not None else None
         self.confirm.setEnabled(False)
         self.false_reject.setEnabled(False)
         self.status.setStyleSheet(f"color: {theme.TEXT_DIM};")

@@ -10,8 +10,9 @@ from __future__ import annotations
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
-from inspector.monitor import STATS
-from ui import plc, theme
+from inspector.config.monitor import STATS
+from inspector.station.client import StationStatus
+from ui import theme
 from ui.controller import Phase, StationController
 from ui.widgets.common import Badge, captioned, panel
 
@@ -89,35 +90,37 @@ class StationHeader(QWidget):
 
     def refresh(self) -> None:
         c = self.controller
-        s = c.session
-        self.product.setText((s.recipe.recipe.product.value if s else (c.recipe_name or "")).upper())
+        client = c.client
+        status = client.status() if client is not None else None
+        self.product.setText((client.info.product.value if client else (c.recipe_name or "")).upper())
         if c.phase == Phase.LOADING:
             self.state.set("LOADING", theme.INFO)
         elif c.phase == Phase.ERROR:
             self.state.set("REFUSED", theme.REJECT)
-        elif s is None:
+        elif status is None:
             self.state.set("NO STATION", theme.IDLE)
         else:
-            state = s.station.state.value
+            state = status.state.value
             self.state.set(state.upper(), theme.STATE_COLOURS.get(state, theme.IDLE))
-        if s is None:
+        if status is None:
             self.camera.set("–", theme.IDLE)
         else:
-            cam = s.camera.state.value
+            cam = status.camera_state.value
             colour = {"acquiring": theme.ACCEPT, "fault": theme.REJECT}.get(cam, theme.IDLE)
-            self.camera.set(f"{s.camera.serial} · {cam.upper()}", colour)
-        self._refresh_plc()
-        self._refresh_input()
+            self.camera.set(f"{status.camera_serial} · {cam.upper()}", colour)
+        self._refresh_plc(client.info.plc_endpoint if client else None, status.plc_connected if status else None)
+        self._refresh_input(status)
 
-    def _refresh_input(self) -> None:
+    def _refresh_input(self, status: StationStatus | None) -> None:
         """The input drift monitor: are the frames still like the ones the model was validated on?"""
-        s = self.controller.session
-        monitor = s.station.input_monitor if s is not None else None
-        if monitor is None:
-            self.input.set("–" if s is None else "NOT MONITORED", theme.IDLE)
-            self.input.setToolTip("" if s is None else "The recipe has no input_monitor block.")
+        client = self.controller.client
+        monitor = status.input if status is not None else None
+        limits = client.info.input_limits if client is not None else None
+        if monitor is None or limits is None:
+            self.input.set("–" if status is None else "NOT MONITORED", theme.IDLE)
+            self.input.setToolTip("" if status is None else "The recipe has no input_monitor block.")
             return
-        limits, means = monitor.limits, monitor.last_means
+        means = monitor.means
         if means is None:
             self.input.set(f"FILLING {min(monitor.frames, limits.window)}/{limits.window}", theme.IDLE)
         elif monitor.drifting:
@@ -131,16 +134,14 @@ class StationHeader(QWidget):
             rows.append(f"{name}: {value}  (limits {lo:g} – {hi:g})")
         self.input.setToolTip("\n".join(rows))
 
-    def _refresh_plc(self) -> None:
+    def _refresh_plc(self, endpoint: str | None, connected: bool | None) -> None:
         c = self.controller
-        link = c.plc_link
-        if link is None:
+        if endpoint is None:
             self.plc.set("NONE (demo)" if c.options.demo else "NOT CONNECTED", theme.IDLE)
             self.plc.setToolTip("No PLC link: decisions are recorded but reach no reject gate.")
             return
         # The station reports PLC faults as alarms from source "plc"; the newest one tells the state.
         last = next((e.alarm for e in reversed(c.alarms.entries) if e.alarm.source == "plc"), None)
-        connected = plc.is_connected(link)
         lost = connected is False or (last is not None and last.code.endswith("_FAULT"))
         self.plc.set("LINK LOST" if lost else "CONNECTED", theme.REJECT if lost else theme.ACCEPT)
-        self.plc.setToolTip(plc.describe(link))
+        self.plc.setToolTip(endpoint)

@@ -18,7 +18,7 @@ from PyQt6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPaintEve
 from PyQt6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from inspector.config.roi import Roi
-from inspector.pipeline.types import ItemDecision
+from inspector.events import ItemDecision
 from ui import theme
 from ui.controller import StationController
 from ui.model import RejectEntry
@@ -270,7 +270,7 @@ class LiveView(QWidget):
         controller.session_changed.connect(self._session_changed)
 
     def _session_changed(self) -> None:
-        if self.controller.session is None:
+        if self.controller.client is None:
             self._shown = None
             self.canvas.clear("Loading…" if self.controller.phase == "loading" else "No station")
 
@@ -287,30 +287,28 @@ class LiveView(QWidget):
         return None
 
     def poll(self) -> None:
-        session = self.controller.session
-        if session is None:
+        client = self.controller.client
+        if client is None:
             return
-        latest = session.station.latest()
+        latest = client.latest()
         now = time.monotonic()
-        period = float(getattr(session.camera, "period_s", 0.0) or 0.0)
-        self.canvas.set_stale(self._stale_reason(session.station.state.value, now, max(STALE_AFTER_S, 3 * period)))
+        info = client.info
+        state = self.controller.state.value if self.controller.state is not None else "idle"
+        self.canvas.set_stale(self._stale_reason(state, now, max(STALE_AFTER_S, 3 * info.line_period_s)))
         if latest is None:
             return
-        frame, decision = latest
+        decision = latest.decision
         if decision is None and now - self._shown_at < STALE_DECISION_S:
             # The newest frame is still being inspected: keep the last decided one rather than flicker.
             return
         shown = self._shown
-        if isinstance(shown, tuple) and shown[0] is frame and shown[1] is decision:
+        if isinstance(shown, tuple) and shown[0] is latest.token and shown[1] is decision:
             return
-        self._shown, self._shown_at = (frame, decision), now
+        self._shown, self._shown_at = (latest.token, decision), now
         self._changed_at = now
-        grid = session.recipe.recipe.pocket_grid
-        self.canvas.show_frame(
-            frame.image, decision, rois=grid.rois() if grid else None, anomaly_limit=session.station.anomaly_threshold
-        )
+        self.canvas.show_frame(latest.image, decision, rois=info.rois, anomaly_limit=info.anomaly_threshold)
         self.frames_shown += 1
-        self._adapt_rate(now, frame.item_id)
+        self._adapt_rate(now, latest.item_id)
 
     def _adapt_rate(self, now: float, item_id: int) -> None:
         mark = self._rate_mark
@@ -373,12 +371,10 @@ class LastRejectView(QWidget):
 
     def show_entry(self, entry: RejectEntry) -> None:
         self.entry = entry
-        session = self.controller.session
-        grid = session.recipe.recipe.pocket_grid if session is not None else None
-        limit = session.station.anomaly_threshold if session is not None else None
-        self.canvas.show_frame(
-            entry.image, entry.decision, rois=grid.rois() if grid else None, heat=entry.heatmap, anomaly_limit=limit
-        )
+        client = self.controller.client
+        rois = client.info.rois if client is not None else None
+        limit = client.info.anomaly_threshold if client is not None else None
+        self.canvas.show_frame(entry.image, entry.decision, rois=rois, heat=entry.heatmap, anomaly_limit=limit)
         heat = " · heat map" if entry.heatmap is not None else ""
         self.title.setText(f"LAST REJECT · item {entry.decision.item_id}{heat}")
 
