@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, LinkEventKind, create_link
+from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, LinkEventKind
 from inspector.plc.config import PROTOCOLS, OpcUaConfig, OpcUaSecurity, parse_plc_url
+from inspector.plc.factory import create_link
 from inspector.plc.layout import U32_MAX, StationStateCode
 from inspector.plc.linesim import LineSimProcess
 from inspector.plc.pki import loopback_pki

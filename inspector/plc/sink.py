@@ -30,8 +30,9 @@ from typing import Any
 from inspector.pipeline.decision import plc_code
 from inspector.pipeline.station import Station
 from inspector.pipeline.types import AlarmSeverity, EventKind, ItemDecision, StationEvent, StationState
-from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, LinkEventKind, PlcLink, create_link
+from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, LinkEventKind, PlcLink
 from inspector.plc.config import ModbusConfig, OpcUaConfig, S7Config, load_plc_config
+from inspector.plc.factory import create_link
 from inspector.plc.layout import U32_MAX, StationStateCode
 from inspector.records import RecordWriter
 from inspector.runner import StationSession
