@@ -493,8 +493,9 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
     from asyncua.server.server import Server
     from asyncua.ua.status_codes import StatusCodes
 
+    from inspector.plc import opcua_space as space
     from inspector.plc.config import OpcUaTags
-    from inspector.plc.opcua import METHOD_INPUTS, PLC_TAGS, STATION_TAGS, TAG_TYPES
+    from inspector.plc.opcua_space import METHOD_INPUTS, PLC_TAGS, STATION_TAGS, TAG_TYPES
 
     logging.getLogger("asyncua.server.address_space").setLevel(logging.WARNING)  # it logs every method call at INFO
 
@@ -521,15 +522,14 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     ns = await server.register_namespace(s.opcua_namespace)
     tags = OpcUaTags(namespace_uri=s.opcua_namespace)
-    ns16 = ua.Int16(ns)
-    parent = await server.nodes.objects.add_object(ua.NodeId(ua.String(tags.station_object), ns16), "Inspector")
+    parent = await server.nodes.objects.add_object(space.station_object_id(tags, ns), space.STATION_OBJECT_NAME)
     nodes: dict[str, ua.NodeId] = {}
-    for name, vtype in TAG_TYPES.items():
-        node = await parent.add_variable(ua.NodeId(ua.String(getattr(tags, name)), ns16), name, ua.Variant(0, vtype))
-        if not name.startswith(("ack_", "plc_")):
+    for name, node_id in space.tag_node_ids(tags, ns).items():
+        node = await parent.add_variable(node_id, name, ua.Variant(0, TAG_TYPES[name]))
+        if name in STATION_TAGS:
             await node.set_writable()  # PLC tags stay read-only for clients: the server refuses writes
         nodes[name] = node.nodeid
-    station_ids = {nodes[n] for n in nodes if not n.startswith(("ack_", "plc_"))}
+    station_ids = {nodes[n] for n in STATION_TAGS}
 
     def read(name: str) -> int:
         value = server.read_attribute_value(nodes[name]).Value
@@ -592,20 +592,9 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
             out[PLC_TAGS.index("ack_status")] = ua.Variant("accepted", ua.VariantType.String)
         return out
 
-    def argument(name: str) -> ua.Argument:
-        arg = ua.Argument()
-        arg.Name = name
-        arg.DataType = ua.NodeId(ua.Int32(TAG_TYPES[name].value))
-        arg.ValueRank = -1
-        return arg
-
-    await parent.add_method(
-        ua.NodeId(ua.String(tags.submit_decision), ns16),
-        "SubmitDecision",
-        submit_decision,
-        [argument(n) for n in METHOD_INPUTS],
-        [argument(n) for n in PLC_TAGS],
-    )
+    inputs, outputs = space.submit_decision_arguments()
+    method_id = space.submit_decision_id(tags, ns)
+    await parent.add_method(method_id, space.SUBMIT_DECISION_NAME, submit_decision, inputs, outputs)
     server.subscribe_server_callback(CallbackType.PostWrite, post_write)
     await server.start()
     try:
