@@ -347,9 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["cameras"].set_defaults(value_errors_are_user_errors=True)
 
     from inspector.plc.bench import add_plc_bench_command
-    from inspector.plc.linesim import add_line_sim_command
+    from inspector.plc.sim import cli as line_sim
 
-    add_line_sim_command(sub)
+    ls = sub.add_parser(
+        "line-sim", help="line PLC simulator: conveyor + reject gate (positive release) on a real protocol server"
+    )
+    line_sim.configure_parser(ls)
+    ls.set_defaults(func=line_sim.cmd_line_sim, value_errors_are_user_errors=True)
     add_plc_bench_command(sub)
 
     from inspector.evaluation import add_evaluate_command

@@ -6,7 +6,9 @@
 - :mod:`~inspector.plc.factory`: :func:`create_link`, the driver for a configuration;
 - :mod:`~inspector.plc.config`: validated PLC configuration (``plc_configs/*.yaml`` or a URL);
 - :mod:`~inspector.plc.sink`: :func:`attach_plc` / :class:`PlcSink` / :func:`plc_summary` for a station;
-- :mod:`~inspector.plc.linesim`: the line simulator (conveyor + reject gate, positive release);
+- :mod:`~inspector.plc.opcua_space`: the OPC UA address space, shared by the driver and the simulator;
+- :mod:`~inspector.plc.sim`: the line simulator (conveyor + reject gate, positive release), a twin
+  that production code never imports (the demo assembly excepted);
 - :mod:`~inspector.plc.bench`: decision round-trip benchmark against the simulator.
 
 Drivers import their protocol library only when a link of that kind is created.

@@ -29,8 +29,8 @@ from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, L
 from inspector.plc.config import PROTOCOLS, OpcUaConfig, OpcUaSecurity, parse_plc_url
 from inspector.plc.factory import create_link
 from inspector.plc.layout import U32_MAX, StationStateCode
-from inspector.plc.linesim import LineSimProcess
 from inspector.plc.pki import loopback_pki
+from inspector.plc.sim.process import LineSimProcess
 from inspector.realtime import prepare_for_latency
 from inspector.taxonomy import PLC_CODE_OK
 

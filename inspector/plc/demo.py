@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from inspector.plc.linesim import LineSimProcess
+from inspector.plc.sim.process import LineSimProcess
 from inspector.plc.sink import PlcSink, attach_plc
 from inspector.runner import StationSession
 
