@@ -360,11 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_camera_commands(sub)
     sub.choices["cameras"].set_defaults(value_errors_are_user_errors=True)
 
-    from inspector.plc.bench import add_plc_bench_command
-    from inspector.plc.linesim import add_line_sim_command
+    from inspector.plc.sim import bench as plc_bench
+    from inspector.plc.sim import cli as line_sim
 
-    add_line_sim_command(sub)
-    add_plc_bench_command(sub)
+    ls = sub.add_parser(
+        "line-sim", help="line PLC simulator: conveyor + reject gate (positive release) on a real protocol server"
+    )
+    line_sim.configure_parser(ls)
+    ls.set_defaults(func=line_sim.cmd_line_sim, value_errors_are_user_errors=True)
+    pb = sub.add_parser(
+        "plc-bench", help="decision + acknowledgement round trip per PLC protocol against the line simulator (JSON)"
+    )
+    plc_bench.configure_parser(pb)
+    pb.set_defaults(func=plc_bench.cmd_plc_bench)
 
     from inspector.evaluation import add_evaluate_command
 

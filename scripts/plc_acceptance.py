@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inspector.plc.linesim import LineSimProcess  # noqa: E402
+from inspector.plc.sim.process import LineSimProcess  # noqa: E402
 
 STATION_KEYS = (
     "items", "accepted", "rejected", "not_inspected", "escapes", "escapes_by_class", "critical_escapes",

@@ -632,18 +632,3 @@ class PlcLink(abc.ABC):
                 listener(event)
             except Exception:  # a listener must not stop the link
                 log.exception("PLC link listener failed")
-
-
-def create_link(config: AnyPlcConfig) -> PlcLink:
-    """The driver for ``config.protocol`` (imported lazily: each pulls in its own library)."""
-    if isinstance(config, OpcUaConfig):
-        from inspector.plc.opcua import OpcUaLink
-
-        return OpcUaLink(config)
-    if isinstance(config, S7Config):
-        from inspector.plc.s7 import S7Link
-
-        return S7Link(config)
-    from inspector.plc.modbus import ModbusLink
-
-    return ModbusLink(config)

@@ -1,5 +1,8 @@
 """OPC UA driver (asyncua client on an asyncio loop owned by the link thread).
 
+The address space it talks to (tag names, variant types, the SubmitDecision method, node
+ids) is :mod:`inspector.plc.opcua_space`, shared with the line simulator's server.
+
 Security: Basic256Sha256 with SignAndEncrypt, the station's application certificate,
 and a trust list (asyncua ``TrustStore`` + ``CertificateValidator``): a server whose
 certificate is not trusted is refused, and the server in turn refuses an untrusted station
@@ -42,31 +45,23 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from inspector.plc.base import PlcIoError, PlcLink, PlcProtocolError, PlcSecurityError, PlcValueError
 from inspector.plc.config import OpcUaConfig
 from inspector.plc.layout import U16_MAX, U32_MAX, DecisionWords, PlcWords, StationStateCode
+from inspector.plc.opcua_space import (
+    METHOD_INPUTS,
+    PLC_TAGS,
+    STATION_TAGS,
+    TAG_TYPES,
+    UINT16,
+    UINT32,
+    station_object_id,
+    submit_decision_id,
+    tag_node_ids,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-UINT32 = ua.VariantType.UInt32
-UINT16 = ua.VariantType.UInt16
 _DISCONNECT_TIMEOUT_S = 0.3
-STATION_TAGS = ("item_id", "decision", "reason_code", "exposure_ms", "sequence", "station_heartbeat", "station_state")
-PLC_TAGS = ("ack_sequence", "ack_item_id", "ack_status", "plc_heartbeat")
-# SubmitDecision: input arguments in this order, output arguments = PLC_TAGS in that order.
-METHOD_INPUTS = ("item_id", "decision", "reason_code", "exposure_ms", "sequence")
-TAG_TYPES: dict[str, ua.VariantType] = {
-    "item_id": UINT32,
-    "decision": UINT16,
-    "reason_code": UINT16,
-    "exposure_ms": UINT32,
-    "sequence": UINT32,
-    "station_heartbeat": UINT16,
-    "station_state": UINT16,
-    "ack_sequence": UINT32,
-    "ack_item_id": UINT32,
-    "ack_status": UINT16,
-    "plc_heartbeat": UINT16,
-}
 _MAX = {UINT32: U32_MAX, UINT16: U16_MAX}
 
 
@@ -240,11 +235,11 @@ class OpcUaLink(PlcLink):
         self._run_io(client.connect(), timeout_s, f"connect to {self.cfg.endpoint_url}")
         ns = self._run_io(client.get_namespace_index(self.cfg.tags.namespace_uri), timeout_s, "namespace")
         tags = self.cfg.tags
-        self._nodes = {name: ua.NodeId(ua.String(getattr(tags, name)), ua.Int16(ns)) for name in TAG_TYPES}
+        self._nodes = tag_node_ids(tags, ns)
         self._object = self._method = None
         if self.cfg.handshake == "method":
-            obj = ua.NodeId(ua.String(tags.station_object), ua.Int16(ns))
-            method = ua.NodeId(ua.String(tags.submit_decision), ua.Int16(ns))
+            obj = station_object_id(tags, ns)
+            method = submit_decision_id(tags, ns)
             self._run_io(self._check_method(client, method), timeout_s, "method lookup")
             self._object, self._method = obj, method
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inspector.plc.linesim import LineSimProcess
+from inspector.plc.sim.process import LineSimProcess
 
 MIN_GATE_DELAY_MS = 500.0
 

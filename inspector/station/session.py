@@ -32,8 +32,9 @@ from inspector.inference.package import ModelPackage, load_package
 from inspector.inference.session import InferenceEngine
 from inspector.inference.units import to_units
 from inspector.pipeline.station import Station
-from inspector.plc.base import PlcLink, create_link
+from inspector.plc.base import PlcLink
 from inspector.plc.config import load_plc_config
+from inspector.plc.factory import create_link
 from inspector.records import AlarmAck, Recorder
 from inspector.records.review import Review, ReviewExporter, ReviewRequest, review_folder
 from inspector.station.demo import DemoLine, start_demo_line

@@ -187,7 +187,7 @@ def test_run_sends_every_decision_to_the_line_simulator(tmp_path: Path, protocol
     """``inspector run --plc`` against ``inspector line-sim``: every item decided, acknowledged, gated."""
     import time
 
-    from inspector.plc.linesim import LineSimProcess
+    from inspector.plc.sim.process import LineSimProcess
 
     root = _project(tmp_path, Product.TABLET, rate=600)
     sim = LineSimProcess.start(protocol, "--line-rate", "600", "--gate-delay-ms", "500")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.plc.linesim import LineSimProcess
+from inspector.plc.sim.process import LineSimProcess
 from tests.plc.helpers import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]

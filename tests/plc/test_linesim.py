@@ -10,7 +10,8 @@ import time
 import pytest
 
 from inspector.plc.layout import AckStatus, StationStateCode, StationWords
-from inspector.plc.linesim import LineCore, LineSimProcess, LineSimSettings
+from inspector.plc.sim.line import LineCore, LineSimSettings
+from inspector.plc.sim.process import LineSimProcess
 from tests.plc.conftest import ROOT, StartSim
 
 PERIOD_S = 0.05
@@ -124,7 +125,7 @@ def test_outlives_the_thread_that_started_it(start_sim: StartSim) -> None:
 )
 def test_bad_arguments_are_one_clear_error(args: list[str], message: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "inspector.plc.linesim", *args],
+        [sys.executable, "-m", "inspector.plc.sim", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -136,7 +137,7 @@ def test_bad_arguments_are_one_clear_error(args: list[str], message: str) -> Non
 
 _INSIDE_WAIT = """
 import signal, threading
-from inspector.plc.linesim import stop_on_signal
+from inspector.plc.sim.cli import stop_on_signal
 stop = threading.Event()
 handler = {handler}
 with stop._cond:  # what Event.wait holds between its checks, where Python may run a handler

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from inspector.plc.base import AckResult, LinkEventKind, create_link
+from inspector.plc.base import AckResult, LinkEventKind
 from inspector.plc.config import ModbusConfig, OpcUaConfig, S7Config, parse_plc_url
+from inspector.plc.factory import create_link
 from inspector.plc.layout import StationStateCode
 from tests.plc.conftest import StartSim
 from tests.plc.helpers import Feeder, Recorder, is_accept, run_batch

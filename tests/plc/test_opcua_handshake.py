@@ -16,8 +16,9 @@ from asyncua import ua
 from asyncua.client.client import Client
 
 from inspector.config.errors import ConfigError
-from inspector.plc.base import AckResult, LinkEventKind, PlcProtocolError, create_link
+from inspector.plc.base import AckResult, LinkEventKind, PlcProtocolError
 from inspector.plc.config import PLC_CONFIGS_DIR, OpcUaConfig, OpcUaTags, load_plc_config, parse_plc_url
+from inspector.plc.factory import create_link
 from inspector.plc.opcua import OpcUaLink
 from tests.plc.conftest import StartSim
 from tests.plc.helpers import is_accept, run_batch

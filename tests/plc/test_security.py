@@ -19,13 +19,13 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from inspector.plc.base import AckResult, PlcIoError, PlcSecurityError
-from inspector.plc.bench import bench_protocol
 from inspector.plc.config import ModbusConfig, OpcUaConfig, OpcUaSecurity, S7Config, parse_plc_url
 from inspector.plc.layout import STATION_BLOCK_BYTES, StationStateCode
-from inspector.plc.linesim import LineSimProcess
 from inspector.plc.modbus import ModbusLink
 from inspector.plc.opcua import OpcUaLink
 from inspector.plc.s7 import S7Link
+from inspector.plc.sim.bench import bench_protocol
+from inspector.plc.sim.process import LineSimProcess
 from tests.plc.conftest import ROOT, StartSim
 from tests.plc.helpers import Feeder, Pki, Recorder
 

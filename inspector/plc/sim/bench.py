@@ -11,6 +11,10 @@ SignAndEncrypt, certificate trust both ways) with throwaway certificates made fo
 the default is policy None, the demo setting. ``--opcua-handshake write_read`` measures the
 two-request handshake (Write, then Read of the echo) instead of the default SubmitDecision
 method call.
+
+This is the one part of the simulator package that drives a client link (through
+:func:`inspector.plc.factory.create_link`, as the station does): it measures the one against
+the other. ``configure_parser`` and ``cmd_plc_bench`` are what ``inspector plc-bench`` registers.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, LinkEventKind, create_link
+from inspector.plc.base import AckResult, DecisionRequest, ItemAck, LinkEvent, LinkEventKind
 from inspector.plc.config import PROTOCOLS, OpcUaConfig, OpcUaSecurity, parse_plc_url
+from inspector.plc.factory import create_link
 from inspector.plc.layout import U32_MAX, StationStateCode
-from inspector.plc.linesim import LineSimProcess
 from inspector.plc.pki import loopback_pki
+from inspector.plc.sim.process import LineSimProcess
 from inspector.realtime import prepare_for_latency
 from inspector.taxonomy import PLC_CODE_OK
 
@@ -226,16 +231,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="OPC UA handshake: method = one SubmitDecision call per item (default), write_read = Write then Read",
     )
     p.add_argument("--json", default=None, help="also write the result here")
-
-
-def add_plc_bench_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``inspector plc-bench`` on the CLI's sub-parsers."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "plc-bench", help="decision + acknowledgement round trip per PLC protocol against the line simulator (JSON)"
-    )
-    configure_parser(p)
-    p.set_defaults(func=cmd_plc_bench)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
