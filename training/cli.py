@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from inspector.evaluation import add_evaluate_command
+from inspector.cli import evaluate as evaluate_command
 from inspector.taxonomy import Product
 from training.thresholds import ANOMALY_FRR
 
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", type=Path, default=None, help="also write the comparison here")
     c.set_defaults(func=cmd_compare)
 
-    add_evaluate_command(sub)
+    evaluate_command.register(sub)
     return p
 
 

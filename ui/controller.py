@@ -23,11 +23,8 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 from inspector.config.recipe import RECIPES_DIR
 from inspector.config.station import StationConfig, override
 from inspector.events import Alarm, AlarmAcknowledged, ItemDecision, StationState
-from inspector.records import AlarmAck
-from inspector.records.review import ReviewRequest
-from inspector.records.store import BATCH_ID_PATTERN
 from inspector.station import new_batch_id
-from inspector.station.client import StationClient, open_in_process
+from inspector.station.client import AlarmAck, ReviewRequest, StationClient, open_in_process, valid_batch_id
 from inspector.station.reconcile import Check, Reconciliation
 from ui.bridge import StationBridge
 from ui.model import AlarmBook, AlarmEntry, LiveTally, RejectBuffer, RejectEntry
@@ -67,10 +64,6 @@ class StationOptions:
 def list_recipes(root: Path) -> list[str]:
     folder = root / RECIPES_DIR
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-
-
-def valid_batch_id(text: str) -> bool:
-    return bool(BATCH_ID_PATTERN.match(text))
 
 
 class StationController(QObject):

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from inspector.events import Alarm, ItemDecision
-from inspector.records.review import Review
+from inspector.station.client import Review
 from inspector.taxonomy import RejectReason
 
 LATENCY_WINDOW = 600

@@ -9,7 +9,7 @@
 - :mod:`~inspector.plc.opcua_space`: the OPC UA address space, shared by the driver and the simulator;
 - :mod:`~inspector.plc.sim`: the line simulator (conveyor + reject gate, positive release), a twin
   that production code never imports (the demo assembly excepted);
-- :mod:`~inspector.plc.sim.bench`: decision round-trip benchmark against the simulator.
+- :mod:`~inspector.plc.sim.bench`: decision round-trip benchmark against the simulator (``inspector plc-bench``).
 
 Drivers import their protocol library only when a link of that kind is created.
 """

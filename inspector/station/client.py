@@ -25,11 +25,31 @@ from inspector.config.station import StationConfig
 from inspector.events import ItemDecision, StationEvent, StationState
 from inspector.records import AlarmAck
 from inspector.records.review import Review, ReviewRequest
+from inspector.records.store import BATCH_ID_PATTERN
 from inspector.station.reconcile import Reconciliation
 from inspector.station.session import StationSession, open_station
 from inspector.taxonomy import Product, Reason
 
 Listener = Callable[[StationEvent], None]
+
+__all__ = [
+    "AlarmAck",
+    "InProcessClient",
+    "InputStatus",
+    "LatestFrame",
+    "Review",
+    "ReviewRequest",
+    "StationClient",
+    "StationInfo",
+    "StationStatus",
+    "open_in_process",
+    "valid_batch_id",
+]
+
+
+def valid_batch_id(text: str) -> bool:
+    """A batch/lot id the records accept (it names the folder of the batch's reject images)."""
+    return bool(BATCH_ID_PATTERN.match(text))
 
 
 class Unsubscribe(Protocol):

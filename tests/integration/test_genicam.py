@@ -21,7 +21,7 @@ import pytest
 
 from inspector.camera.base import CameraError, CameraEvent, CameraEventKind, CameraFault, CameraState, Frame
 from inspector.camera.genicam import GenICamCamera, list_devices, select_device
-from inspector.camera.grab import add_camera_commands
+from inspector.cli.cameras import register as register_cameras
 from inspector.config.camera import CameraConfig, ConfigError, load_camera_config, resolve_cti, viky_cti_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -395,7 +395,7 @@ def test_destroyed_acquirer_is_a_fault() -> None:
 # -- command line ------------------------------------------------------------------------------------
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="inspector")
-    add_camera_commands(parser.add_subparsers(dest="command", required=True))
+    register_cameras(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

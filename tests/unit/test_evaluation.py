@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from inspector import evaluation
+from inspector.cli.evaluate import register as register_evaluate
 from inspector.evaluation import (
     ItemOutcome,
-    add_evaluate_command,
     auroc,
     check_acceptance,
     evaluate,
@@ -230,7 +230,7 @@ def test_acceptance_check_flags_each_criterion() -> None:
 def test_evaluate_command_writes_json_and_markdown(tmp_path: Path, vial_package: Path, vial_set: Path) -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    add_evaluate_command(sub)
+    register_evaluate(sub)
     out = tmp_path / "report" / "evaluation.json"
     md = tmp_path / "report" / "evaluation.md"
     args = parser.parse_args(

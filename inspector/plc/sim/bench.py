@@ -19,11 +19,8 @@ the other. ``configure_parser`` and ``cmd_plc_bench`` are what ``inspector plc-b
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -195,49 +192,3 @@ def run_plc_bench(
             opcua_handshake=opcua_handshake,
         )
     return out
-
-
-def cmd_plc_bench(args: argparse.Namespace) -> int:
-    protocols = tuple(args.protocol) if args.protocol else PROTOCOLS
-    result = run_plc_bench(
-        protocols,
-        decisions=args.decisions,
-        interval_ms=args.interval_ms,
-        warmup=args.warmup,
-        opcua_security=args.opcua_security,
-        opcua_handshake=args.opcua_handshake,
-    )
-    print(json.dumps(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", action="append", choices=PROTOCOLS, help="repeat for several (default: all)")
-    p.add_argument("--decisions", type=int, default=1000)
-    p.add_argument("--interval-ms", type=float, default=5.0, help="time between decisions")
-    p.add_argument("--warmup", type=int, default=50, help="decisions not measured")
-    p.add_argument(
-        "--opcua-security",
-        choices=OPCUA_SECURITY,
-        default="none",
-        help="OPC UA security policy; basic256sha256 = SignAndEncrypt with throwaway certificates (default none)",
-    )
-    p.add_argument(
-        "--opcua-handshake",
-        choices=OPCUA_HANDSHAKES,
-        default="method",
-        help="OPC UA handshake: method = one SubmitDecision call per item (default), write_read = Write then Read",
-    )
-    p.add_argument("--json", default=None, help="also write the result here")
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="inspector plc-bench")
-    configure_parser(p)
-    return cmd_plc_bench(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The ``inspector`` command line: one entry point, one module per command group.
+
+argparse, not typer: every command here reports bad input as one line with exit status 2
+(tests hold that), the station's runtime keeps its dependency list short (each dependency is
+assessed for a validated system), and the standard library's parser is stable across
+Python versions. Domain modules hold no CLI code; each group module has ``register(sub)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from inspector import __version__
+from inspector.cli import cameras, evaluate, monitor, plc, samples, station, taxonomy
+from inspector.cli.common import CliError
+
+GROUPS = (samples, station, monitor, cameras, plc, evaluate, taxonomy)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inspector", description="Inline machine-vision inspection station")
+    p.add_argument("--version", action="version", version=f"inspector {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except CliError as exc:
+        print(f"inspector: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        # Commands that report bad input as ValueError opt in; elsewhere it is a bug: show the traceback.
+        if not getattr(args, "value_errors_are_user_errors", False):
+            raise
+        print(f"inspector: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+__all__ = ["CliError", "build_parser", "main"]
