@@ -13,6 +13,7 @@ batch id is taken) and ends with its result, reconciled against the committed re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -35,7 +36,7 @@ from inspector.pipeline.station import Station
 from inspector.plc.base import PlcLink
 from inspector.plc.config import load_plc_config
 from inspector.plc.factory import create_link
-from inspector.records import AlarmAck, Recorder
+from inspector.records import AlarmAck, Recorder, RecordWriterError
 from inspector.records.review import Review, ReviewExporter, ReviewRequest, review_folder
 from inspector.station.demo import DemoLine, start_demo_line
 from inspector.station.plc import PlcSink
@@ -115,12 +116,22 @@ class StationSession:
         return bid
 
     def end_batch(self, timeout_s: float = 10.0) -> BatchResult:
-        """Stop, commit every record, reconcile, and end the batch record with its result."""
+        """Stop, commit every record, reconcile, and end the batch record with its result.
+
+        A record the database refused does not keep the batch open: the batch ends NOT
+        reconciled, and its reconciliation says what could not be stored.
+        """
         complete = self.camera.finished
         result = self.station.stop(timeout_s)
+        refused: str | None = None
         if self.recorder is not None:
-            self.recorder.flush(30.0)
+            try:
+                self.recorder.flush(30.0)
+            except RecordWriterError as exc:
+                refused = f"not every record was stored: {exc}"
         report = reconcile(result, self.recorder, expected_items=self.camera.items, source_complete=complete)
+        if refused is not None:
+            report = dataclasses.replace(report, error="; ".join(e for e in (report.error, refused) if e))
         self.last_reconciliation = report
         if self.recorder is not None:
             self.recorder.close_batch(result, reconciliation=report.as_dict())

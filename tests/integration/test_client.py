@@ -93,3 +93,31 @@ def test_a_batch_through_the_client(tmp_path: Path) -> None:
             assert not any(isinstance(e, AlarmRaised) and e.alarm.message == "after cancel" for e in events)
     finally:
         client.close()
+
+
+def test_a_refused_record_ends_the_batch_not_reconciled(tmp_path: Path) -> None:
+    """A record the database refuses never keeps a batch open: it ends, NOT reconciled, saying why."""
+    from inspector.events import Alarm
+    from inspector.records import RecordStore
+    from inspector.station import open_station
+
+    root = _project(tmp_path)
+    db = root / "var" / "db.sqlite"
+    session = open_station(station_config("tablet", items=5, line_rate=1200, db=db), root=root)
+    try:
+        bid = session.start_batch()
+        alarm = Alarm("TEST_ALARM", "delivered twice", "test", batch_id=bid)
+        session.station.publish(AlarmRaised(alarm))
+        session.station.publish(AlarmRaised(alarm))  # the same alarm again: the records refuse a second row
+        assert session.station.wait_finished(20)
+        result = session.end_batch()
+    finally:
+        session.close()
+    report = session.last_reconciliation
+    assert report is not None and not report.reconciled
+    assert report.error is not None and "not every record was stored" in report.error
+    with RecordStore(db) as store:
+        batch = store.batch(bid)
+        assert batch["state"] == "ended" and batch["summary"]["reconciliation"]["reconciled"] is False
+        assert [a.uid for a in store.alarms(bid)] == [alarm.alarm_id]
+    assert result.items == 5

@@ -18,7 +18,7 @@ from PyQt6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPaintEve
 from PyQt6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from inspector.config.roi import Roi
-from inspector.events import ItemDecision
+from inspector.events import ItemDecision, StationState
 from ui import theme
 from ui.controller import StationController
 from ui.model import RejectEntry
@@ -274,15 +274,15 @@ class LiveView(QWidget):
             self._shown = None
             self.canvas.clear("Loading…" if self.controller.phase == "loading" else "No station")
 
-    def _stale_reason(self, state: str, now: float, after_s: float) -> str | None:
+    def _stale_reason(self, state: StationState, now: float, after_s: float) -> str | None:
         """Say so when the picture is not live: an old frame must never pass for the current item."""
         if self._shown is None:
             return None
-        if state == "fault":
+        if state is StationState.FAULT:
             return "NO LIVE IMAGE\nstation in fault"
-        if state == "running" and now - self._changed_at > after_s:
+        if state is StationState.RUNNING and now - self._changed_at > after_s:
             return f"NO NEW FRAME FOR {now - self._changed_at:.0f} s"
-        if state in ("idle", "stopping"):
+        if state in (StationState.IDLE, StationState.STOPPING):
             return "LINE STOPPED\nlast frame of the batch"
         return None
 
@@ -293,7 +293,7 @@ class LiveView(QWidget):
         latest = client.latest()
         now = time.monotonic()
         info = client.info
-        state = self.controller.state.value if self.controller.state is not None else "idle"
+        state = self.controller.state or StationState.IDLE
         self.canvas.set_stale(self._stale_reason(state, now, max(STALE_AFTER_S, 3 * info.line_period_s)))
         if latest is None:
             return
