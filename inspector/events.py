@@ -24,6 +24,9 @@ import numpy as np
 
 from inspector.taxonomy import OK, DefectCode, Reason, RejectReason, as_reason
 
+NOT_RELEASED = "NOT RELEASED - DEMO"
+RELEASED = "released"
+
 
 def utc_now() -> str:
     """UTC time with offset, ISO 8601 (records and audit entries)."""
@@ -172,6 +175,7 @@ class BatchContext:
     camera_settings: dict[str, Any]
     operator: str | None = None
     started_utc: str = field(default_factory=utc_now)
+    release_status: str = NOT_RELEASED  # "released" only for an approved recipe and model in production
 
 
 @dataclass(frozen=True)

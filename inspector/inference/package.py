@@ -118,20 +118,44 @@ class ModelPackage(BaseModel):
     path: Path
     record: ModelRecord
     onnx_bytes: bytes
+    record_sha256: str = ""
 
     @property
     def sha256(self) -> str:
         return self.record.sha256
 
+    @property
+    def object_id(self) -> str:
+        """How the release lifecycle names this package: ``model_id@version``."""
+        return f"{self.record.model_id}@{self.record.version}"
+
+    @property
+    def digest(self) -> str:
+        """The package's content hash, what an approval binds: the ONNX file and its record together.
+
+        A changed threshold or intended use in ``record.json`` is a changed package, as much as a
+        changed weight in ``model.onnx``.
+        """
+        return package_digest(self.sha256, self.record_sha256)
+
+
+def package_digest(onnx_sha256: str, record_sha256: str) -> str:
+    text = json.dumps({MODEL_FILE: onnx_sha256, RECORD_FILE: record_sha256}, sort_keys=True, separators=(",", ":"))
+    return sha256_bytes(text.encode("utf-8"))
+
 
 def read_record(folder: str | os.PathLike[str]) -> ModelRecord:
-    path = Path(folder) / RECORD_FILE
+    return _read_record(Path(folder))[0]
+
+
+def _read_record(folder: Path) -> tuple[ModelRecord, str]:
+    path = folder / RECORD_FILE
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ModelIntegrityError(f"{path}: missing model record") from None
     try:
-        return ModelRecord.model_validate_json(raw)
+        return ModelRecord.model_validate_json(raw), sha256_bytes(raw)
     except ValidationError as exc:
         raise ModelIntegrityError(f"{path}: invalid model record: {format_validation_error(exc)}") from None
 
@@ -144,7 +168,7 @@ def load_package(folder: str | os.PathLike[str], expected_sha256: str | None = N
     The bytes that were hashed are the bytes returned, so nothing can change in between.
     """
     root = Path(folder)
-    record = read_record(root)
+    record, record_sha256 = _read_record(root)
     model_path = root / MODEL_FILE
     try:
         data = model_path.read_bytes()
@@ -165,7 +189,7 @@ def load_package(folder: str | os.PathLike[str], expected_sha256: str | None = N
     if diff:
         keys = ", ".join(sorted(diff))
         raise ModelIntegrityError(f"{model_path}: ONNX metadata does not match the record for {keys}")
-    return ModelPackage(path=root, record=record, onnx_bytes=data)
+    return ModelPackage(path=root, record=record, onnx_bytes=data, record_sha256=record_sha256)
 
 
 def onnx_metadata(data: bytes) -> dict[str, str]:

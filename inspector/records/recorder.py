@@ -12,12 +12,19 @@ The batch record is opened and closed by the station's assembly through
 start, and a batch is ended only after every record of it is committed. Alarm
 acknowledgements name the alarm's id, never its text (:meth:`acknowledge_alarms`).
 
+The audit trail gets, in the same transaction as the record it describes: batch start and end
+(the end entry names the head of the batch's item chain and the hash of its summary, and the
+batch record keeps the trail's head), each alarm acknowledgement, each reject review, each
+integrity failure, and security events (PLC write refused, untrusted certificate) with their
+alarm.
+
 Nothing here blocks the inspection thread: event handlers only queue. A record that cannot
 be queued is reported through ``on_failure`` (the station raises ``SINK_ERROR``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -36,6 +43,9 @@ from inspector.events import (
     StationEvent,
     utc_now,
 )
+from inspector.records import audit, lifecycle, users
+from inspector.records.audit import SYSTEM_ACTOR, Actor
+from inspector.records.chain import summary_sha256
 from inspector.records.store import (
     AlarmRecord,
     ItemRecord,
@@ -49,6 +59,9 @@ from inspector.records.writer import RecordWriter
 log = logging.getLogger(__name__)
 
 FailureCallback = Callable[[str], None]
+
+#: Alarms that are security events (IEC 62443 SR 2.8): each also writes an audit entry.
+SECURITY_ALARMS = frozenset({"PLC_SECURITY", "PLC_WRITE_REFUSED"})
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,7 @@ class Recorder:
                 uid=a.alarm_id,
                 severity=a.severity.value,
                 detail=a.detail,
+                audited=a.code in SECURITY_ALARMS,
             )
         except Exception as exc:  # no alarm about an alarm: that could loop; the log keeps it
             log.error("alarm %s (%s) not stored: %s", a.code, a.alarm_id, exc)
@@ -175,9 +189,9 @@ class Recorder:
                 log.exception("recorder: on_failure callback failed")
 
     # -- batches (the caller's thread; synchronous) ----------------------------------------------
-    def open_batch(self, batch: BatchContext) -> None:
+    def open_batch(self, batch: BatchContext, actor: Actor = SYSTEM_ACTOR) -> None:
         """Write the batch record before its first item; raises DuplicateBatchError / RecordConstraintError."""
-        with RecordStore(self.database) as store:
+        with RecordStore(self.database) as store, store.transaction():
             store.start_batch(
                 batch.batch_id,
                 product=batch.product,
@@ -191,6 +205,24 @@ class Recorder:
                 camera_settings=batch.camera_settings,
                 operator=batch.operator,
                 started_utc=batch.started_utc,
+                release_status=batch.release_status,
+            )
+            audit.append(
+                store,
+                actor,
+                "batch.start",
+                object_type="batch",
+                object_id=batch.batch_id,
+                new={
+                    "recipe": f"{batch.recipe_id}@{batch.recipe_version}",
+                    "recipe_sha256": batch.recipe_sha256,
+                    "model": f"{batch.model_id}@{batch.model_version}",
+                    "model_sha256": batch.model_sha256,
+                    "camera_serial": batch.camera_serial,
+                    "release_status": batch.release_status,
+                    "anchor": store.batch_anchor(batch.batch_id),
+                },
+                at_utc=batch.started_utc,
             )
 
     def flush(self, timeout_s: float = 30.0) -> None:
@@ -198,17 +230,42 @@ class Recorder:
         self.writer.flush(timeout=timeout_s)
 
     def close_batch(
-        self, result: BatchResult, *, reconciliation: dict[str, Any] | None = None, timeout_s: float = 30.0
+        self,
+        result: BatchResult,
+        *,
+        reconciliation: dict[str, Any] | None = None,
+        actor: Actor = SYSTEM_ACTOR,
+        timeout_s: float = 30.0,
     ) -> None:
-        """Commit every queued record of the batch, then end it with its result (and reconciliation)."""
+        """Commit every queued record of the batch, then end it with its result (and reconciliation).
+
+        The end entry in the audit trail names the head of the batch's item chain and the hash of
+        the stored summary; the batch record keeps the trail's head (that entry).
+        """
         if result.batch_id is None:
             raise RecordConstraintError("a batch result without a batch id cannot end a batch")
         self.flush(timeout_s)
         summary = result.as_dict()
         if reconciliation is not None:
             summary["reconciliation"] = reconciliation
-        with RecordStore(self.database) as store:
-            store.end_batch(result.batch_id, summary)
+        text = json.dumps(summary, allow_nan=False, ensure_ascii=False, sort_keys=True)
+        with RecordStore(self.database) as store, store.transaction():
+            entry = audit.append(
+                store,
+                actor,
+                "batch.end",
+                object_type="batch",
+                object_id=result.batch_id,
+                new={
+                    "items_head": store.items_head(result.batch_id),
+                    "summary_sha256": summary_sha256(text),
+                    "items": result.items,
+                    "accepted": result.accepted,
+                    "rejected": result.rejected,
+                    "reconciled": None if reconciliation is None else reconciliation.get("reconciled"),
+                },
+            )
+            store.end_batch(result.batch_id, summary, audit_head=(entry.seq, entry.hash))
         with self._lock:  # acknowledgements that never came for this batch are not waited for any more
             self._queued = {k for k in self._queued if k[0] != result.batch_id}
             self._acks_waiting = {k: v for k, v in self._acks_waiting.items() if k[0] != result.batch_id}
@@ -227,7 +284,9 @@ class Recorder:
             return store.alarms(batch_id, unacknowledged_only=unacknowledged_only)
 
     # -- alarm acknowledgements ------------------------------------------------------------------
-    def acknowledge_alarms(self, alarm_ids: Sequence[str], who: str, *, timeout_s: float = 5.0) -> list[AlarmAck]:
+    def acknowledge_alarms(
+        self, alarm_ids: Sequence[str], who: str, *, actor: Actor | None = None, timeout_s: float = 5.0
+    ) -> list[AlarmAck]:
         """Acknowledge the stored alarms with these ids as ``who``; returns what was stored.
 
         Alarms still queued are committed first, so an alarm raised a moment ago can be acknowledged.
@@ -249,9 +308,66 @@ class Recorder:
                 if row.acknowledged_utc is not None:
                     continue
                 at = utc_now()
-                store.ack_alarm(row.id, who, at_utc=at)
+                with store.transaction():
+                    store.ack_alarm(row.id, who, at_utc=at)
+                    audit.append(
+                        store,
+                        actor or Actor(who, "unauthenticated"),
+                        "alarm.acknowledge",
+                        object_type="alarm",
+                        object_id=alarm_id,
+                        old={"code": row.code, "acknowledged": False},
+                        new={"code": row.code, "acknowledged": True},
+                        at_utc=at,
+                    )
                 done.append(AlarmAck(alarm_id=alarm_id, row_id=row.id, by=who, at_utc=at))
         return done
 
+    # -- other audited events -------------------------------------------------------------------
+    def audit(self, actor: Actor, action: str, **fields: Any) -> audit.AuditEntry:
+        """One audit entry (object_type=, object_id=, old=, new=, reason=), committed now."""
+        with RecordStore(self.database) as store:
+            return audit.append(store, actor, action, **fields)
+
+    # -- users and releases ------------------------------------------------------------------------
+    def login(self, username: str, password: str) -> Actor:
+        """Authenticate; a demo database gets its documented demo accounts at its first login."""
+        with RecordStore(self.database) as store:
+            if users.store_mode(store) == "demo":
+                users.seed_demo_accounts(store)
+            return users.authenticate(store, username, password)
+
+    def logout(self, actor: Actor, *, idle: bool = False) -> None:
+        with RecordStore(self.database) as store:
+            users.logout(store, actor, idle=idle)
+
+    def release_state(self, object_type: str, object_id: str, sha256: str) -> str | None:
+        """``draft`` / ``reviewed`` / ``approved`` / ``retired`` / ``rejected``, or ``None`` if never registered."""
+        with RecordStore(self.database) as store:
+            found = lifecycle.current(store, object_type, object_id, sha256)
+        return None if found is None else found.state.value
+
+    def approved_hashes(self, object_type: str, object_id: str) -> list[str]:
+        """Content hashes of this object that are approved now (to tell a changed file from a new one)."""
+        with RecordStore(self.database) as store:
+            return [
+                r.sha256
+                for r in lifecycle.releases(store, object_type)
+                if r.object_id == object_id and r.state is lifecycle.ReleaseState.APPROVED
+            ]
+
     def close(self, timeout_s: float = 30.0) -> None:
         self.writer.close(timeout=timeout_s)
+
+
+def record_integrity_failure(database: str | Path, what: str, message: str, detail: dict[str, Any]) -> None:
+    """A changed or unverifiable model, recipe or config file: an alarm and an audit entry, together.
+
+    Written before any station exists (the station refused to open), so not through a Recorder.
+    """
+    with RecordStore(database) as store, store.transaction():
+        store.add_alarm(source="integrity", code="INTEGRITY_FAILURE", message=message, severity="fault", detail=detail)
+        audit.append(
+            store, SYSTEM_ACTOR, "integrity.failure", object_type=what, object_id=str(detail.get("path", what)),
+            new={"message": message, **detail}, reason="the station refused to open",
+        )  # fmt: skip

@@ -30,7 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-SCHEMA_VERSION = 2
+from inspector.records.gxp_schema import GXP_MIGRATION
+from inspector.records.hashing import BATCH_FIELDS, ITEM_FIELDS, ack_hash, batch_anchor, row_hash
+
+SCHEMA_VERSION = 3
 Synchronous = Literal["FULL", "NORMAL"]
 # Batch ids become folder names for reject images, so keep them path-safe.
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -125,7 +128,11 @@ class AlarmRecord:
 
 _ITEM_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
 _JSON_ITEM_COLUMNS = frozenset({"class_scores", "latency"})
-_INSERT_ITEM_SQL = f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})"
+_INSERT_ITEM_SQL = (
+    f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}, prev_hash, row_hash)"
+    f" VALUES ({', '.join('?' * (len(_ITEM_COLUMNS) + 2))})"
+)
+_HASHED = tuple(_ITEM_COLUMNS.index(f) for f in ITEM_FIELDS)
 _SELECT_ITEM_SQL = f"SELECT {', '.join(_ITEM_COLUMNS)} FROM items"
 _BATCH_JSON_COLUMNS = frozenset({"camera_settings", "summary"})
 
@@ -261,6 +268,8 @@ _MIGRATIONS: tuple[str, ...] = (
       OR NEW.uid IS NOT OLD.uid OR NEW.severity IS NOT OLD.severity OR NEW.detail IS NOT OLD.detail
     BEGIN SELECT RAISE(ABORT, 'an alarm can only be acknowledged, once'); END;
     """,
+    # 3: GxP records: users, settings, audit trail, signatures, release lifecycle, item hash links.
+    GXP_MIGRATION,
 )
 
 
@@ -407,6 +416,10 @@ class RecordStore:
                 db.execute("ROLLBACK")
             raise
 
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Cursor:
+        """One statement on this store's connection (for the records layer's own modules)."""
+        return self._db.execute(sql, params)
+
     def pragma(self, name: str) -> Any:
         """Read one PRAGMA value (e.g. ``journal_mode``); for diagnostics and tests."""
         if not re.fullmatch(r"[a-z_]+", name):
@@ -434,6 +447,7 @@ class RecordStore:
         camera_settings: Mapping[str, Any],
         operator: str | None = None,
         started_utc: str | None = None,
+        release_status: str = "NOT RELEASED - DEMO",
     ) -> None:
         """Open a batch; everything needed to trace its items back (recipe, model, camera) is fixed here."""
         if not BATCH_ID_PATTERN.match(batch_id):
@@ -443,8 +457,8 @@ class RecordStore:
             with self.transaction():
                 self._db.execute(
                     "INSERT INTO batches (batch_id, product, recipe_id, recipe_version, recipe_sha256, model_id,"
-                    " model_version, model_sha256, camera_serial, camera_settings, started_utc, operator)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " model_version, model_sha256, camera_serial, camera_settings, started_utc, operator,"
+                    " release_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         batch_id,
                         str(product),
@@ -458,23 +472,53 @@ class RecordStore:
                         settings,
                         started_utc or utc_now(),
                         operator,
+                        release_status,
                     ),
                 )
         except sqlite3.IntegrityError as exc:
             raise _constraint_error(exc, f"batch {batch_id!r}") from None
 
-    def end_batch(self, batch_id: str, summary: Mapping[str, Any], *, ended_utc: str | None = None) -> None:
-        """Close a running batch with its summary; no items can be added afterwards."""
+    def end_batch(
+        self,
+        batch_id: str,
+        summary: Mapping[str, Any],
+        *,
+        ended_utc: str | None = None,
+        audit_head: tuple[int, str] | None = None,
+    ) -> None:
+        """Close a running batch with its summary; no items can be added afterwards.
+
+        The record keeps the head of the batch's item chain and, when given, of the audit trail
+        (so a truncated tail of either is detected later).
+        """
         text = _json(dict(summary), f"batch {batch_id!r}: summary")
+        seq, head = audit_head if audit_head is not None else (None, None)
         try:
             with self.transaction():
                 self._require_batch(batch_id)
                 self._db.execute(
-                    "UPDATE batches SET state = 'ended', ended_utc = ?, summary = ? WHERE batch_id = ?",
-                    (ended_utc or utc_now(), text, batch_id),
+                    "UPDATE batches SET state = 'ended', ended_utc = ?, summary = ?, items_head = ?,"
+                    " audit_head_seq = ?, audit_head_hash = ? WHERE batch_id = ?",
+                    (ended_utc or utc_now(), text, self.items_head(batch_id), seq, head, batch_id),
                 )
         except sqlite3.IntegrityError as exc:
             raise _constraint_error(exc, f"ending batch {batch_id!r}") from None
+
+    def batch_anchor(self, batch_id: str) -> str:
+        """The hash the batch's first item row links to (the batch record as opened)."""
+        cols = ", ".join(BATCH_FIELDS)
+        row = self._db.execute(f"SELECT {cols} FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+        if row is None:
+            raise UnknownBatchError(f"batch {batch_id!r} does not exist")
+        return batch_anchor(tuple(row))
+
+    def items_head(self, batch_id: str) -> str:
+        """The newest item row's hash in the batch (its anchor when it has none yet)."""
+        row = self._db.execute(
+            "SELECT row_hash FROM items WHERE batch_id = ? AND row_hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (batch_id,),
+        ).fetchone()
+        return str(row[0]) if row is not None else self.batch_anchor(batch_id)
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         """The batch row as a dict, JSON columns decoded."""
@@ -502,13 +546,18 @@ class RecordStore:
             return
         rows = [_item_row(r) for r in records]  # validate everything before touching the database
         with self.transaction():
+            heads = {}
             for batch_id in {r.batch_id for r in records}:
                 self._require_batch(batch_id)
+                heads[batch_id] = self.items_head(batch_id)
             for rec, row in zip(records, rows, strict=True):
+                prev = heads[rec.batch_id]
+                link = row_hash(prev, [row[i] for i in _HASHED])
                 try:
-                    self._db.execute(_INSERT_ITEM_SQL, row)
+                    self._db.execute(_INSERT_ITEM_SQL, (*row, prev, link))
                 except sqlite3.IntegrityError as exc:
                     raise _constraint_error(exc, f"item {rec.item_id} of batch {rec.batch_id!r}") from None
+                heads[rec.batch_id] = link
 
     def items(self, batch_id: str) -> list[ItemRecord]:
         """All items of a batch in item-id order."""
@@ -527,15 +576,20 @@ class RecordStore:
         """Record the PLC's acknowledgement of an item's decision ('acked' | 'late' | 'missing'); write-once."""
         if not ack:
             raise RecordConstraintError("a PLC acknowledgement must not be empty")
+        at = at_utc or utc_now()
         try:
             with self.transaction():
-                cur = self._db.execute(
-                    "UPDATE items SET plc_ack = ?, plc_ack_utc = ? WHERE batch_id = ? AND item_id = ?",
-                    (ack, at_utc or utc_now(), batch_id, item_id),
-                )
-                if cur.rowcount == 0:
+                found = self._db.execute(
+                    "SELECT row_hash FROM items WHERE batch_id = ? AND item_id = ?", (batch_id, item_id)
+                ).fetchone()
+                if found is None:
                     self._require_batch(batch_id)
                     raise UnknownItemError(f"item {item_id} of batch {batch_id!r} does not exist")
+                link = ack_hash(found[0], ack, at) if found[0] is not None else None
+                self._db.execute(
+                    "UPDATE items SET plc_ack = ?, plc_ack_utc = ?, ack_hash = ? WHERE batch_id = ? AND item_id = ?",
+                    (ack, at, link, batch_id, item_id),
+                )
         except sqlite3.IntegrityError as exc:
             raise _constraint_error(exc, f"PLC ack of item {item_id} of batch {batch_id!r}") from None
 

@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.records import audit
 from inspector.records.store import (
     BATCH_ID_PATTERN,
     ItemRecord,
@@ -78,6 +79,7 @@ class _Alarm:
     uid: str | None = None
     severity: str | None = None
     detail: dict[str, Any] | None = None
+    audited: bool = False  # a security event: the audit trail gets an entry with the alarm
 
 
 @dataclass(frozen=True)
@@ -186,9 +188,13 @@ class RecordWriter:
         uid: str | None = None,
         severity: str | None = None,
         detail: dict[str, Any] | None = None,
+        audited: bool = False,
     ) -> None:
-        """Queue an alarm, time-stamped now (not when it is committed) unless ``created_utc`` says when."""
-        self._put(_Alarm(source, code, message, batch_id, created_utc or utc_now(), uid, severity, detail))
+        """Queue an alarm, time-stamped now (not when it is committed) unless ``created_utc`` says when.
+
+        ``audited``: a security event; its audit entry commits with the alarm row.
+        """
+        self._put(_Alarm(source, code, message, batch_id, created_utc or utc_now(), uid, severity, detail, audited))
 
     def update_plc_ack(self, batch_id: str, item_id: int, ack: str, *, at_utc: str | None = None) -> None:
         """Queue the PLC acknowledgement of an already submitted item; time-stamped now by default."""
@@ -466,16 +472,27 @@ def _apply(store: RecordStore, run: list[_Message]) -> None:
     if isinstance(first, _Item):
         store.insert_items([m.record for m in run if isinstance(m, _Item)])
     elif isinstance(first, _Alarm):
-        store.add_alarm(
-            first.source,
-            first.code,
-            first.message,
-            batch_id=first.batch_id,
-            created_utc=first.created_utc,
-            uid=first.uid,
-            severity=first.severity,
-            detail=first.detail,
-        )
+        with store.transaction():
+            store.add_alarm(
+                first.source,
+                first.code,
+                first.message,
+                batch_id=first.batch_id,
+                created_utc=first.created_utc,
+                uid=first.uid,
+                severity=first.severity,
+                detail=first.detail,
+            )
+            if first.audited:
+                audit.append(
+                    store,
+                    audit.SYSTEM_ACTOR,
+                    "security.event",
+                    object_type="alarm",
+                    object_id=first.uid or first.code,
+                    new={"code": first.code, "source": first.source, "message": first.message, "batch": first.batch_id},
+                    at_utc=first.created_utc,
+                )
     else:
         store.set_plc_ack(first.batch_id, first.item_id, first.ack, at_utc=first.at_utc)
 

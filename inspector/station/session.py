@@ -28,16 +28,28 @@ import numpy as np
 from inspector.camera.base import Camera
 from inspector.config.recipe import LoadedRecipe, find_project_root, load_recipe
 from inspector.config.station import CameraChoice, StationConfig
-from inspector.events import AlarmAcknowledged, AlarmSeverity, BatchResult, StationEvent, StationState
-from inspector.inference.package import ModelPackage, load_package
+from inspector.events import (
+    NOT_RELEASED,
+    RELEASED,
+    AlarmAcknowledged,
+    AlarmSeverity,
+    BatchResult,
+    StationEvent,
+    StationState,
+)
+from inspector.inference.package import ModelIntegrityError, ModelPackage, load_package
 from inspector.inference.session import InferenceEngine
 from inspector.inference.units import to_units
-from inspector.pipeline.station import Station
+from inspector.pipeline.station import Station, StationError
 from inspector.plc.base import PlcLink
 from inspector.plc.config import load_plc_config
 from inspector.plc.factory import create_link
 from inspector.records import AlarmAck, Recorder, RecordWriterError
+from inspector.records.audit import Actor
+from inspector.records.recorder import record_integrity_failure
 from inspector.records.review import Review, ReviewExporter, ReviewRequest, review_folder
+from inspector.records.users import PermissionDenied, require
+from inspector.roles import Action
 from inspector.station.demo import DemoLine, start_demo_line
 from inspector.station.plc import PlcSink
 from inspector.station.reconcile import Reconciliation, reconcile
@@ -46,6 +58,8 @@ from inspector.taxonomy import OK, Product, Reason
 log = logging.getLogger(__name__)
 
 PLC_CONNECT_TIMEOUT_S = 10.0
+#: Who acts in a demo when nobody is logged in (never in production).
+DEMO_ACTOR = Actor("demo", "demo", "Demo station (nobody logged in)")
 
 
 def new_batch_id(prefix: str) -> str:
@@ -99,20 +113,84 @@ class StationSession:
     demo_line: DemoLine | None = None
     reviews: ReviewExporter | None = None
     last_reconciliation: Reconciliation | None = field(default=None, init=False)
+    _batch_actor: Actor = field(default=DEMO_ACTOR, init=False)
 
     @property
     def product(self) -> Product:
         return self.recipe.recipe.product
 
     # -- batches ----------------------------------------------------------------------------------
-    def start_batch(self, batch_id: str | None = None, operator: str | None = None) -> str:
-        """Open the batch record, then start the station; a refused start leaves no open batch."""
+    @property
+    def production(self) -> bool:
+        return self.config.mode == "production"
+
+    def _authorise(self, actor: Actor | None, action: Action, what: str) -> Actor:
+        """The acting user; in production one must be logged in and allowed, in a demo the station acts."""
+        if actor is None:
+            if self.production:
+                raise StationError(f"{what}: log in first (a production station acts only for a user)")
+            return DEMO_ACTOR
+        try:
+            require(actor, action)
+        except PermissionDenied as exc:
+            raise StationError(f"{what}: {exc}") from None
+        return actor
+
+    def release_problems(self) -> list[str]:
+        """What keeps this recipe and model from production: not approved, or changed since approval."""
+        if self.recorder is None:
+            return ["the station keeps no records, so nothing can be released"]
+        rec = self.recipe.recipe
+        wanted = (
+            ("model", self.package.object_id, self.package.digest, "inspector models"),
+            ("recipe", f"{rec.recipe_id}@{rec.version}", self.recipe.sha256, "inspector recipes"),
+        )
+        problems = []
+        for kind, object_id, sha, command in wanted:
+            state = self.recorder.release_state(kind, object_id, sha)
+            if state != "approved":
+                was = "not registered" if state is None else state
+                others = self.recorder.approved_hashes(kind, object_id)
+                if others:
+                    was = f"{was} (the approved {kind} had sha256 {others[0][:12]}: this file was changed)"
+                problems.append(
+                    f"{kind} {object_id} (sha256 {sha[:12]}) is {was}; an engineer registers it and a QA user"
+                    f" other than its author reviews and approves it ({command} review / approve)"
+                )
+        return problems
+
+    def start_batch(
+        self, batch_id: str | None = None, operator: str | None = None, *, actor: Actor | None = None
+    ) -> str:
+        """Open the batch record, then start the station; a refused start leaves no open batch.
+
+        Production: the acting user must be allowed to run batches, and the recipe and model must
+        be approved with exactly these file hashes; otherwise the start is refused with an
+        audited alarm (``RELEASE_REFUSED``) saying what is missing and who may approve it.
+        A demo batch runs drafts and is marked NOT RELEASED - DEMO in every record.
+        """
+        who = self._authorise(actor, Action.RUN_BATCH, "starting a batch")
         bid = batch_id or new_batch_id(self.product.value)
         self.station.check_startable()
-        context = self.station.batch_context(bid, operator)
+        release = NOT_RELEASED
+        if self.production:
+            problems = self.release_problems()
+            if problems:
+                message = "production refuses to start: " + "; ".join(problems)
+                self.station.raise_alarm("RELEASE_REFUSED", message, "release", AlarmSeverity.FAULT)
+                if self.recorder is not None:
+                    self.recorder.audit(
+                        who, "release.refused", object_type="batch", object_id=bid, new={"problems": problems}
+                    )
+                raise StationError(message)
+            release = RELEASED
+        context = dataclasses.replace(
+            self.station.batch_context(bid, operator or (actor.username if actor else None)), release_status=release
+        )
         if self.recorder is not None:
-            self.recorder.open_batch(context)
+            self.recorder.open_batch(context, actor=who)
         self.station.start(context)
+        self._batch_actor = who
         return bid
 
     def end_batch(self, timeout_s: float = 10.0) -> BatchResult:
@@ -134,7 +212,7 @@ class StationSession:
             report = dataclasses.replace(report, error="; ".join(e for e in (report.error, refused) if e))
         self.last_reconciliation = report
         if self.recorder is not None:
-            self.recorder.close_batch(result, reconciliation=report.as_dict())
+            self.recorder.close_batch(result, reconciliation=report.as_dict(), actor=self._batch_actor)
         return result
 
     def run(
@@ -165,13 +243,16 @@ class StationSession:
         return result
 
     # -- operator actions -------------------------------------------------------------------------
-    def acknowledge_alarms(self, alarm_ids: Sequence[str], who: str) -> list[AlarmAck]:
-        """Acknowledge alarms by id as ``who``; each acknowledgement is stored, then announced."""
+    def acknowledge_alarms(self, alarm_ids: Sequence[str], who: str, *, actor: Actor | None = None) -> list[AlarmAck]:
+        """Acknowledge alarms by id as ``who`` (the logged-in user's name); stored and audited, then announced."""
+        if actor is not None or self.production:
+            actor = self._authorise(actor, Action.ACK_ALARM, "acknowledging alarms")
+            who = actor.full_name or actor.username
         who = who.strip()
         if not who:
             raise ValueError("an alarm acknowledgement must name who acknowledged it")
         if self.recorder is not None:
-            acks = self.recorder.acknowledge_alarms(alarm_ids, who)
+            acks = self.recorder.acknowledge_alarms(alarm_ids, who, actor=actor)
         else:
             now = datetime.now(UTC).isoformat(timespec="microseconds")
             acks = [AlarmAck(alarm_id=a, row_id=-1, by=who, at_utc=now) for a in alarm_ids]
@@ -179,11 +260,36 @@ class StationSession:
             self.station.publish(AlarmAcknowledged(ack.alarm_id, ack.by, ack.at_utc))
         return acks
 
-    def review(self, request: ReviewRequest) -> Review:
-        """Export a reviewed reject into the labelled review set (``ok`` = a false reject)."""
+    def review(self, request: ReviewRequest, *, actor: Actor | None = None) -> Review:
+        """Export a reviewed reject into the labelled review set (``ok`` = a false reject); audited."""
+        who = self._authorise(actor, Action.REVIEW_REJECT, "reviewing a reject") if actor or self.production else None
+        if who is not None:
+            request = dataclasses.replace(request, reviewer=who.full_name or who.username)
         if self.reviews is None:
             raise ValueError("this station keeps no review set")
-        return self.reviews.export(request)
+        review = self.reviews.export(request)
+        if self.recorder is not None:
+            d = request.decision
+            self.recorder.audit(
+                who or Actor(review.reviewer, "unauthenticated"),
+                "reject.review",
+                object_type="item",
+                object_id=f"{request.batch_id}/{d.item_id}",
+                old={"station_reason": str(d.reason), "label": d.label},
+                new={"confirmed_label": review.label, "false_reject": review.false_reject, "file": review.file},
+            )
+        return review
+
+    # -- users ----------------------------------------------------------------------------------
+    def login(self, username: str, password: str) -> Actor:
+        """Authenticate a user against this station's accounts (audited; a failure counts toward lockout)."""
+        if self.recorder is None:
+            raise StationError("this station keeps no records, so it has no user accounts")
+        return self.recorder.login(username, password)
+
+    def logout(self, actor: Actor, *, idle: bool = False) -> None:
+        if self.recorder is not None:
+            self.recorder.logout(actor, idle=idle)
 
     def heatmap(self, image: np.ndarray, unit_reasons: Sequence[Reason] | None) -> np.ndarray | None:
         """The model's heat map for a frame (blister: the rejected pockets only), or ``None``."""
@@ -221,6 +327,15 @@ class StationSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def prepare_records(database: Path, mode: str) -> None:
+    """Bind the record database to the station's mode (demo data never enters a production database)."""
+    from inspector.records import RecordStore
+    from inspector.records.users import claim_mode
+
+    with RecordStore(database) as store:
+        claim_mode(store, mode)
 
 
 def _resolve(path: str, root: Path) -> Path:
@@ -271,16 +386,26 @@ def open_station(
     not connected yet). Whatever was opened is closed again when a later step fails.
     """
     base = root or find_project_root()
+    db = _resolve(config.records.database, base) if config.records is not None else None
+    if db is not None:
+        prepare_records(db, config.mode)
     loaded = load_recipe(config.recipe, base)
     rec = loaded.recipe
-    package = load_package(_resolve(rec.model.path, base), expected_sha256=rec.model.sha256)
+    model_dir = _resolve(rec.model.path, base)
+    try:
+        package = load_package(model_dir, expected_sha256=rec.model.sha256)
+    except ModelIntegrityError as exc:
+        if db is not None:  # a changed byte in a deployed model: refused, with an audited alarm
+            record_integrity_failure(
+                db, "model", str(exc), {"path": str(model_dir), "recipe": f"{rec.recipe_id}@{rec.version}"}
+            )
+        raise
     engine = InferenceEngine(package, threads=config.inference_threads)
     cam = camera if camera is not None else make_camera(config.camera, loaded, base)
     recorder: Recorder | None = None
     session: StationSession | None = None
     try:
-        if config.records is not None:
-            db = _resolve(config.records.database, base)
+        if config.records is not None and db is not None:
             images = _resolve(config.records.images, base) if config.records.images else None
             recorder = Recorder(db, images)
         station = Station(rec, cam, engine, recipe_sha256=loaded.sha256)
