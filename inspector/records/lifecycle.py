@@ -15,7 +15,7 @@ import enum
 from dataclasses import dataclass
 
 from inspector.records import audit
-from inspector.records.signatures import Signature, sign
+from inspector.records.signatures import Signature, sign_as
 from inspector.records.store import RecordError, RecordStore
 from inspector.records.users import authenticate, require
 from inspector.roles import Action, Meaning
@@ -123,6 +123,10 @@ def signed_step(
     if meaning not in _FROM:
         raise LifecycleError(f"a {meaning.value} signature is not a lifecycle step")
     allowed_from, to = _FROM[meaning]
+    if store.in_transaction:
+        raise LifecycleError("a signed step re-authenticates first; call it outside a transaction")
+    # Re-authentication commits on its own: a wrong password counts even when the step is refused.
+    actor = authenticate(store, username, password, purpose="reauthenticate")
     with store.transaction():
         now = current(store, object_type, object_id, sha256)
         state = now.state if now is not None else None
@@ -130,10 +134,9 @@ def signed_step(
             was = "not registered" if state is None else state.value
             need = ", ".join("unregistered" if s is None else s.value for s in sorted(allowed_from, key=str))
             raise LifecycleError(f"{object_type} {object_id} ({sha256[:12]}) is {was}; {meaning.value} needs {need}")
-        signature = sign(
+        signature = sign_as(
             store,
-            username=username,
-            password=password,
+            actor,
             object_type=object_type,
             object_id=object_id,
             object_sha256=sha256,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from inspector.events import utc_now
 from inspector.records import audit
+from inspector.records.audit import Actor
 from inspector.records.store import RecordConstraintError, RecordError, RecordStore
 from inspector.records.users import authenticate, require
 from inspector.roles import Action, Meaning
@@ -91,11 +92,34 @@ def sign(
     meaning: Meaning | str,
     reason: str,
 ) -> Signature:
-    """Re-authenticate ``username``, check role and four eyes, and store the signature with its audit entry."""
+    """Re-authenticate ``username``, check role and four eyes, and store the signature with its audit entry.
+
+    The re-authentication commits on its own, before anything else: a wrong password counts
+    toward the lockout (and is audited) even though the signature is refused.
+    """
+    if store.in_transaction:
+        raise RecordConstraintError("sign() re-authenticates first; call it outside a transaction")
+    actor = authenticate(store, username, password, purpose="reauthenticate")
+    return sign_as(
+        store, actor, object_type=object_type, object_id=object_id, object_sha256=object_sha256,
+        meaning=meaning, reason=reason,
+    )  # fmt: skip
+
+
+def sign_as(
+    store: RecordStore,
+    actor: Actor,
+    *,
+    object_type: str,
+    object_id: str,
+    object_sha256: str,
+    meaning: Meaning | str,
+    reason: str,
+) -> Signature:
+    """Store a signature for an actor re-authenticated just now (:func:`sign` or the lifecycle does that)."""
     meaning = Meaning(meaning)
     if len(object_sha256) != 64:
         raise RecordConstraintError(f"{object_type} {object_id}: a signature binds a SHA-256 (64 hex digits)")
-    actor = authenticate(store, username, password, purpose="reauthenticate")
     require(actor, signing_action(meaning, object_type))
     if meaning is not Meaning.AUTHORED:
         authors = {

@@ -416,6 +416,10 @@ class RecordStore:
                 db.execute("ROLLBACK")
             raise
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._tx_depth > 0
+
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Cursor:
         """One statement on this store's connection (for the records layer's own modules)."""
         return self._db.execute(sql, params)

@@ -202,6 +202,8 @@ def authenticate(store: RecordStore, username: str, password: str, *, purpose: s
     ``purpose`` ``login`` writes a login entry; ``reauthenticate`` (signing) writes none on success
     (the signature's own entry records it). A failure counts toward the lockout either way.
     """
+    if store.in_transaction:  # a failure must commit (lockout, audit) even though the caller's work is refused
+        raise RecordConstraintError("authenticate() commits on its own; call it outside a transaction")
     failure: str | None = None
     with store.transaction():
         row = store.execute(
