@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from inspector import __version__
-from inspector.cli import cameras, evaluate, monitor, plc, samples, station, taxonomy
+from inspector.cli import audit, cameras, evaluate, monitor, plc, records, releases, samples, station, taxonomy, users
 from inspector.cli.common import CliError
 
-GROUPS = (samples, station, monitor, cameras, plc, evaluate, taxonomy)
+GROUPS = (samples, station, monitor, cameras, plc, evaluate, taxonomy, users, audit, records, releases)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspector.cli.common import CliError, Subparsers, add_station_arguments, station_config, station_errors
+from inspector.cli.common import (
+    CliError,
+    Subparsers,
+    add_credentials,
+    add_station_arguments,
+    read_password,
+    station_config,
+    station_errors,
+)
 
 
 def _run_progress(label: str, total: int | None) -> Callable[[dict[str, object]], None]:
@@ -35,10 +43,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except station_errors() as exc:
         raise CliError(f"station refuses to start: {exc}") from None
     try:
+        actor = None
+        if args.as_user:
+            actor = session.login(args.as_user, read_password(args, f"password of {args.as_user}: "))
         result = session.run(
             duration_s=args.duration,
             progress=None if args.quiet else _run_progress(session.recipe.recipe.recipe_id, config.camera.items),
+            actor=actor,
+            operator=actor.username if actor else None,
         )
+    except station_errors() as exc:
+        raise CliError(f"station refuses to start: {exc}") from None
     finally:
         session.close()
     if not args.quiet:
@@ -49,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rec = session.recipe.recipe
     summary = {
         "station": config.station_id,
+        "mode": config.mode,
         "recipe": rec.recipe_id,
         "recipe_version": rec.version,
         "model_sha256": session.package.sha256,
@@ -145,6 +161,8 @@ def register(sub: Subparsers) -> None:
     )
     run.add_argument("--json", default=None, help="write the summary as JSON here")
     run.add_argument("--quiet", action="store_true")
+    run.add_argument("--mode", choices=["demo", "production"], default=None, help="default: the station file's")
+    add_credentials(run, who="the user running the batch (production: required)")
     run.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bench", help="pre-rendered frames through the full pipeline at the maximum rate (JSON)")

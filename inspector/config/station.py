@@ -185,6 +185,7 @@ def apply_flags(
     plc: str | None = None,
     db: str | None = None,
     threads: int | None = None,
+    mode: str | None = None,
 ) -> StationConfig:
     """The command-line flags every station command shares, applied over a station file (``None``: as filed)."""
     return override(
@@ -203,4 +204,5 @@ def apply_flags(
         plc=plc,
         records=None if db is None else {"database": db},
         inference_threads=threads,
+        mode=mode,
     )

@@ -180,7 +180,12 @@ class StationSession:
                 self.station.raise_alarm("RELEASE_REFUSED", message, "release", AlarmSeverity.FAULT)
                 if self.recorder is not None:
                     self.recorder.audit(
-                        who, "release.refused", object_type="batch", object_id=bid, new={"problems": problems}
+                        who,
+                        "release.refused",
+                        object_type="batch",
+                        object_id=bid,
+                        new={"problems": problems},
+                        reason="a production batch needs an approved recipe and model, unchanged",
                     )
                 raise StationError(message)
             release = RELEASED
@@ -223,9 +228,10 @@ class StationSession:
         tick_s: float = 0.5,
         batch_id: str | None = None,
         operator: str | None = None,
+        actor: Actor | None = None,
     ) -> BatchResult:
         """One batch until a finite source is exhausted, ``duration_s`` passes, or Ctrl-C."""
-        self.start_batch(batch_id, operator)
+        self.start_batch(batch_id, operator, actor=actor)
         end = time.monotonic() + duration_s if duration_s else None
         try:
             while True:
