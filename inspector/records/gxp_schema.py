@@ -112,6 +112,7 @@ BEGIN SELECT RAISE(ABORT, 'a lifecycle step cannot be deleted'); END;
 ALTER TABLE items ADD COLUMN prev_hash TEXT;
 ALTER TABLE items ADD COLUMN row_hash TEXT;
 ALTER TABLE items ADD COLUMN ack_hash TEXT;
+CREATE INDEX items_batch_order ON items (batch_id, id);  -- the newest row of a batch, in O(log n)
 
 DROP TRIGGER items_write_once;
 CREATE TRIGGER items_write_once BEFORE UPDATE ON items

@@ -519,10 +519,10 @@ class RecordStore:
     def items_head(self, batch_id: str) -> str:
         """The newest item row's hash in the batch (its anchor when it has none yet)."""
         row = self._db.execute(
-            "SELECT row_hash FROM items WHERE batch_id = ? AND row_hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+            "SELECT row_hash FROM items WHERE batch_id = ? ORDER BY batch_id DESC, id DESC LIMIT 1",
             (batch_id,),
         ).fetchone()
-        return str(row[0]) if row is not None else self.batch_anchor(batch_id)
+        return str(row[0]) if row is not None and row[0] is not None else self.batch_anchor(batch_id)
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         """The batch row as a dict, JSON columns decoded."""
