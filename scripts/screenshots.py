@@ -79,7 +79,6 @@ def running_window(product: Product, root: Path, db: Path) -> MainWindow:
         line_rate=LINE_RATE[product],
         defect_rate=0.2,
         seed=11,
-        operator="A. Operator",
     )
     w.move(0, 0)
     return w

@@ -24,6 +24,7 @@ from PyQt6.QtWidgets import QApplication
 from inspector.config.errors import ConfigError
 from inspector.config.recipe import find_project_root
 from inspector.config.station import StationConfig, apply_flags, load_station_config
+from inspector.station.client import DEMO_OPERATOR
 from inspector.synth import MAX_NUISANCE
 from ui.controller import StationController, StationOptions, list_recipes
 from ui.main_window import MainWindow
@@ -65,7 +66,8 @@ def create_app(
     seed: int | None = None,
     defect_rate: float | None = None,
     nuisance: float | None = None,
-    operator: str = "",
+    login: tuple[str, str] | None = None,
+    auto_login: bool = True,
     size: tuple[int, int] | None = None,
     show: bool = True,
     display_fps: int = 30,
@@ -96,19 +98,19 @@ def create_app(
             nuisance=nuisance,
         ),
         demo=demo,
+        # A demo station logs its demo operator in (documented demo account, demo database only).
+        auto_login=login or (DEMO_OPERATOR if demo and auto_login else None),
     )
     controller = StationController(options)
     window = MainWindow(controller, display_fps=display_fps)
     controller.setParent(window)  # the window owns the controller, its pool and its timers
-    if operator:
-        window.header.operator.setText(operator)
     if size is not None:
         window.resize(*size)
     else:
         window.resize(1600, 960)
     if show:
         window.show()
-    controller.open(product, start_batch=demo, operator=operator or None)
+    controller.open(product, start_batch=demo)
     if exec_app:
         _close_on_signals(window)
         app.exec()
@@ -187,7 +189,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="sim camera nuisance scale, 0-3.0 (the models are validated to 2.5; above it the input drift alarm)",
     )
-    p.add_argument("--operator", default="", help="pre-fill the (unauthenticated) station operator name")
+    p.add_argument(
+        "--no-auto-login", action="store_true", help="demo: do not log the demo operator in (log in on screen)"
+    )
     p.add_argument("--display-fps", type=int, default=30, help="live view refresh cap, 1-30 (inspection never skips)")
     return p.parse_args(argv)
 
@@ -241,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         defect_rate=args.defect_rate,
         nuisance=args.nuisance,
-        operator=args.operator,
+        auto_login=not args.no_auto_login,
         display_fps=args.display_fps,
     )
     return 0

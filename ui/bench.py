@@ -70,7 +70,6 @@ def _child_hmi(args: argparse.Namespace, db: Path) -> dict[str, Any]:
         defect_rate=args.defect_rate,
         db=db,
         size=(1920, 1080),
-        operator="bench",
     )
     app = QApplication.instance()
     assert app is not None

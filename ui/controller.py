@@ -23,8 +23,16 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 from inspector.config.recipe import RECIPES_DIR
 from inspector.config.station import StationConfig, override
 from inspector.events import Alarm, AlarmAcknowledged, ItemDecision, StationState
+from inspector.roles import Action, allowed
 from inspector.station import new_batch_id
-from inspector.station.client import AlarmAck, ReviewRequest, StationClient, open_in_process, valid_batch_id
+from inspector.station.client import (
+    Actor,
+    AlarmAck,
+    ReviewRequest,
+    StationClient,
+    open_in_process,
+    valid_batch_id,
+)
 from inspector.station.reconcile import Check, Reconciliation
 from ui.bridge import StationBridge
 from ui.model import AlarmBook, AlarmEntry, LiveTally, RejectBuffer, RejectEntry
@@ -59,6 +67,8 @@ class StationOptions:
     station: StationConfig
     demo: bool = True
     open_client: ClientFactory = open_in_process
+    #: Demo only: log this (user name, password) in as soon as the station is open.
+    auto_login: tuple[str, str] | None = None
 
 
 def list_recipes(root: Path) -> list[str]:
@@ -80,6 +90,8 @@ class StationController(QObject):
     reject_updated = pyqtSignal(object)  # RejectEntry (heat map or review added)
     alarms_changed = pyqtSignal()
     review_failed = pyqtSignal(object, str)  # RejectEntry, why
+    user_changed = pyqtSignal()  # someone logged in or out
+    login_failed = pyqtSignal(str)  # why (wrong password, locked, ...)
 
     def __init__(self, options: StationOptions, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -108,7 +120,11 @@ class StationController(QObject):
         self._heat_timer.timeout.connect(self._next_heatmap)
         self._auto_start = False
         self._auto_operator: str | None = None
-        self.operator = ""  # typed-in station operator name: unauthenticated, no user accounts yet
+        self.actor: Actor | None = None  # the logged-in user; the station acts for nobody else
+        self._idle = QTimer(self)
+        self._idle.setSingleShot(True)
+        self._idle.timeout.connect(lambda: self.logout(idle=True))
+        self.idle_logout_s: float | None = None
 
         self.bridge.decisions.connect(self._on_decisions)
         self.bridge.state_changed.connect(self._on_state)
@@ -119,8 +135,56 @@ class StationController(QObject):
         self._monitor.timeout.connect(self._watch_batch_end)
         self._monitor.start()
 
-    def set_operator(self, name: str) -> None:
-        self.operator = name.strip()
+    # -- users ----------------------------------------------------------------------------
+    @property
+    def operator(self) -> str:
+        """The logged-in user's full name, as records show it ("" when nobody is logged in)."""
+        return (self.actor.full_name or self.actor.username) if self.actor is not None else ""
+
+    def can(self, action: Action) -> bool:
+        """May the logged-in user do this now (role x action table)? Nobody logged in: no."""
+        return self.actor is not None and allowed(self.actor.role, action)
+
+    def login(self, username: str, password: str) -> None:
+        """Authenticate in the pool (Argon2 takes a moment); ``user_changed`` or ``login_failed`` follows."""
+        client = self.client
+        if client is None:
+            self.login_failed.emit("the station is not open yet")
+            return
+
+        def done(actor: Actor) -> None:
+            if self.actor is not None and self.actor != actor:
+                self._logout_job(self.actor, idle=False)
+            self.actor = actor
+            self.touch()
+            self.message.emit(f"Logged in: {actor.full_name} ({actor.role})")
+            self.user_changed.emit()
+            self._start_if_asked()
+
+        def failed(exc: BaseException) -> None:
+            self.login_failed.emit(str(exc))
+            self._start_if_asked()  # a demo still starts (as the demo station), a production one refuses
+
+        self.jobs.submit(lambda: client.login(username, password), done, failed)
+
+    def logout(self, *, idle: bool = False) -> None:
+        actor, self.actor = self.actor, None
+        self._idle.stop()
+        if actor is None:
+            return
+        self._logout_job(actor, idle=idle)
+        self.message.emit("Logged out after inactivity" if idle else "Logged out")
+        self.user_changed.emit()
+
+    def _logout_job(self, actor: Actor, *, idle: bool) -> None:
+        client = self.client
+        if client is not None:
+            self.jobs.submit(lambda: client.logout(actor, idle=idle), None, lambda exc: log.warning("logout: %s", exc))
+
+    def touch(self) -> None:
+        """Operator activity: restart the idle logout clock."""
+        if self.actor is not None and self.idle_logout_s:
+            self._idle.start(max(1, int(self.idle_logout_s * 1000)))
 
     # -- session ------------------------------------------------------------------------
     @property
@@ -164,12 +228,22 @@ class StationController(QObject):
         self.rejects = RejectBuffer(info.frame_shape)
         self.state = client.status().state
         self.last_error = None
+        try:
+            self.idle_logout_s = client.idle_logout_s()
+        except Exception:
+            self.idle_logout_s = None
         self._set_phase(Phase.READY)
         self.message.emit(f"Recipe {info.recipe_id} {info.recipe_version} ready")
         self.session_changed.emit()
-        if self._auto_start:
+        if self.options.auto_login is not None and self.actor is None:
+            self.login(*self.options.auto_login)  # the demo batch starts once the demo operator is in
+            return
+        self._start_if_asked()
+
+    def _start_if_asked(self) -> None:
+        if self._auto_start and self.phase == Phase.READY:
             self._auto_start = False
-            self.start_batch(None, self._auto_operator)
+            self.start_batch(None, self.operator or self._auto_operator)
 
     def _load_failed(self, exc: BaseException) -> None:
         if self._closed:
@@ -203,7 +277,10 @@ class StationController(QObject):
         self._set_phase(Phase.STARTING)
         self.counters_changed.emit()
         self.message.emit("Starting the batch…")
-        self.jobs.submit(lambda: client.start_batch(bid, operator or None), self._batch_started, self._start_failed)
+        actor = self.actor
+        self.jobs.submit(
+            lambda: client.start_batch(bid, operator or None, actor), self._batch_started, self._start_failed
+        )
 
     def _batch_started(self, bid: str) -> None:
         if self._closed:
@@ -290,12 +367,13 @@ class StationController(QObject):
             self.alarms_changed.emit()
 
     # -- alarms ---------------------------------------------------------------------------
-    def acknowledge_alarms(self, who: str) -> bool:
-        """Acknowledge every open alarm as ``who`` (the unauthenticated station operator), by alarm id."""
-        who = who.strip()
-        if not who:
-            self.error.emit("Enter the station operator's name to acknowledge alarms.")
+    def acknowledge_alarms(self) -> bool:
+        """Acknowledge every open alarm as the logged-in user, by alarm id (stored and audited)."""
+        actor = self.actor
+        if actor is None or not self.can(Action.ACK_ALARM):
+            self.error.emit("Log in as a user who may acknowledge alarms (operator, engineer or QA).")
             return False
+        who = self.operator
         entries = self.alarms.unacknowledged()
         client = self.client
         if not entries or client is None:
@@ -313,7 +391,7 @@ class StationController(QObject):
         def failed(exc: BaseException) -> None:
             self.error.emit(f"Acknowledging failed: {exc}")
 
-        self.jobs.submit(lambda: client.acknowledge_alarms(ids, who), done, failed)
+        self.jobs.submit(lambda: client.acknowledge_alarms(ids, who, actor), done, failed)
         return True
 
     # -- rejects: heat maps and review ------------------------------------------------------
@@ -354,12 +432,17 @@ class StationController(QObject):
         if nxt is not None and not self._closed:
             self.request_heatmap(nxt)
 
-    def review(self, entry: RejectEntry, label: str, reviewer: str, pocket_index: int | None = None) -> None:
+    def review(self, entry: RejectEntry, label: str, pocket_index: int | None = None) -> None:
         """Export a reviewed reject into the labelled review set (pool); ``label`` ``ok`` = false reject."""
         client = self.client
         if client is None:
             self.review_failed.emit(entry, "no station session")
             return
+        actor = self.actor
+        if actor is None or not self.can(Action.REVIEW_REJECT):
+            self.review_failed.emit(entry, "log in as a user who may review rejects")
+            return
+        reviewer = self.operator
         req = ReviewRequest(
             batch_id=entry.batch_id, decision=entry.decision, label=label, reviewer=reviewer, pocket_index=pocket_index
         )
@@ -368,7 +451,7 @@ class StationController(QObject):
             entry.review = review
             self.reject_updated.emit(entry)
 
-        self.jobs.submit(lambda: client.review(req), done, lambda exc: self.review_failed.emit(entry, str(exc)))
+        self.jobs.submit(lambda: client.review(req, actor), done, lambda exc: self.review_failed.emit(entry, str(exc)))
 
     # -- lifecycle ------------------------------------------------------------------------
     def _set_phase(self, phase: str) -> None:
@@ -390,7 +473,14 @@ class StationController(QObject):
             clients = [c for c in self._orphans if c is not self.client]
             self._orphans.clear()
         client, self.client = self.client, None
+        actor, self.actor = self.actor, None
+        self._idle.stop()
         if client is not None:
+            if actor is not None:
+                try:
+                    client.logout(actor)
+                except Exception:
+                    log.exception("logout at exit failed")
             clients.append(client)  # closing a client ends its running batch (records reconciled)
         for c in clients:
             try:

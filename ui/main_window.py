@@ -1,9 +1,11 @@
-"""The station screen: header, alarm banner, batch control, and the Line / Review / Alarms tabs."""
+"""The station screen: header, alarm banner, batch control, and the Line / Review / Alarms / Audit / Release tabs."""
 
 from __future__ import annotations
 
+from PyQt6.QtCore import QEvent, QObject
 from PyQt6.QtGui import QAction, QCloseEvent
 from PyQt6.QtWidgets import (
+    QApplication,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -23,6 +25,7 @@ from ui.widgets.counters import CountersPanel
 from ui.widgets.gallery import RejectList, ReviewPanel
 from ui.widgets.header import StationHeader
 from ui.widgets.live_view import DISPLAY_FPS, LastRejectView, LiveView
+from ui.widgets.records_views import AuditView, ReleaseView
 
 COUNTERS_WIDTH = 470
 
@@ -82,12 +85,25 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(line, "LINE")
         self.tabs.addTab(self.review, "REJECT REVIEW")
         self.tabs.addTab(self.alarm_log, "ALARMS")
+        self.audit = AuditView(controller)
+        self.release = ReleaseView(controller)
+        self.tabs.addTab(self.audit, "AUDIT TRAIL")
+        self.tabs.addTab(self.release, "RELEASE")
         root.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self._menus()
 
         controller.batch_finished.connect(self.show_summary)
         controller.phase_changed.connect(self._phase)
+        # Any key or click restarts the idle-logout clock (21 CFR 11.300(d): no unattended session).
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        if event is not None and event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.KeyPress):
+            self.controller.touch()
+        return False
 
     def _menus(self) -> None:
         bar = self.menuBar()
@@ -105,18 +121,18 @@ class MainWindow(QMainWindow):
         self.act_stop.triggered.connect(lambda: self.controller.stop_batch())
         batch.addAction(self.act_start)
         batch.addAction(self.act_stop)
-        # Reserved for user accounts, roles and e-signatures: shown, disabled, and honest about it.
         users = bar.addMenu("&Users")
         assert users is not None
         self.users_menu = users
-        for text in (
-            "Log in… (not available: no user accounts yet)",
-            "Roles and permissions… (planned)",
-            "Electronic signatures… (planned)",
-        ):
-            act = QAction(text, self)
-            act.setEnabled(False)
-            users.addAction(act)
+        login = QAction("Log &in / log out", self)
+        login.triggered.connect(self.header._login_or_out)
+        users.addAction(login)
+        audit = QAction("&Audit trail", self)
+        audit.triggered.connect(lambda: self.tabs.setCurrentWidget(self.audit))
+        users.addAction(audit)
+        release = QAction("&Release of model and recipe", self)
+        release.triggered.connect(lambda: self.tabs.setCurrentWidget(self.release))
+        users.addAction(release)
         help_ = bar.addMenu("&Help")
         assert help_ is not None
         about = QAction("&About", self)
@@ -127,8 +143,8 @@ class MainWindow(QMainWindow):
         QMessageBox.about(
             self,
             "Inspector",
-            "Inspector operator HMI.\n\nNames entered as 'station operator' are not authenticated: "
-            "user accounts, roles and e-signatures are not implemented yet.",
+            "Inspector operator HMI.\n\nEvery batch start, alarm acknowledgement and reject review is recorded "
+            "for the logged-in user and written to the audit trail; releases are signed with the password.",
         )
 
     def _phase(self, phase: str) -> None:
@@ -155,6 +171,9 @@ class MainWindow(QMainWindow):
             self.summary_dialog = None
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
         if self.summary_dialog is not None:
             self.summary_dialog.close()
         self.controller.shutdown()

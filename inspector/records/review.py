@@ -6,7 +6,7 @@ deciding pocket and every other pocket is ``ok``; a false reject is ``ok`` every
 
 The manifest format refuses unknown keys, so who reviewed what, and what the station had
 decided, goes to ``review_log.jsonl`` beside it. The reviewer name comes from the
-unauthenticated "station operator" field; there are no user accounts yet.
+logged-in user (``reviewer_authenticated``); each review also writes an audit entry.
 
 Part of the records layer: the HMI asks for a review through its station client and never
 writes the set itself.
@@ -52,6 +52,7 @@ class ReviewRequest:
     label: str  # "ok" for a false reject, else the confirmed defect class
     reviewer: str
     pocket_index: int | None = None  # blisters: the pocket that holds the defect
+    reviewer_authenticated: bool = False  # the reviewer logged in (a user account), not a typed name
 
     @property
     def image(self) -> np.ndarray:
@@ -151,7 +152,7 @@ class ReviewExporter:
             "file": review.file,
             "reviewed_utc": review.at_utc,
             "reviewer": review.reviewer,
-            "reviewer_authenticated": False,
+            "reviewer_authenticated": req.reviewer_authenticated,
             "batch_id": req.batch_id,
             "item_id": d.item_id,
             "station_reason": d.reason,

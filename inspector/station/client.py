@@ -23,8 +23,10 @@ from inspector.config.monitor import InputLimits
 from inspector.config.roi import Roi
 from inspector.config.station import StationConfig
 from inspector.events import ItemDecision, StationEvent, StationState
-from inspector.records import AlarmAck
+from inspector.records import AlarmAck, RecordStore, audit, lifecycle, users
+from inspector.records.audit import Actor, AuditEntry, AuditVerification
 from inspector.records.review import Review, ReviewRequest
+from inspector.records.signatures import signatures, status
 from inspector.records.store import BATCH_ID_PATTERN
 from inspector.station.reconcile import Reconciliation
 from inspector.station.session import StationSession, open_station
@@ -32,11 +34,18 @@ from inspector.taxonomy import Product, Reason
 
 Listener = Callable[[StationEvent], None]
 
+#: The demo operator account (demo databases only; README): user name and password.
+DEMO_OPERATOR: tuple[str, str] = next((u, pw) for u, _name, role, pw in users.DEMO_ACCOUNTS if role == "operator")
+
 __all__ = [
+    "Actor",
     "AlarmAck",
+    "AuditEntry",
+    "AuditVerification",
     "InProcessClient",
     "InputStatus",
     "LatestFrame",
+    "ReleaseCandidate",
     "Review",
     "ReviewRequest",
     "StationClient",
@@ -89,6 +98,28 @@ class StationInfo:
 
 
 @dataclass(frozen=True)
+class SignatureView:
+    """A signature as shown (21 CFR 11.50): who, when, meaning, and whether it still holds."""
+
+    manifestation: str
+    meaning: str
+    status: str  # "valid" or "INVALID (...)"
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReleaseCandidate:
+    """A model or recipe of the open station as the release screen shows it: what a signature binds."""
+
+    object_type: str  # "model" | "recipe"
+    object_id: str
+    sha256: str
+    state: str  # draft, reviewed, approved, retired, rejected, or "not registered"
+    detail: dict[str, object]
+    signatures: tuple[SignatureView, ...]
+
+
+@dataclass(frozen=True)
 class InputStatus:
     """The input drift monitor now: frames seen, rolling means once the window is full."""
 
@@ -127,15 +158,31 @@ class StationClient(Protocol):
 
     def latest(self) -> LatestFrame | None: ...
 
-    def start_batch(self, batch_id: str | None, operator: str | None) -> str: ...
+    def start_batch(self, batch_id: str | None, operator: str | None, actor: Actor | None = None) -> str: ...
 
     def wait_finished(self, timeout_s: float) -> bool: ...
 
     def stop_batch(self) -> Reconciliation: ...
 
-    def acknowledge_alarms(self, alarm_ids: Sequence[str], who: str) -> list[AlarmAck]: ...
+    def acknowledge_alarms(self, alarm_ids: Sequence[str], who: str, actor: Actor | None = None) -> list[AlarmAck]: ...
 
-    def review(self, request: ReviewRequest) -> Review: ...
+    def review(self, request: ReviewRequest, actor: Actor | None = None) -> Review: ...
+
+    def login(self, username: str, password: str) -> Actor: ...
+
+    def logout(self, actor: Actor, *, idle: bool = False) -> None: ...
+
+    def idle_logout_s(self) -> int | None: ...
+
+    def audit_entries(self, **filters: str) -> list[AuditEntry]: ...
+
+    def verify_audit(self) -> AuditVerification: ...
+
+    def releases(self) -> list[ReleaseCandidate]: ...
+
+    def sign_release(
+        self, object_type: str, meaning: str, username: str, password: str, reason: str
+    ) -> ReleaseCandidate: ...
 
     def heatmap(self, image: np.ndarray, unit_reasons: Sequence[Reason] | None) -> np.ndarray | None: ...
 
@@ -203,8 +250,8 @@ class InProcessClient:
         frame, decision = latest
         return LatestFrame(item_id=frame.item_id, image=frame.image, decision=decision, token=frame)
 
-    def start_batch(self, batch_id: str | None, operator: str | None) -> str:
-        return self.session.start_batch(batch_id, operator)
+    def start_batch(self, batch_id: str | None, operator: str | None, actor: Actor | None = None) -> str:
+        return self.session.start_batch(batch_id, operator, actor=actor)
 
     def wait_finished(self, timeout_s: float) -> bool:
         return self.session.station.wait_finished(timeout_s)
@@ -215,11 +262,85 @@ class InProcessClient:
         assert report is not None  # end_batch always reconciles
         return report
 
-    def acknowledge_alarms(self, alarm_ids: Sequence[str], who: str) -> list[AlarmAck]:
-        return self.session.acknowledge_alarms(alarm_ids, who)
+    def acknowledge_alarms(self, alarm_ids: Sequence[str], who: str, actor: Actor | None = None) -> list[AlarmAck]:
+        return self.session.acknowledge_alarms(alarm_ids, who, actor=actor)
 
-    def review(self, request: ReviewRequest) -> Review:
-        return self.session.review(request)
+    def review(self, request: ReviewRequest, actor: Actor | None = None) -> Review:
+        return self.session.review(request, actor=actor)
+
+    # -- users, audit trail, releases ----------------------------------------------------------------
+    def _store(self) -> RecordStore:
+        recorder = self.session.recorder
+        if recorder is None:
+            raise ValueError("this station keeps no records")
+        return RecordStore(recorder.database)
+
+    def login(self, username: str, password: str) -> Actor:
+        return self.session.login(username, password)
+
+    def logout(self, actor: Actor, *, idle: bool = False) -> None:
+        self.session.logout(actor, idle=idle)
+
+    def idle_logout_s(self) -> int | None:
+        if self.session.recorder is None:
+            return None
+        with self._store() as store:
+            return users.setting(store, "idle_logout_s")
+
+    def audit_entries(self, **filters: str) -> list[AuditEntry]:
+        with self._store() as store:
+            return audit.entries(store, **filters)
+
+    def verify_audit(self) -> AuditVerification:
+        with self._store() as store:
+            return audit.verify(store)
+
+    def _candidates(self) -> list[tuple[str, str, str, dict[str, object]]]:
+        s = self.session
+        rec, pkg = s.recipe.recipe, s.package
+        model_detail: dict[str, object] = {
+            "path": str(pkg.path),
+            "onnx_sha256": pkg.sha256,
+            "record_sha256": pkg.record_sha256,
+            "thresholds": pkg.record.thresholds.model_dump(mode="json"),
+            "metrics": {k: v for k, v in pkg.record.metrics.items() if not isinstance(v, dict | list)},
+            "intended_use": pkg.record.intended_use,
+        }
+        recipe_detail: dict[str, object] = {
+            "path": str(s.recipe.path),
+            "model": f"{pkg.object_id} (onnx sha256 {rec.model.sha256[:12]})",
+            "latency_budget_ms": rec.latency_budget_ms,
+            "thresholds": rec.thresholds.model_dump(mode="json") if rec.thresholds else "the model's",
+        }
+        return [
+            ("model", pkg.object_id, pkg.digest, model_detail),
+            ("recipe", f"{rec.recipe_id}@{rec.version}", s.recipe.sha256, recipe_detail),
+        ]
+
+    def releases(self) -> list[ReleaseCandidate]:
+        out = []
+        with self._store() as store:
+            for kind, object_id, sha, detail in self._candidates():
+                now = lifecycle.current(store, kind, object_id, sha)
+                views = tuple(
+                    SignatureView(sig.manifestation(), sig.meaning.value, status(sig, sha), sig.reason)
+                    for sig in signatures(store, kind, object_id)
+                )
+                state = now.state.value if now is not None else "not registered"
+                out.append(ReleaseCandidate(kind, object_id, sha, state, detail, views))
+        return out
+
+    def sign_release(
+        self, object_type: str, meaning: str, username: str, password: str, reason: str
+    ) -> ReleaseCandidate:
+        """Sign a lifecycle step (authored, reviewed, approved, rejected) of the open model or recipe."""
+        target = next(c for c in self._candidates() if c[0] == object_type)
+        with self._store() as store:
+            lifecycle.signed_step(
+                store, meaning, username=username, password=password, object_type=object_type,
+                object_id=target[1], sha256=target[2], reason=reason,
+            )  # fmt: skip
+        return next(r for r in self.releases() if r.object_type == object_type)
 
     def heatmap(self, image: np.ndarray, unit_reasons: Sequence[Reason] | None) -> np.ndarray | None:
         return self.session.heatmap(image, unit_reasons)

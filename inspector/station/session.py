@@ -270,7 +270,7 @@ class StationSession:
         """Export a reviewed reject into the labelled review set (``ok`` = a false reject); audited."""
         who = self._authorise(actor, Action.REVIEW_REJECT, "reviewing a reject") if actor or self.production else None
         if who is not None:
-            request = dataclasses.replace(request, reviewer=who.full_name or who.username)
+            request = dataclasses.replace(request, reviewer=who.full_name or who.username, reviewer_authenticated=True)
         if self.reviews is None:
             raise ValueError("this station keeps no review set")
         review = self.reviews.export(request)

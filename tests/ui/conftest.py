@@ -14,7 +14,7 @@ from tests.ui.support import make_project
 from ui.app import create_app
 from ui.main_window import MainWindow
 
-OPERATOR = "Test Operator"
+OPERATOR = "Demo Operator"  # the demo station's operator account, logged in at start
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,6 @@ def make_hmi(qtbot: Any, ui_project: Path) -> Iterator[Callable[..., MainWindow]
     windows: list[MainWindow] = []
 
     def make(product: str = "tablet", **kw: Any) -> MainWindow:
-        kw.setdefault("operator", OPERATOR)
         kw.setdefault("db", ui_project / "var" / "inspector.sqlite")
         kw.setdefault("size", (1600, 960))
         window = create_app(product, root=ui_project, exec_app=False, **kw)

@@ -14,6 +14,7 @@ from PyQt6.QtWidgets import QLabel
 from inspector.manifest import read_manifest
 from inspector.records import RecordStore
 from inspector.records.review import REVIEW_LOG, review_folder
+from inspector.roles import Action
 from inspector.station import StationSession
 from inspector.station.client import InProcessClient
 from inspector.station.reconcile import Reconciliation
@@ -117,15 +118,15 @@ def test_input_drift_shows_a_warning_while_the_line_keeps_running(qtbot: Any, ma
     assert "noise:" in w.header.input.toolTip() and "last 20 inspected frames" in w.header.input.toolTip()
 
 
-def test_acknowledge_needs_an_operator_name(qtbot: Any, make_hmi: Any) -> None:
-    w = make_hmi("vial", line_rate=1200, operator="")
+def test_acknowledge_needs_a_logged_in_user(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("vial", line_rate=1200, auto_login=False)
     wait_running(qtbot, w)
     errors: list[str] = []
     w.controller.error.connect(errors.append)
     session_of(w).camera.kill()
     qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=10_000)
     qtbot.mouseClick(w.banner.ack, Qt.MouseButton.LeftButton)
-    assert errors and "operator" in errors[0]
+    assert errors and "Log in" in errors[0]
     assert w.controller.alarms.unacknowledged(), "nothing is acknowledged without a name"
 
 
@@ -167,12 +168,12 @@ def test_review_exports_labelled_images_for_training(qtbot: Any, make_hmi: Any, 
     else:
         assert all(e.pockets is None for e in entries)
     log = (folder / REVIEW_LOG).read_text().splitlines()
-    assert len(log) == 2 and f'"reviewer":"{OPERATOR}"' in log[0] and '"reviewer_authenticated":false' in log[0]
+    assert len(log) == 2 and f'"reviewer":"{OPERATOR}"' in log[0] and '"reviewer_authenticated":true' in log[0]
 
     # The same reject is never labelled twice.
     failures: list[str] = []
     w.controller.review_failed.connect(lambda _e, why: failures.append(why))
-    w.controller.review(first, OK, OPERATOR)
+    w.controller.review(first, OK)
     qtbot.waitUntil(lambda: bool(failures), timeout=5_000)
     assert "already" in failures[0]
     assert len(read_manifest(folder)) == 2
@@ -239,13 +240,78 @@ def test_tampered_model_is_refused_with_a_clear_message(qtbot: Any, make_hmi: An
     assert not w.batch.start.isEnabled()
 
 
-def test_user_accounts_are_reserved_not_faked(qtbot: Any, make_hmi: Any) -> None:
-    w = make_hmi("vial", demo=True)
-    actions = w.users_menu.actions()
-    assert actions and not any(a.isEnabled() for a in actions)
-    assert any("not authenticated" in lbl.text() for lbl in w.header.findChildren(QLabel))
-    assert "planned" in w.header.user_slot.text()
-    qtbot.waitUntil(lambda: w.controller.phase in (Phase.RUNNING, Phase.ERROR), timeout=START_TIMEOUT_MS)
+def test_the_demo_logs_its_operator_in_and_roles_decide_the_controls(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("vial", line_rate=1200)
+    wait_running(qtbot, w)
+    qtbot.waitUntil(lambda: w.controller.actor is not None, timeout=START_TIMEOUT_MS)
+    w.header.refresh()
+    assert w.header.user.text() == "Demo Operator · OPERATOR"
+    assert w.header.release.text() == "NOT RELEASED - DEMO" and w.header.release.isVisible()
+    assert w.controller.can(Action.ACK_ALARM) and not w.controller.can(Action.READ_AUDIT)
+    assert not w.audit.verify.isEnabled() and not w.release.buttons[("model", "approved")].isEnabled()
+    # A wrong password: one line, nobody logged in instead.
+    failures: list[str] = []
+    w.controller.login_failed.connect(failures.append)
+    w.controller.login("qa", "not-her-password")
+    qtbot.waitUntil(lambda: bool(failures), timeout=10_000)
+    assert "wrong user name or password" in failures[0]
+    assert w.controller.actor is not None and w.controller.actor.username == "operator"
+    # QA logs in through the dialog: the audit trail opens and verifies.
+    w.controller.logout()
+    assert w.controller.actor is None and not w.controller.can(Action.ACK_ALARM)
+    w.header._login_or_out()
+    dialog = w.header.login_dialog
+    dialog.username.setText("qa")
+    dialog.password.setText("qa-demo-pass")
+    dialog.submit()
+    qtbot.waitUntil(lambda: w.controller.actor is not None, timeout=10_000)
+    assert w.controller.actor.role == "qa" and not dialog.isVisible()
+    assert w.audit.verify.isEnabled()
+    w.audit.refresh()
+    actions = {w.audit.table.item(r, 4).text() for r in range(w.audit.table.rowCount())}
+    assert {"login", "login_failed", "logout", "batch.start"} <= actions
+    w.audit.run_verify()
+    assert w.audit.result.text().startswith("VERIFIED")
+
+
+def test_idle_logout(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("tablet", line_rate=1200)
+    qtbot.waitUntil(lambda: w.controller.actor is not None, timeout=START_TIMEOUT_MS)
+    w.controller.idle_logout_s = 0.3
+    w.controller.touch()
+    qtbot.waitUntil(lambda: w.controller.actor is None, timeout=5_000)
+    w.header.refresh()
+    assert w.header.user.text() == "NOT LOGGED IN"
+    session = session_of(w)
+    assert session.recorder is not None
+    from inspector.records import audit
+
+    def logged_out() -> bool:
+        assert session.recorder is not None
+        with RecordStore(session.recorder.database) as store:
+            return [e.username for e in audit.entries(store, action="idle_logout")] == ["operator"]
+
+    qtbot.waitUntil(logged_out, timeout=5_000)
+
+
+def test_the_release_screen_signs_with_the_password_and_shows_the_signature(qtbot: Any, make_hmi: Any) -> None:
+    w = make_hmi("tablet", demo=False, camera="sim", auto_login=False)
+    qtbot.waitUntil(lambda: w.controller.phase == Phase.READY, timeout=START_TIMEOUT_MS)
+    client = w.controller.client
+    assert client is not None
+    client.login("engineer", "engineer-demo")  # seeds the demo accounts; the engineer authors the model
+    client.sign_release("model", "authored", "engineer", "engineer-demo", "first package")
+    w.controller.login("qa", "qa-demo-pass")
+    qtbot.waitUntil(lambda: w.controller.actor is not None, timeout=10_000)
+    w.release.refresh()
+    assert "MODEL" in w.release.text.toPlainText() and "DRAFT" in w.release.text.toPlainText()
+    assert w.release.buttons[("model", "reviewed")].isEnabled()
+    w.release.sign("model", "reviewed", password="wrong-password", reason="checked")
+    qtbot.waitUntil(lambda: "Not signed" in w.release.status.text(), timeout=10_000)
+    w.release.sign("model", "reviewed", password="qa-demo-pass", reason="evaluation checked")
+    qtbot.waitUntil(lambda: "signed reviewed" in w.release.status.text(), timeout=10_000)
+    text = w.release.text.toPlainText()
+    assert "REVIEWED" in text and "Demo QA (qa)" in text and "reviewed" in text and "valid" in text
 
 
 def test_recipe_can_be_changed_when_idle(qtbot: Any, make_hmi: Any) -> None:

@@ -56,7 +56,7 @@ class AlarmBanner(QFrame):
         self.refresh()
 
     def acknowledge(self) -> None:
-        self.controller.acknowledge_alarms(self.controller.operator)
+        self.controller.acknowledge_alarms()
 
     def refresh(self) -> None:
         open_ = self.controller.alarms.unacknowledged()
@@ -72,9 +72,9 @@ class AlarmBanner(QFrame):
         self.more.setText(f"{len(open_)} open" if len(open_) > 1 else "")
         who = self.controller.operator
         self.ack.setToolTip(
-            f"Acknowledge as {who!r} (station operator, not authenticated)"
+            f"Acknowledge as {who} (recorded with the time, in the audit trail too)"
             if who
-            else "Type the station operator's name in the top bar first"
+            else "Log in first: acknowledgements are recorded for the logged-in user"
         )
         self.show()
 
@@ -89,8 +89,8 @@ class AlarmLog(QWidget):
         self.controller = controller
         lay = QVBoxLayout(self)
         note = QLabel(
-            "Acknowledgements are stored in the record database with the UTC time and the station operator's "
-            "name as typed (not authenticated: user accounts and e-signatures are not implemented yet)."
+            "Acknowledgements are stored in the record database with the UTC time and the logged-in user's "
+            "name, and written to the audit trail."
         )
         note.setObjectName("dim")
         note.setWordWrap(True)

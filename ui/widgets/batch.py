@@ -18,6 +18,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from inspector.roles import Action
 from inspector.station.reconcile import Reconciliation
 from ui import theme
 from ui.controller import Phase, StationController, valid_batch_id
@@ -90,6 +91,7 @@ class BatchControl(QWidget):
 
         controller.phase_changed.connect(lambda _p: self.refresh())
         controller.session_changed.connect(self.refresh)
+        controller.user_changed.connect(self.refresh)
         controller.message.connect(self._message)
         controller.error.connect(self._error)
         controller.batch_started.connect(self.batch.setText)
@@ -128,7 +130,8 @@ class BatchControl(QWidget):
         self.recipe.setEnabled(idle)
         self.batch.setEnabled(phase == Phase.READY)
         text = self.batch.text().strip()
-        self.start.setEnabled(phase == Phase.READY and (not text or valid_batch_id(text)))
+        may_run = c.can(Action.RUN_BATCH) or (c.client is not None and c.client.info.mode == "demo")
+        self.start.setEnabled(phase == Phase.READY and may_run and (not text or valid_batch_id(text)))
         self.stop.setEnabled(phase == Phase.RUNNING)
         if c.recipe_name and self.recipe.currentText() != c.recipe_name:
             self.recipe.setCurrentText(c.recipe_name)

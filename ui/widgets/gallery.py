@@ -18,6 +18,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from inspector.roles import Action
 from inspector.taxonomy import OK, labels
 from ui import theme
 from ui.controller import StationController
@@ -211,10 +212,8 @@ class ReviewPanel(QWidget):
     def _show_reviewer(self) -> None:
         c = self.controller
         folder = c.client.info.review_folder if c.client is not None else None
-        who = c.operator or "(type the station operator's name in the top bar)"
-        self.reviewer.setText(
-            f"Reviewer: {who} (not authenticated) · exports to {folder}/manifest.jsonl (source: review)"
-        )
+        who = c.operator or "(log in first: reviews are recorded for the logged-in user)"
+        self.reviewer.setText(f"Reviewer: {who} · exports to {folder}/manifest.jsonl (source: review)")
 
     def select(self, entry: RejectEntry | None) -> None:
         self._show_reviewer()
@@ -251,10 +250,9 @@ class ReviewPanel(QWidget):
         entry = self.entry
         if entry is None:
             return
-        who = self.controller.operator
-        if not who:
+        if not self.controller.can(Action.REVIEW_REJECT):
             self.status.setStyleSheet(f"color: {theme.REJECT};")
-            self.status.setText("Type the station operator's name in the top bar first (it is recorded as reviewer).")
+            self.status.setText("Log in as a user who may review rejects (it is recorded as reviewer).")
             return
         client = self.controller.client
         pocket = self.pocket.value() if client is not None and client.info.pocket_count is not None else None
@@ -262,7 +260,7 @@ class ReviewPanel(QWidget):
         self.false_reject.setEnabled(False)
         self.status.setStyleSheet(f"color: {theme.TEXT_DIM};")
         self.status.setText("Exporting…")
-        self.controller.review(entry, label, who, pocket)
+        self.controller.review(entry, label, pocket)
 
     def _show_review_state(self) -> None:
         e = self.entry

@@ -1,14 +1,14 @@
-"""Top bar: product, station state, camera, PLC link and input drift, the station operator, and the user slot.
+"""Top bar: product, station state, camera, PLC link and input drift, the logged-in user, and a demo marker.
 
-There are no user accounts yet. The "station operator" name is typed in and shown plainly
-as unauthenticated; it is what alarm acknowledgements and reviews record. The user slot on
-the right is reserved for login, roles and e-signatures and says so.
+Alarm acknowledgements, reject reviews and batch starts are recorded for the logged-in user
+(and refused with nobody logged in, or for a role that may not). A demo station says NOT
+RELEASED - DEMO all the time.
 """
 
 from __future__ import annotations
 
 from PyQt6.QtCore import QTimer
-from PyQt6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from inspector.config.monitor import STATS
 from inspector.station.client import StationStatus
@@ -54,30 +54,32 @@ class StationHeader(QWidget):
             lay.addLayout(captioned(caption, badge))
         lay.addStretch(1)
 
-        op = QVBoxLayout()
-        op.setSpacing(2)
-        op_cap = QLabel("STATION OPERATOR · not authenticated")
-        op_cap.setObjectName("dim")
-        op_cap.setFont(theme.font(11, bold=True))
-        self.operator = QLineEdit()
-        self.operator.setPlaceholderText("type your name")
-        self.operator.setMinimumWidth(240)
-        self.operator.setFont(theme.font(15))
-        self.operator.setToolTip(
-            "Name recorded with alarm acknowledgements and reject reviews.\n"
-            "It is typed in, not verified: there are no user accounts yet."
-        )
-        self.operator.textChanged.connect(controller.set_operator)
-        op.addWidget(op_cap)
-        op.addWidget(self.operator)
-        lay.addLayout(op)
+        # The logged-in user (21 CFR 11.10(d)): every action and record names this person.
+        who = QVBoxLayout()
+        who.setSpacing(2)
+        self.user_caption = QLabel("USER")
+        self.user_caption.setObjectName("dim")
+        self.user_caption.setFont(theme.font(11, bold=True))
+        row = QHBoxLayout()
+        self.user = QLabel("")
+        self.user.setObjectName("user")
+        self.user.setFont(theme.font(15, bold=True))
+        self.login_button = QPushButton("LOG IN")
+        self.login_button.setObjectName("loginButton")
+        self.login_button.setFont(theme.font(13, bold=True))
+        self.login_button.clicked.connect(self._login_or_out)
+        row.addWidget(self.user)
+        row.addWidget(self.login_button)
+        who.addWidget(self.user_caption)
+        who.addLayout(row)
+        lay.addLayout(who)
 
-        # Reserved for login / roles / e-signatures (21 CFR 11); deliberately not a fake login.
-        self.user_slot = QLabel("No user accounts yet\nlogin · roles · e-signatures: planned")
-        self.user_slot.setObjectName("dim")
-        self.user_slot.setFont(theme.font(11))
-        self.user_slot.setStyleSheet(f"color: {theme.TEXT_DIM}; border: 1px dashed #4a5666; padding: 4px 8px;")
-        lay.addWidget(self.user_slot)
+        # A demo station runs drafts: said on screen all the time, as in every record it writes.
+        self.release = QLabel("")
+        self.release.setObjectName("releaseMarker")
+        self.release.setFont(theme.font(13, bold=True))
+        lay.addWidget(self.release)
+        controller.user_changed.connect(self.refresh)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -109,7 +111,36 @@ class StationHeader(QWidget):
             colour = {"acquiring": theme.ACCEPT, "fault": theme.REJECT}.get(cam, theme.IDLE)
             self.camera.set(f"{status.camera_serial} · {cam.upper()}", colour)
         self._refresh_plc(client.info.plc_endpoint if client else None, status.plc_connected if status else None)
+        self._refresh_user(client.info.mode if client else None)
         self._refresh_input(status)
+
+    def _refresh_user(self, mode: str | None) -> None:
+        actor = self.controller.actor
+        if actor is None:
+            self.user.setText("NOT LOGGED IN")
+            self.user.setStyleSheet(f"color: {theme.TEXT_DIM};")
+            self.login_button.setText("LOG IN")
+        else:
+            self.user.setText(f"{actor.full_name or actor.username} · {actor.role.upper()}")
+            self.user.setStyleSheet("")
+            self.login_button.setText("LOG OUT")
+        if mode == "demo":
+            self.release.setText("NOT RELEASED - DEMO")
+            self.release.setStyleSheet(f"color: white; background: {theme.NOT_INSPECTED}; padding: 4px 8px;")
+            self.release.show()
+        else:
+            self.release.hide()
+
+    def _login_or_out(self) -> None:
+        if self.controller.actor is not None:
+            self.controller.logout()
+            return
+        from ui.widgets.login import LoginDialog
+
+        dialog = LoginDialog(self.controller, self)
+        dialog.setModal(True)
+        dialog.show()
+        self.login_dialog = dialog
 
     def _refresh_input(self, status: StationStatus | None) -> None:
         """The input drift monitor: are the frames still like the ones the model was validated on?"""
