@@ -8,7 +8,7 @@ window once it has rejects with heat maps. Meant for a display server, e.g.:
 Uses the project's recipes and models when all three exist (or --root); otherwise, and with
 --scratch, a throwaway project with the HMI test models (tests/ui/support.py), whose id
 ("test-<product>-refdiff") shows on the screen. Also writes fault.png (camera pulled,
-alarm open) and review.png (the reject review tab).
+alarm open), review.png (the reject review tab), release.png and audit.png (QA logged in).
 """
 
 from __future__ import annotations
@@ -116,6 +116,23 @@ def shoot(product: Product, root: Path, out: Path, db: Path, *, extras: bool) ->
         w.grab().save(str(out / "fault.png"))
         print(f"wrote {out / 'fault.png'}")
         c.client.session.camera.revive()  # type: ignore[attr-defined]
+        # QA at the station: the release screen of the open model and recipe (an engineer has
+        # registered the model in this throwaway database), and the audit trail.
+        c.client.login("engineer", "engineer-demo")
+        c.client.sign_release("model", "authored", "engineer", "engineer-demo", "registered for the screenshot")
+        c.login("qa", "qa-demo-pass")
+        wait_for(app, lambda: c.actor is not None and c.actor.role == "qa", 20)
+        w.tabs.setCurrentWidget(w.release)
+        w.release.refresh()
+        pump(app, 0.5)
+        w.grab().save(str(out / "release.png"))
+        print(f"wrote {out / 'release.png'}")
+        w.tabs.setCurrentWidget(w.audit)
+        w.audit.refresh()
+        w.audit.run_verify()
+        pump(app, 0.5)
+        w.grab().save(str(out / "audit.png"))
+        print(f"wrote {out / 'audit.png'}")
     w.close()
     app.processEvents()
 

@@ -140,7 +140,7 @@ def add_user(
                 raise PermissionDenied("only an admin adds accounts once the first one exists")
             if role is not Role.ADMIN and not demo:
                 raise PermissionDenied("the first account of a station is its admin")
-            by = Actor(username, role.value, full_name)
+            by = audit.SYSTEM_ACTOR if demo else Actor(username, role.value, full_name)
         else:
             require(by, Action.MANAGE_USERS)
         if demo and store_mode(store) == "production":

@@ -145,7 +145,7 @@ class BatchControl(QWidget):
         self.recipe_info.setText(f"{info.recipe_id}  v{info.recipe_version}")
         self.recipe_sha.setText(f"sha256 {short_sha(info.recipe_sha256)}")
         self.recipe_sha.setToolTip(f"{info.recipe_path}\nsha256 {info.recipe_sha256}")
-        self.model_info.setText(f"{info.model_id}  v{info.model_version}  ({info.model_status})")
+        self.model_info.setText(f"{info.model_id}  v{info.model_version}")
         self.model_sha.setText(f"sha256 {short_sha(info.model_sha256)}")
         self.model_sha.setToolTip(f"{info.model_path}\nmodel.onnx sha256 {info.model_sha256} (verified at load)")
         if phase == Phase.READY and not self.batch.text():

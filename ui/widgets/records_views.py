@@ -17,6 +17,7 @@ from typing import Any
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -39,7 +40,7 @@ def _short(value: Any) -> str:
     if value is None:
         return ""
     text = json.dumps(value, ensure_ascii=False, sort_keys=True) if not isinstance(value, str) else value
-    return text if len(text) <= 80 else text[:77] + "…"
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 class AuditView(QWidget):
@@ -68,6 +69,11 @@ class AuditView(QWidget):
         self.table = QTableWidget(0, len(AUDIT_COLUMNS))
         self.table.setHorizontalHeaderLabels(AUDIT_COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
+        header = self.table.horizontalHeader()
+        assert header is not None
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         lay.addWidget(self.table, 1)
         controller.user_changed.connect(self._permissions)
         self._permissions()
