@@ -66,6 +66,7 @@ def create_app(
     seed: int | None = None,
     defect_rate: float | None = None,
     nuisance: float | None = None,
+    mode: str | None = None,
     login: tuple[str, str] | None = None,
     auto_login: bool = True,
     size: tuple[int, int] | None = None,
@@ -96,6 +97,7 @@ def create_app(
             seed=seed,
             defect_rate=defect_rate,
             nuisance=nuisance,
+            mode=mode,
         ),
         demo=demo,
         # A demo station logs its demo operator in (documented demo account, demo database only).
@@ -131,6 +133,7 @@ def station_config(
     seed: int | None = None,
     defect_rate: float | None = None,
     nuisance: float | None = None,
+    mode: str | None = None,
 ) -> StationConfig:
     """The station file with the HMI's flags over it; ``demo=False`` means the recipe's camera and no line sim."""
     config = station if isinstance(station, StationConfig) else load_station_config(station, root)
@@ -148,6 +151,7 @@ def station_config(
         seed=seed,
         defect_rate=defect_rate,
         nuisance=nuisance,
+        mode=mode,
     )
 
 
@@ -179,6 +183,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-demo", action="store_true", help="use the recipe's camera and start batches by hand")
     p.add_argument("--camera", choices=["sim", "files", "genicam"], default=None)
+    p.add_argument("--mode", choices=["demo", "production"], default=None, help="default: the station file's")
     p.add_argument("--root", type=Path, default=None, help="project root with recipes/ and models/")
     p.add_argument("--db", type=Path, default=None, help="record database (default: <root>/var/inspector.sqlite)")
     p.add_argument("--seed", type=int, default=None)
@@ -227,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             defect_rate=args.defect_rate,
             nuisance=args.nuisance,
+            mode=args.mode,
         )
     except ConfigError as exc:
         print(f"inspector-hmi: {exc}", file=sys.stderr)
@@ -245,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         defect_rate=args.defect_rate,
         nuisance=args.nuisance,
+        mode=args.mode,
         auto_login=not args.no_auto_login,
         display_fps=args.display_fps,
     )

@@ -143,15 +143,19 @@ def test_production_runs_only_released_unchanged_objects_for_a_logged_in_user(tm
             assert "release.refused" in actions and actions.count("batch.start") == 1
             assert [a.code for a in store.alarms() if a.code == "RELEASE_REFUSED"] == ["RELEASE_REFUSED"]
 
-        # A changed byte in the model's record (its intended use) is a changed package: refused.
+        # A changed byte in the model's record (its intended use) is a changed package, and one more
+        # line in the recipe file a changed recipe: both refused, each named.
         record = root / "models" / "tablet" / "0.0.1" / "record.json"
         data = json.loads(record.read_text())
         data["intended_use"] = {"note": "edited after approval"}
         record.write_text(json.dumps(data, indent=2) + "\n")
+        recipe = root / "recipes" / "tablet.yaml"
+        recipe.write_text(recipe.read_text() + "# edited after approval\n")
         session = open_station(_config(root, f"modbus://127.0.0.1:{sim.port}"), root=root)
         try:
-            with pytest.raises(StationError, match="this file was changed"):
+            with pytest.raises(StationError, match="this file was changed") as changed:
                 session.start_batch(actor=session.login("otto", PW["otto"]))
+            assert str(changed.value).count("this file was changed") == 2
         finally:
             session.close()
 
