@@ -14,6 +14,9 @@ rejects all use it. Keys:
 ``mask``         optional: path of a 0/255 PNG marking the defect pixels
 ``source``       ``synth`` (rendered), ``camera`` (grabbed) or ``review`` (labelled reject)
 ``nuisance``     optional: renderer nuisance scale used
+``item_key``     optional: identity of the physical item when a set presents items repeatedly
+                 (qualification): every presentation of one item has the same key
+``presentation`` optional: which presentation of the item this image is (0, 1, ...)
 
 Unknown keys are refused so that a typo cannot silently drop information.
 """
@@ -72,6 +75,8 @@ class ManifestEntry(BaseModel):
     mask: str | None = None
     source: Literal["synth", "camera", "review"] = "synth"
     nuisance: float | None = Field(default=None, ge=0)
+    item_key: str | None = Field(default=None, min_length=1, max_length=128)
+    presentation: int | None = Field(default=None, ge=0)
 
     @field_validator("file")
     @classmethod
@@ -104,6 +109,8 @@ class ManifestEntry(BaseModel):
                 raise ValueError(f"card label {self.label!r} is not the worst pocket label {card!r}")
         elif self.pockets is not None:
             raise ValueError(f"'pockets' is only for blisters, not {self.product.value}")
+        if (self.item_key is None) != (self.presentation is None):
+            raise ValueError("'item_key' and 'presentation' come together (a repeated presentation of an item)")
         return self
 
     def to_json(self) -> str:

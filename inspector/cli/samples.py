@@ -25,6 +25,7 @@ def cmd_samples_generate(args: argparse.Namespace) -> int:
             masks=not args.no_masks,
             workers=args.workers,
             progress=None if args.quiet else image_progress(args.product),
+            presentations=args.presentations,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -84,6 +85,13 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--nuisance", type=float, default=1.0, help="scale of nuisance variation, 0..3 (default 1)")
     g.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     g.add_argument("--no-masks", action="store_true", help="do not write ground-truth masks")
+    g.add_argument(
+        "--presentations",
+        type=int,
+        default=None,
+        metavar="K",
+        help="render each of the --count items K times, only its presentation changing (qualification)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress line")
     g.set_defaults(func=cmd_samples_generate)
 

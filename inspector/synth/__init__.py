@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from inspector.synth.base import MAX_SEED, Rendered, derive_seed
+from inspector.synth.base import MAX_SEED, Rendered, derive_seed, presenting
 from inspector.taxonomy import Product, labels
 
 __all__ = ["MAX_SEED", "Rendered", "derive_seed", "render"]
@@ -24,8 +24,14 @@ def _renderer(product: Product) -> Callable[..., Rendered]:
     return fn
 
 
-def render(product: Product | str, label: str, seed: int, nuisance: float = 1.0) -> Rendered:
-    """Render one item of ``product`` with ground-truth ``label`` (``ok`` or a defect code)."""
+def render(
+    product: Product | str, label: str, seed: int, nuisance: float = 1.0, presentation: int | None = None
+) -> Rendered:
+    """Render one item of ``product`` with ground-truth ``label`` (``ok`` or a defect code).
+
+    ``presentation`` (0, 1, ...): the same item presented again, with its own pose jitter,
+    lighting, blur and noise (see :func:`inspector.synth.base.presenting`); ``None`` as always.
+    """
     try:
         prod = Product(product)
     except ValueError:
@@ -37,4 +43,7 @@ def render(product: Product | str, label: str, seed: int, nuisance: float = 1.0)
         raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
     if not 0.0 <= float(nuisance) <= MAX_NUISANCE:
         raise ValueError(f"nuisance must be in 0..{MAX_NUISANCE}, got {nuisance}")
-    return _renderer(prod)(label, int(seed), float(nuisance))
+    if presentation is None:
+        return _renderer(prod)(label, int(seed), float(nuisance))
+    with presenting(int(seed), presentation):
+        return _renderer(prod)(label, int(seed), float(nuisance))

@@ -10,10 +10,19 @@ nuisance chain so that all products vary alike:
 ``nuisance`` scales every random variation: 1.0 is the nominal production spread,
 0 gives the canonical item, values above 1 render a wider spread than nominal (used
 to test robustness of models against conditions they were not trained on).
+
+**Presentations** (qualification, the Knapp method): the same physical item shown to the
+camera again and again. Inside :func:`presenting`, the pose jitter and the camera effects draw
+from the presentation's own generator instead of the item's, so the item (its shape, its
+defect, its place on the belt) stays the same and only its presentation changes. Outside it
+nothing changes: same seed, same bytes as always.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +60,27 @@ def make_rng(seed: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(int(seed)))
 
 
+_PRESENTATION: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar("presentation", default=None)
+_PRESENTATION_TAG = 0x9E5E_47ED  # keeps presentation streams apart from every other derived seed
+
+
+@contextlib.contextmanager
+def presenting(item_seed: int, presentation: int) -> Iterator[None]:
+    """Render presentation ``presentation`` (0, 1, ...) of the item with seed ``item_seed``."""
+    if presentation < 0:
+        raise ValueError(f"presentation must be 0 or more, got {presentation}")
+    seed = int(np.random.SeedSequence([int(item_seed), _PRESENTATION_TAG, int(presentation)]).generate_state(1)[0])
+    token = _PRESENTATION.set(make_rng(seed))
+    try:
+        yield
+    finally:
+        _PRESENTATION.reset(token)
+
+
+def _presentation_or(rng: np.random.Generator) -> np.random.Generator:
+    return _PRESENTATION.get() or rng
+
+
 def derive_seed(base_seed: int, index: int) -> int:
     """Per-image seed for image ``index`` of a set generated from ``base_seed``."""
     return int(np.random.SeedSequence([int(base_seed), int(index)]).generate_state(1)[0])
@@ -71,6 +101,7 @@ def jitter_pose(
     Returns the moved image, the moved masks (kept binary 0/255) and the 2x3 affine
     matrix used, so that a renderer can map truth coordinates as well.
     """
+    rng = _presentation_or(rng)
     h, w = image.shape[:2]
     dx, dy = rng.uniform(-1, 1, 2) * max_shift * nuisance
     ang = rng.uniform(-1, 1) * max_rot_deg * nuisance
@@ -107,6 +138,7 @@ def _noise_tile(shape: tuple[int, ...]) -> np.ndarray:
 
 def camera_effects(image: np.ndarray, rng: np.random.Generator, nuisance: float) -> np.ndarray:
     """Lighting drift, mild defocus and sensor noise on a uint8 image (mono or BGR)."""
+    rng = _presentation_or(rng)
     h, w = image.shape[:2]
     gain = 1.0 + rng.normal(0.0, 0.05) * nuisance
     offset = rng.normal(0.0, 4.0) * nuisance

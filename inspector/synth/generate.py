@@ -42,6 +42,8 @@ class Job:
     nuisance: float
     out: str
     masks: bool
+    presentation: int | None = None
+    item: int | None = None
 
 
 def choose_label(product: Product, base_seed: int, index: int, defect_rate: float) -> str:
@@ -61,8 +63,11 @@ def encode_png(image: np.ndarray, params: list[int] = PNG_PARAMS) -> bytes:
 
 
 def _run_job(job: Job) -> str:
-    r = render(job.product, job.label, job.seed, job.nuisance)
-    name = f"{job.product}_{job.index:06d}.png"
+    r = render(job.product, job.label, job.seed, job.nuisance, job.presentation)
+    if job.presentation is None:
+        name = f"{job.product}_{job.index:06d}.png"
+    else:
+        name = f"{job.product}_{job.item:06d}_p{job.presentation:02d}.png"
     data = encode_png(r.image)
     Path(job.out, name).write_bytes(data)
     mask_name = None
@@ -80,6 +85,8 @@ def _run_job(job: Job) -> str:
         mask=mask_name,
         source="synth",
         nuisance=job.nuisance,
+        item_key=None if job.item is None else f"{job.product}-{job.seed}",
+        presentation=job.presentation,
     )
     return entry.to_json()
 
@@ -127,31 +134,42 @@ def generate(
     masks: bool = True,
     workers: int | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    presentations: int | None = None,
 ) -> list[ManifestEntry]:
-    """Render ``count`` images into ``out`` and write its manifest.
+    """Render ``count`` images (``count`` items x ``presentations`` with that option) into ``out``.
 
-    ``labels`` (one per image) overrides the random label choice; it is used to build
-    sets with a fixed class balance such as the committed sample set.
+    ``labels`` (one per item) overrides the random label choice; it is used to build
+    sets with a fixed class balance such as the committed sample set. ``presentations``:
+    each item is rendered that many times, its presentation (pose jitter, lighting, blur,
+    noise) changing and the item staying the same; the manifest names the item and the
+    presentation of each image (qualification by the Knapp method).
     """
     prod = validate_args(product, count, seed, defect_rate, nuisance)
+    if presentations is not None and not 1 <= presentations <= 1000:
+        raise ValueError(f"--presentations must be in 1..1000, got {presentations}")
     if labels is not None and len(labels) != count:
         raise ValueError(f"got {len(labels)} labels for {count} images")
     root = Path(out)
     prepare_out(root)
     if masks:
         (root / "masks").mkdir()
+    reps = [None] if presentations is None else list(range(presentations))
     jobs = [
         Job(
-            index=i,
+            index=i * len(reps) + k,
             product=prod.value,
             label=labels[i] if labels is not None else choose_label(prod, seed, i, defect_rate),
             seed=derive_seed(seed, i),
             nuisance=nuisance,
             out=str(root),
             masks=masks,
+            presentation=p,
+            item=None if p is None else i,
         )
         for i in range(count)
+        for k, p in enumerate(reps)
     ]
+    count = len(jobs)
     n_workers = max(1, min(workers or os.cpu_count() or 1, count))
     lines: list[str] = []
     start = time.perf_counter()

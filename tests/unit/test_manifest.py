@@ -119,3 +119,29 @@ def test_verify_checks_files(tmp_path: Path) -> None:
     (tmp_path / "a.png").unlink()
     with pytest.raises(ManifestError, match="missing"):
         read_manifest(tmp_path, verify=True)
+
+
+def test_repeated_presentations_of_one_item(tmp_path: Path) -> None:
+    """Knapp needs each item shown again and again: same item and defect, other pose, light and noise."""
+    import cv2
+    import numpy as np
+
+    from inspector.synth.generate import generate
+
+    a = generate("blister", 2, 77, tmp_path / "a", defect_rate=1.0, presentations=3, workers=1)
+    b = generate("blister", 2, 77, tmp_path / "b", defect_rate=1.0, presentations=3, workers=1)
+    assert [e.sha256 for e in a] == [e.sha256 for e in b], "same seeds, same bytes"
+    assert [(e.item_key, e.presentation) for e in a] == [
+        (a[0].item_key, 0), (a[0].item_key, 1), (a[0].item_key, 2),
+        (a[3].item_key, 0), (a[3].item_key, 1), (a[3].item_key, 2),
+    ]  # fmt: skip
+    assert a[0].item_key != a[3].item_key
+    first = [e for e in a if e.item_key == a[0].item_key]
+    assert len({e.label for e in first}) == 1 and len({tuple(e.pockets or ()) for e in first}) == 1
+    assert len({e.sha256 for e in first}) == 3, "each presentation is another image"
+    areas = [int(np.count_nonzero(cv2.imread(str(tmp_path / "a" / (e.mask or "")), 0))) for e in first]
+    assert max(areas) - min(areas) <= 0.1 * max(areas), "the same defect, only moved"
+    plain = generate("blister", 2, 77, tmp_path / "c", defect_rate=1.0, workers=1)
+    assert all(e.item_key is None and e.presentation is None for e in plain)
+    with pytest.raises(ValueError, match="presentations"):
+        generate("blister", 1, 77, tmp_path / "d", presentations=0)
