@@ -37,6 +37,8 @@ class Action(enum.StrEnum):
     APPROVE_RELEASE = "approve_release"  # sign "approved" (released for production) or "rejected"
     RETIRE_RELEASE = "retire_release"
     SIGN_REPORT = "sign_report"  # qualification and batch reports
+    AUTHOR_SUITE = "author_suite"  # a qualification suite (its criteria) before it is approved
+    RUN_QUALIFICATION = "run_qualification"
     MANAGE_USERS = "manage_users"
     CHANGE_SETTINGS = "change_settings"
     READ_AUDIT = "read_audit"
@@ -57,7 +59,17 @@ A = Action
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.OPERATOR: frozenset({A.RUN_BATCH, A.ACK_ALARM, A.REVIEW_REJECT}),
     Role.ENGINEER: frozenset(
-        {A.RUN_BATCH, A.ACK_ALARM, A.REVIEW_REJECT, A.AUTHOR_MODEL, A.AUTHOR_RECIPE, A.LABEL_IMAGES, A.REVIEW_RELEASE}
+        {
+            A.RUN_BATCH,
+            A.ACK_ALARM,
+            A.REVIEW_REJECT,
+            A.AUTHOR_MODEL,
+            A.AUTHOR_RECIPE,
+            A.LABEL_IMAGES,
+            A.REVIEW_RELEASE,
+            A.AUTHOR_SUITE,
+            A.RUN_QUALIFICATION,
+        }
     ),
     Role.QA: frozenset(
         {
@@ -70,6 +82,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             A.SIGN_REPORT,
             A.READ_AUDIT,
             A.EXPORT_RECORDS,
+            A.AUTHOR_SUITE,
+            A.RUN_QUALIFICATION,
         }
     ),
     Role.ADMIN: frozenset({A.MANAGE_USERS, A.CHANGE_SETTINGS, A.READ_AUDIT, A.EXPORT_RECORDS}),
@@ -96,6 +110,8 @@ GMP_DECISIONS: frozenset[Action] = frozenset(
         Action.AUTHOR_MODEL,
         Action.AUTHOR_RECIPE,
         Action.LABEL_IMAGES,
+        Action.AUTHOR_SUITE,
+        Action.RUN_QUALIFICATION,
     }
 )
 

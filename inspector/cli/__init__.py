@@ -13,10 +13,23 @@ import sys
 from collections.abc import Sequence
 
 from inspector import __version__
-from inspector.cli import audit, cameras, evaluate, monitor, plc, records, releases, samples, station, taxonomy, users
+from inspector.cli import (
+    audit,
+    cameras,
+    evaluate,
+    monitor,
+    plc,
+    qualify,
+    records,
+    releases,
+    samples,
+    station,
+    taxonomy,
+    users,
+)
 from inspector.cli.common import CliError
 
-GROUPS = (samples, station, monitor, cameras, plc, evaluate, taxonomy, users, audit, records, releases)
+GROUPS = (samples, station, monitor, cameras, plc, evaluate, taxonomy, users, audit, records, releases, qualify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -90,8 +90,28 @@ def recipe_target(name: str) -> Target:
     return Target("recipe", f"{r.recipe_id}@{r.version}", loaded.sha256, loaded.path, detail)
 
 
+def suite_target(path: str) -> Target:
+    from inspector.config.errors import ConfigError
+    from inspector.config.suite import load_suite
+
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = _root() / p
+    try:
+        loaded = load_suite(p)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    s = loaded.suite
+    detail = {"product": s.product.value, "recipe": s.recipe, "criteria": s.criteria.model_dump(mode="json")}
+    return Target("suite", loaded.object_id, loaded.sha256, loaded.path, detail)
+
+
 def _target(args: argparse.Namespace) -> Target:
-    return model_target(args.model) if args.kind == "model" else recipe_target(args.recipe)
+    if args.kind == "model":
+        return model_target(args.model)
+    if args.kind == "suite":
+        return suite_target(args.suite)
+    return recipe_target(args.recipe)
 
 
 def cmd_step(args: argparse.Namespace) -> int:
@@ -137,9 +157,10 @@ def _listing(args: argparse.Namespace) -> list[dict[str, Any]]:
             except CliError as exc:
                 print(f"{record.parent}: {exc}", file=sys.stderr)
     else:
-        for path in sorted((root / "recipes").glob("*.yaml")):
+        folder, make = ("recipes", recipe_target) if args.kind == "recipe" else ("qualification", suite_target)
+        for path in sorted((root / folder).glob("*.yaml")):
             try:
-                targets.append(recipe_target(str(path)))
+                targets.append(make(str(path)))
             except CliError as exc:
                 print(f"{path}: {exc}", file=sys.stderr)
     rows = []
@@ -301,6 +322,8 @@ def _register_group(sub: Subparsers, kind: str) -> None:
         p = gs.add_parser(step, help=helps[step])
         if kind == "model":
             p.add_argument("--model", required=True, help="package folder, e.g. models/vial/1.6.0")
+        elif kind == "suite":
+            p.add_argument("--suite", required=True, help="suite file, e.g. qualification/vial.yaml")
         else:
             p.add_argument("--recipe", required=True, help="recipe name (recipes/NAME.yaml) or path")
         p.add_argument("--reason", required=True, help="why (recorded with the signature)")
@@ -326,3 +349,4 @@ def _register_group(sub: Subparsers, kind: str) -> None:
 def register(sub: Subparsers) -> None:
     _register_group(sub, "model")
     _register_group(sub, "recipe")
+    _register_group(sub, "suite")

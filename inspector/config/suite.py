@@ -85,7 +85,9 @@ class Suite(BaseModel):
     manual_baseline: str | None = Field(default=None, description="CSV item_key,p_manual (relative to the file)")
     criteria: Criteria
     line_rate_per_min: float | None = Field(default=None, gt=0, le=100_000, description="None: the recipe's")
-    plc: Literal["none", "line-sim"] = "none"
+    plc: Literal["station", "none", "line-sim"] = Field(
+        default="station", description="station: the station file's PLC; none; line-sim (demo stations only)"
+    )
 
     @model_validator(mode="after")
     def _classes(self) -> Suite:

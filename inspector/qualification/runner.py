@@ -169,7 +169,7 @@ def run_suite(
             camera="files",
             images=str(cs.folder),
             line_rate=suite.line_rate_per_min,
-            plc="none" if suite.plc == "none" else "line-sim",
+            plc=None if suite.plc == "station" else suite.plc,
         )
         decided: dict[int, tuple[bool, str]] = {}
 
@@ -197,7 +197,10 @@ def run_suite(
                 "station": {"id": config.station_id, "mode": config.mode},
             }
             result = session.run(
-                batch_id=f"{run_id}-{cs.name}", actor=actor, operator=actor.username if actor else None
+                batch_id=f"{run_id}-{cs.name}",
+                actor=actor,
+                operator=actor.username if actor else None,
+                qualification=True,
             )
         finally:
             session.close()

@@ -92,7 +92,7 @@ BEGIN SELECT RAISE(ABORT, 'a signature cannot be deleted'); END;
 
 CREATE TABLE lifecycle (
     id INTEGER PRIMARY KEY,
-    object_type TEXT NOT NULL CHECK (object_type IN ('model', 'recipe')),
+    object_type TEXT NOT NULL CHECK (object_type IN ('model', 'recipe', 'suite')),
     object_id TEXT NOT NULL,
     sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
     state TEXT NOT NULL CHECK (state IN ('draft', 'reviewed', 'approved', 'retired', 'rejected')),
@@ -133,7 +133,7 @@ BEGIN SELECT RAISE(ABORT, 'item records are write-once; only an unset PLC acknow
 -- A batch is released (approved recipe and model) or a demo; its end stores the head of its
 -- item chain and of the audit trail, so a truncated tail of either is seen.
 ALTER TABLE batches ADD COLUMN release_status TEXT NOT NULL DEFAULT 'NOT RELEASED - DEMO'
-    CHECK (release_status IN ('released', 'NOT RELEASED - DEMO'));
+    CHECK (release_status IN ('released', 'NOT RELEASED - DEMO', 'qualification run'));
 ALTER TABLE batches ADD COLUMN items_head TEXT;
 ALTER TABLE batches ADD COLUMN audit_head_seq INTEGER;
 ALTER TABLE batches ADD COLUMN audit_head_hash TEXT;
@@ -149,4 +149,42 @@ WHEN OLD.state <> 'running'
   OR NEW.started_utc IS NOT OLD.started_utc OR NEW.operator IS NOT OLD.operator
   OR NEW.release_status IS NOT OLD.release_status
 BEGIN SELECT RAISE(ABORT, 'a batch record can only be ended, once'); END;
+
+-- Qualification runs (inspector.records.qualification): a state machine whose steps only go
+-- forward; identity fixed at creation, the result and the report's hash set once on completion.
+CREATE TABLE qualification_runs (
+    run_id TEXT PRIMARY KEY,
+    suite_id TEXT NOT NULL,
+    suite_sha256 TEXT NOT NULL CHECK (length(suite_sha256) = 64),
+    recipe_id TEXT NOT NULL,
+    recipe_sha256 TEXT NOT NULL CHECK (length(recipe_sha256) = 64),
+    model_id TEXT NOT NULL,
+    model_digest TEXT NOT NULL CHECK (length(model_digest) = 64),
+    formal INTEGER NOT NULL CHECK (formal IN (0, 1)),
+    state TEXT NOT NULL CHECK (state IN ('created', 'running', 'completed', 'aborted', 'reviewed', 'approved')),
+    created_utc TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    ended_utc TEXT,
+    passed INTEGER CHECK (passed IS NULL OR passed IN (0, 1)),
+    report_sha256 TEXT CHECK (report_sha256 IS NULL OR length(report_sha256) = 64),
+    result TEXT CHECK (result IS NULL OR json_valid(result))
+) STRICT;
+
+CREATE TRIGGER qualification_no_delete BEFORE DELETE ON qualification_runs
+BEGIN SELECT RAISE(ABORT, 'a qualification run cannot be deleted'); END;
+
+CREATE TRIGGER qualification_forward_only BEFORE UPDATE ON qualification_runs
+WHEN NEW.run_id IS NOT OLD.run_id OR NEW.suite_id IS NOT OLD.suite_id OR NEW.suite_sha256 IS NOT OLD.suite_sha256
+  OR NEW.recipe_id IS NOT OLD.recipe_id OR NEW.recipe_sha256 IS NOT OLD.recipe_sha256
+  OR NEW.model_id IS NOT OLD.model_id OR NEW.model_digest IS NOT OLD.model_digest OR NEW.formal IS NOT OLD.formal
+  OR NEW.created_utc IS NOT OLD.created_utc OR NEW.created_by IS NOT OLD.created_by
+  OR (OLD.ended_utc IS NOT NULL AND NEW.ended_utc IS NOT OLD.ended_utc)
+  OR (OLD.passed IS NOT NULL AND NEW.passed IS NOT OLD.passed)
+  OR (OLD.report_sha256 IS NOT NULL AND NEW.report_sha256 IS NOT OLD.report_sha256)
+  OR (OLD.result IS NOT NULL AND NEW.result IS NOT OLD.result)
+  OR NOT ((OLD.state = 'created' AND NEW.state IN ('running', 'aborted'))
+       OR (OLD.state = 'running' AND NEW.state IN ('completed', 'aborted'))
+       OR (OLD.state = 'completed' AND NEW.state = 'reviewed')
+       OR (OLD.state = 'reviewed' AND NEW.state = 'approved'))
+BEGIN SELECT RAISE(ABORT, 'a qualification run only moves forward, and its identity and result never change'); END;
 """

@@ -15,12 +15,13 @@ import enum
 from dataclasses import dataclass
 
 from inspector.records import audit
-from inspector.records.signatures import Signature, sign_as
+from inspector.records.qualification import qualified
+from inspector.records.signatures import Signature, sign_as, signing_action
 from inspector.records.store import RecordError, RecordStore
 from inspector.records.users import authenticate, require
 from inspector.roles import Action, Meaning
 
-OBJECT_TYPES = ("model", "recipe")
+OBJECT_TYPES = ("model", "recipe", "suite")
 
 
 class ReleaseState(enum.StrEnum):
@@ -127,6 +128,13 @@ def signed_step(
         raise LifecycleError("a signed step re-authenticates first; call it outside a transaction")
     # Re-authentication commits on its own: a wrong password counts even when the step is refused.
     actor = authenticate(store, username, password, purpose="reauthenticate")
+    require(actor, signing_action(meaning, object_type))  # who may, before what is missing
+    if meaning is Meaning.APPROVED and object_type in ("model", "recipe") and not qualified(store, object_type, sha256):
+        raise LifecycleError(
+            f"{object_type} {object_id} ({sha256[:12]}) has no passing, approved, formal qualification of this exact"
+            f" {'package' if object_type == 'model' else 'file'}: run its suite (inspector qualify) and have QA sign"
+            " the report before approving it for production"
+        )
     with store.transaction():
         now = current(store, object_type, object_id, sha256)
         state = now.state if now is not None else None

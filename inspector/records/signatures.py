@@ -47,12 +47,12 @@ class Signature:
 
 def signing_action(meaning: Meaning, object_type: str) -> Action:
     """The action a signature of this meaning on this kind of object needs."""
+    if object_type in ("report", "qualification"):
+        return Action.SIGN_REPORT  # QA signs reports, reviewed and approved alike
     if meaning is Meaning.AUTHORED:
-        return Action.AUTHOR_RECIPE if object_type == "recipe" else Action.AUTHOR_MODEL
+        return {"recipe": Action.AUTHOR_RECIPE, "suite": Action.AUTHOR_SUITE}.get(object_type, Action.AUTHOR_MODEL)
     if meaning is Meaning.REVIEWED:
         return Action.REVIEW_RELEASE
-    if object_type == "report":
-        return Action.SIGN_REPORT
     return Action.APPROVE_RELEASE
 
 

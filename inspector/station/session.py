@@ -30,6 +30,7 @@ from inspector.config.recipe import LoadedRecipe, find_project_root, load_recipe
 from inspector.config.station import CameraChoice, StationConfig
 from inspector.events import (
     NOT_RELEASED,
+    QUALIFICATION_RUN,
     RELEASED,
     AlarmAcknowledged,
     AlarmSeverity,
@@ -160,20 +161,31 @@ class StationSession:
         return problems
 
     def start_batch(
-        self, batch_id: str | None = None, operator: str | None = None, *, actor: Actor | None = None
+        self,
+        batch_id: str | None = None,
+        operator: str | None = None,
+        *,
+        actor: Actor | None = None,
+        qualification: bool = False,
     ) -> str:
         """Open the batch record, then start the station; a refused start leaves no open batch.
 
         Production: the acting user must be allowed to run batches, and the recipe and model must
         be approved with exactly these file hashes; otherwise the start is refused with an
         audited alarm (``RELEASE_REFUSED``) saying what is missing and who may approve it.
-        A demo batch runs drafts and is marked NOT RELEASED - DEMO in every record.
+        A demo batch runs drafts and is marked NOT RELEASED - DEMO in every record. A
+        qualification batch (a challenge set presented to qualify the station, by a user who may
+        run qualifications) runs the recipe and model under test, released or not, and is marked
+        so: no product is released from it.
         """
-        who = self._authorise(actor, Action.RUN_BATCH, "starting a batch")
+        if qualification:
+            who = self._authorise(actor, Action.RUN_QUALIFICATION, "running a qualification")
+        else:
+            who = self._authorise(actor, Action.RUN_BATCH, "starting a batch")
         bid = batch_id or new_batch_id(self.product.value)
         self.station.check_startable()
-        release = NOT_RELEASED
-        if self.production:
+        release = QUALIFICATION_RUN if qualification else NOT_RELEASED
+        if self.production and not qualification:
             problems = self.release_problems()
             if problems:
                 message = "production refuses to start: " + "; ".join(problems)
@@ -229,9 +241,10 @@ class StationSession:
         batch_id: str | None = None,
         operator: str | None = None,
         actor: Actor | None = None,
+        qualification: bool = False,
     ) -> BatchResult:
         """One batch until a finite source is exhausted, ``duration_s`` passes, or Ctrl-C."""
-        self.start_batch(batch_id, operator, actor=actor)
+        self.start_batch(batch_id, operator, actor=actor, qualification=qualification)
         end = time.monotonic() + duration_s if duration_s else None
         try:
             while True:

@@ -54,3 +54,34 @@ def station(_template: Path, tmp_path: Path) -> Iterator[Station]:
     shutil.copy(_template, db)
     with RecordStore(db) as store:
         yield Station(db, store)
+
+
+def qualify(db: Path, *, model_digest: str, recipe_sha256: str, runner: str = "eng1") -> str:
+    """A formal, passing, signed qualification of this model and recipe, as the records hold it.
+
+    The suite is approved first (authored by an engineer, reviewed and approved by QA), the run is
+    completed with a passing result by ``runner``, reviewed by qa1 and approved by qa2. What the
+    runner itself measures is tested in tests/qualification; here only the records matter.
+    """
+    import uuid
+
+    from inspector.records import qualification
+    from inspector.records.lifecycle import signed_step
+
+    suite_sha = uuid.uuid4().hex * 2
+    run_id = f"QUAL-{uuid.uuid4().hex[:8]}"
+    with RecordStore(db) as store:
+        for meaning, who in (("authored", "eng2"), ("reviewed", "qa1"), ("approved", "qa2")):
+            signed_step(store, meaning, username=who, password=PASSWORDS[who], object_type="suite",
+                        object_id="oq@1.0.0", sha256=suite_sha, reason="criteria fixed")  # fmt: skip
+        actor = authenticate(store, runner, PASSWORDS[runner])
+        qualification.create(store, actor, run_id=run_id, suite_id="oq@1.0.0", suite_sha256=suite_sha,
+                             recipe_id="r@1.0.0", recipe_sha256=recipe_sha256, model_id="m@1.0.0",
+                             model_digest=model_digest)  # fmt: skip
+        qualification.start(store, actor, run_id)
+        qualification.complete(store, actor, run_id, passed=True, report_sha256="e" * 64, result={"passed": True})
+        qualification.sign(store, username="qa1", password=PASSWORDS["qa1"], run_id=run_id, meaning="reviewed",
+                           reason="report read")  # fmt: skip
+        qualification.sign(store, username="qa2", password=PASSWORDS["qa2"], run_id=run_id, meaning="approved",
+                           reason="criteria met")  # fmt: skip
+    return run_id

@@ -82,6 +82,19 @@ def _cli(root: Path, *args: str, passwords: list[str]) -> subprocess.CompletedPr
                           text=True, timeout=120)  # fmt: skip
 
 
+def _suite(root: Path) -> None:
+    """A small suite of good tablets only: what a passing formal run needs here (the model is a test one)."""
+    (root / "qualification").mkdir(exist_ok=True)
+    suite = {
+        "schema_version": 1, "suite_id": "tablet-pq", "version": "1.0.0", "product": "tablet", "recipe": "tablet",
+        "challenge_sets": [{"name": "good", "render": {"seed": 9, "items": 3, "defect_rate": 0.0}}],
+        "presentations": 10, "line_rate_per_min": 1200,
+        "criteria": {"detection_rate_min": 0.9, "false_reject_rate_max": 0.05, "critical_escapes_max": 0,
+                     "reject_zone_efficiency_min": None},
+    }  # fmt: skip
+    (root / "qualification" / "tablet.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+
+
 def _release(root: Path) -> None:
     for kind, flag, target in (("models", "--model", "models/tablet/0.0.1"), ("recipes", "--recipe", "tablet")):
         for step, who in (("register", "erin"), ("review", "quinn"), ("approve", "rosa")):
@@ -117,10 +130,40 @@ def test_production_runs_only_released_unchanged_objects_for_a_logged_in_user(tm
             proc = _cli(root, "models", "review", "--model", "models/tablet/0.0.1", "--as", "quinn", "--reason", "x",
                         passwords=["wrong-password"])  # fmt: skip
             assert proc.returncode == 2 and "wrong user name or password" in proc.stderr
-            for step, who in (("review", "quinn"), ("approve", "rosa")):
-                proc = _cli(root, "models", step, "--model", "models/tablet/0.0.1", "--as", who, "--reason", "CC-1",
-                            passwords=[PW[who]])  # fmt: skip
+            proc = _cli(root, "models", "review", "--model", "models/tablet/0.0.1", "--as", "quinn", "--reason",
+                        "CC-1", passwords=[PW["quinn"]])  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            proc = _cli(root, "models", "approve", "--model", "models/tablet/0.0.1", "--as", "rosa", "--reason",
+                        "CC-1", passwords=[PW["rosa"]])  # fmt: skip
+            assert proc.returncode == 2 and "qualification" in proc.stderr, "no approval without a qualification"
+            # The suite's criteria are approved before the run; the run is formal; QA signs its report.
+            _suite(root)
+            for step, who in (("register", "erin"), ("review", "quinn"), ("approve", "rosa")):
+                proc = _cli(root, "suites", step, "--suite", "qualification/tablet.yaml", "--as", who, "--reason",
+                            "criteria fixed", passwords=[PW[who]])  # fmt: skip
                 assert proc.returncode == 0, proc.stderr
+            station_file = root / "station_configs" / "line9.yaml"
+            station_file.parent.mkdir(exist_ok=True)
+            config = _config(root, f"modbus://127.0.0.1:{sim.port}").model_dump(mode="json")
+            station_file.write_text(yaml.safe_dump(config))
+            out = root / "reports" / "pq"
+            proc = _cli(root, "qualify", "--suite", "qualification/tablet.yaml", "--station", "line9", "--out",
+                        str(out), "--as", "erin", "--json", "--quiet", passwords=[PW["erin"]])  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            outcome = json.loads(proc.stdout)
+            assert outcome["formal"] is True and outcome["passed"] is True
+            run = outcome["run_id"]
+            for meaning, who in (("reviewed", "quinn"), ("approved", "rosa")):
+                proc = _cli(root, "qualify", "sign", "--run", run, "--report", str(out), "--meaning", meaning,
+                            "--as", who, "--reason", "report read", passwords=[PW[who]])  # fmt: skip
+                assert proc.returncode == 0, proc.stderr
+            from pypdf import PdfReader
+
+            pdf_text = "".join(p.extract_text() for p in PdfReader(str(out / "report.pdf")).pages)
+            assert "Quinn (quinn)" in pdf_text and "approved" in pdf_text and "valid" in pdf_text
+            proc = _cli(root, "models", "approve", "--model", "models/tablet/0.0.1", "--as", "rosa", "--reason",
+                        "CC-1", passwords=[PW["rosa"]])  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
             for step, who in (("register", "erin"), ("review", "quinn"), ("approve", "rosa")):
                 proc = _cli(root, "recipes", step, "--recipe", "tablet", "--as", who, "--reason", "CC-1",
                             passwords=[PW[who]])  # fmt: skip
@@ -140,7 +183,9 @@ def test_production_runs_only_released_unchanged_objects_for_a_logged_in_user(tm
             assert verify_batch(store, result.batch_id or "").ok
             assert audit.verify(store).ok
             actions = [e.action for e in audit.entries(store)]
-            assert "release.refused" in actions and actions.count("batch.start") == 1
+            assert "release.refused" in actions and actions.count("batch.start") == 2  # the qualification's too
+            statuses = [store.batch(b)["release_status"] for b in store.batch_ids()]
+            assert sorted(statuses) == ["qualification run", "released"]
             assert [a.code for a in store.alarms() if a.code == "RELEASE_REFUSED"] == ["RELEASE_REFUSED"]
 
         # A changed byte in the model's record (its intended use) is a changed package, and one more

@@ -11,7 +11,7 @@ from inspector.records.lifecycle import LifecycleError, ReleaseState, current, h
 from inspector.records.signatures import FourEyesError, signatures, status
 from inspector.records.users import AuthenticationError, PermissionDenied, user
 from inspector.roles import Meaning
-from tests.gxp.conftest import PASSWORDS, Station
+from tests.gxp.conftest import PASSWORDS, Station, qualify
 
 SHA = "ab" * 32
 OTHER = "cd" * 32
@@ -27,6 +27,7 @@ def _step(station: Station, meaning: str, who: str, sha: str = SHA, password: st
 
 def test_the_lifecycle_goes_draft_reviewed_approved_retired(station: Station) -> None:
     assert _step(station, "authored", "eng1") is ReleaseState.DRAFT
+    qualify(station.db, model_digest=SHA, recipe_sha256=OTHER)
     with pytest.raises(LifecycleError, match="needs reviewed"):
         _step(station, "approved", "qa1")
     assert _step(station, "reviewed", "eng2") is ReleaseState.REVIEWED
@@ -63,6 +64,8 @@ def test_four_eyes_the_author_cannot_review_or_approve(station: Station) -> None
     with pytest.raises(FourEyesError, match="another person"):
         _step(station, "reviewed", "eng1")
     _step(station, "reviewed", "eng2")
+    qualify(station.db, model_digest=SHA, recipe_sha256=OTHER)
+    qualify(station.db, model_digest=OTHER, recipe_sha256=OTHER)
     assert _step(station, "approved", "qa1") is ReleaseState.APPROVED
     # A QA user who authored an object cannot approve it either.
     _step(station, "authored", "eng2", sha=OTHER)
@@ -103,3 +106,42 @@ def test_signatures_and_lifecycle_steps_cannot_be_changed(station: Station) -> N
                 raw.execute(f"UPDATE {table} SET username = 'qa1'")
             with pytest.raises(sqlite3.IntegrityError, match="cannot be deleted"):
                 raw.execute(f"DELETE FROM {table}")
+
+
+def test_approval_for_production_needs_a_passing_signed_formal_qualification(station: Station) -> None:
+    from inspector.records import qualification
+    from inspector.records.signatures import FourEyesError
+
+    _step(station, "authored", "eng1")
+    _step(station, "reviewed", "eng2")
+    with pytest.raises(LifecycleError, match="no passing, approved, formal qualification"):
+        _step(station, "approved", "qa1")
+    # An informal run (its suite was not approved before it) does not count, even passed and signed.
+    actor = station.actor("eng1")
+    qualification.create(station.store, actor, run_id="Q-informal", suite_id="x@1", suite_sha256="f" * 64,
+                         recipe_id="r", recipe_sha256=OTHER, model_id="m", model_digest=SHA)  # fmt: skip
+    assert qualification.get(station.store, "Q-informal").formal is False
+    qualification.start(station.store, actor, "Q-informal")
+    qualification.complete(station.store, actor, "Q-informal", passed=True, report_sha256="e" * 64, result={})
+    with pytest.raises(qualification.QualificationStateError, match="needs reviewed"):
+        qualification.sign(station.store, username="qa1", password=PASSWORDS["qa1"], run_id="Q-informal",
+                           meaning="approved", reason="too early")  # fmt: skip
+    qualification.sign(station.store, username="qa1", password=PASSWORDS["qa1"], run_id="Q-informal",
+                       meaning="reviewed", reason="read")  # fmt: skip
+    with pytest.raises(FourEyesError, match="another person"):
+        qualification.sign(station.store, username="eng1", password=PASSWORDS["eng1"], run_id="Q-informal",
+                           meaning="approved", reason="mine")  # fmt: skip
+    qualification.sign(station.store, username="qa2", password=PASSWORDS["qa2"], run_id="Q-informal",
+                       meaning="approved", reason="criteria met")  # fmt: skip
+    assert qualification.get(station.store, "Q-informal").state == "approved"
+    with pytest.raises(LifecycleError, match="formal"):
+        _step(station, "approved", "qa1")
+    qualify(station.db, model_digest=SHA, recipe_sha256=OTHER)
+    assert _step(station, "approved", "qa1") is ReleaseState.APPROVED
+    import sqlite3
+
+    with sqlite3.connect(station.db) as raw:
+        for sql in ("UPDATE qualification_runs SET passed = 0", "UPDATE qualification_runs SET state = 'running'",
+                    "DELETE FROM qualification_runs"):  # fmt: skip
+            with pytest.raises(sqlite3.IntegrityError):
+                raw.execute(sql)

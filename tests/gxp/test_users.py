@@ -33,9 +33,9 @@ from tests.gxp.conftest import PASSWORDS, Station
 EXPECTED = {
     Role.OPERATOR: {"run_batch", "ack_alarm", "review_reject"},
     Role.ENGINEER: {"run_batch", "ack_alarm", "review_reject", "author_model", "author_recipe", "label_images",
-                    "review_release"},
+                    "review_release", "author_suite", "run_qualification"},
     Role.QA: {"run_batch", "ack_alarm", "review_reject", "review_release", "approve_release", "retire_release",
-              "sign_report", "read_audit", "export_records"},
+              "sign_report", "read_audit", "export_records", "author_suite", "run_qualification"},
     Role.ADMIN: {"manage_users", "change_settings", "read_audit", "export_records"},
 }  # fmt: skip
 

@@ -42,7 +42,7 @@ def _suite(root: Path, *, detection: float, escapes: int, manual: dict[str, floa
     suite = {
         "schema_version": 1, "suite_id": "tablet-oq", "version": "1.0.0", "product": "tablet", "recipe": "tablet",
         "challenge_sets": [{"name": "mixed", "render": {"seed": 31, "items": 6, "defect_rate": 0.5}}],
-        "presentations": 10, "line_rate_per_min": 3000,
+        "presentations": 10, "line_rate_per_min": 3000, "plc": "none",
         "criteria": {"detection_rate_min": detection, "false_reject_rate_max": 0.5, "critical_escapes_max": escapes,
                      "reject_zone_efficiency_min": 1.0 if manual is not None else None},
     }  # fmt: skip
