@@ -27,6 +27,7 @@ from inspector.taxonomy import OK, DefectCode, Reason, RejectReason, as_reason
 NOT_RELEASED = "NOT RELEASED - DEMO"
 RELEASED = "released"
 QUALIFICATION_RUN = "qualification run"  # a challenge set presented to qualify the station: no product released
+STARTUP_CHALLENGE = "start-up challenge"  # the challenge set a production batch starts with
 
 
 def utc_now() -> str:

@@ -51,6 +51,7 @@ class Phase:
     LOADING = "loading"
     READY = "ready"
     STARTING = "starting"
+    CHALLENGE = "challenge"  # the start-up challenge set is running
     RUNNING = "running"
     STOPPING = "stopping"
     ERROR = "error"
@@ -85,6 +86,7 @@ class StationController(QObject):
     error = pyqtSignal(str)  # something the operator must read (load refused, stop failed)
     batch_started = pyqtSignal(str)
     batch_finished = pyqtSignal(object)  # Reconciliation
+    challenge_finished = pyqtSignal(object)  # ChallengeResult
     counters_changed = pyqtSignal()
     reject_added = pyqtSignal(object)  # RejectEntry
     reject_updated = pyqtSignal(object)  # RejectEntry (heat map or review added)
@@ -107,6 +109,7 @@ class StationController(QObject):
         self.rejects: RejectBuffer | None = None
         self.alarms = AlarmBook()
         self.last_report: Reconciliation | None = None
+        self.last_challenge: Any = None  # the newest start-up challenge (ChallengeResult)
         self.last_error: str | None = None
         self._closed = False
         self._stop_requested = False
@@ -193,7 +196,7 @@ class StationController(QObject):
 
     def open(self, recipe: str, *, start_batch: bool = False, operator: str | None = None) -> None:
         """Open the station with ``recipe`` (model verified) in the pool; the old one is closed first."""
-        if self.phase in (Phase.LOADING, Phase.STARTING, Phase.STOPPING, Phase.RUNNING):
+        if self.phase in (Phase.LOADING, Phase.STARTING, Phase.CHALLENGE, Phase.STOPPING, Phase.RUNNING):
             self.error.emit(f"cannot change the recipe while {self.phase}")
             return
         old, self.client = self.client, None
@@ -228,6 +231,7 @@ class StationController(QObject):
         self.rejects = RejectBuffer(info.frame_shape)
         self.state = client.status().state
         self.last_error = None
+        self.last_challenge = None
         try:
             self.idle_logout_s = client.idle_logout_s()
         except Exception:
@@ -281,6 +285,46 @@ class StationController(QObject):
         self.jobs.submit(
             lambda: client.start_batch(bid, operator or None, actor), self._batch_started, self._start_failed
         )
+
+    def run_challenge(self) -> None:
+        """Present the recipe's start-up challenge set; production starts only after it passed."""
+        client = self.client
+        if client is None or self.phase != Phase.READY:
+            self.error.emit("the station is not ready to run the start-up challenge")
+            return
+        if not client.info.has_startup_challenge:
+            self.error.emit(f"recipe {client.info.recipe_id} names no start-up challenge")
+            return
+        self.tally.reset("start-up challenge")
+        if self.rejects is not None:
+            self.rejects.clear()
+        self.counters_changed.emit()
+        self._set_phase(Phase.CHALLENGE)
+        self.message.emit("Start-up challenge: presenting the challenge items…")
+        actor = self.actor
+        self.jobs.submit(lambda: client.run_startup_challenge(actor), self._challenge_done, self._challenge_failed)
+
+    def _challenge_done(self, result: Any) -> None:
+        if self._closed:
+            return
+        self._set_phase(Phase.READY)
+        self.last_challenge = result
+        self.challenge_finished.emit(result)
+
+    def _challenge_failed(self, exc: BaseException) -> None:
+        if self._closed:
+            return
+        self._set_phase(Phase.READY)
+        self.error.emit(f"The start-up challenge did not run: {exc}")
+
+    @property
+    def challenge_ok(self) -> bool:
+        """A passing challenge of the open recipe and model is waiting for the next batch."""
+        c = self.client
+        if c is None:
+            return False
+        ch = c.status().challenge
+        return ch is not None and ch.passed
 
     def _batch_started(self, bid: str) -> None:
         if self._closed:

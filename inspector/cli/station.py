@@ -46,6 +46,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         actor = None
         if args.as_user:
             actor = session.login(args.as_user, read_password(args, f"password of {args.as_user}: "))
+        if args.challenge:
+            challenge = session.run_startup_challenge(actor=actor)
+            wrong = [it for it in challenge.items if not it["right"]]
+            print(
+                f"start-up challenge {challenge.batch_id}: {'PASSED' if challenge.passed else 'FAILED'}"
+                f" ({len(challenge.items) - len(wrong)}/{len(challenge.items)} items judged right)",
+                file=sys.stderr,
+            )
+            for it in wrong:
+                print(f"  {it['file']}: {it['label']} expected {it['expected']}, got {it['decided']}", file=sys.stderr)
+            if not challenge.passed:
+                raise CliError("the start-up challenge failed: no batch started; call the engineer")
         result = session.run(
             duration_s=args.duration,
             progress=None if args.quiet else _run_progress(session.recipe.recipe.recipe_id, config.camera.items),
@@ -162,6 +174,11 @@ def register(sub: Subparsers) -> None:
     run.add_argument("--json", default=None, help="write the summary as JSON here")
     run.add_argument("--quiet", action="store_true")
     run.add_argument("--mode", choices=["demo", "production"], default=None, help="default: the station file's")
+    run.add_argument(
+        "--challenge",
+        action="store_true",
+        help="present the start-up challenge first; the batch starts only if it passes (production: required)",
+    )
     add_credentials(run, who="the user running the batch (production: required)")
     run.set_defaults(func=cmd_run)
 

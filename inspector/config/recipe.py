@@ -46,6 +46,32 @@ class RecipeThresholds(BaseModel):
     anomaly: float
 
 
+class StartupChallenge(BaseModel):
+    """The challenge set a production batch starts with: every item must be judged right first.
+
+    ``seed``: rendered, one item of each class in ``classes`` (default: every critical class of the
+    product) plus ``good_items`` good ones; ``folder``: a manifest folder of photographed challenge
+    items (the files camera stands in for the operator presenting them), pinned by the sha256 of
+    its manifest, which pins every image in turn.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    folder: str | None = None
+    manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    classes: list[str] | None = None
+    good_items: int = Field(default=2, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StartupChallenge:
+        if (self.seed is None) == (self.folder is None):
+            raise ValueError("startup_challenge: give either seed (rendered) or folder (photographed items)")
+        if (self.folder is None) != (self.manifest_sha256 is None):
+            raise ValueError("startup_challenge: a folder comes with the manifest_sha256 that pins it, a seed without")
+        return self
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,6 +90,9 @@ class Recipe(BaseModel):
     line_rate_per_min: float = Field(gt=0, le=100_000)
     queue_depth: int = Field(default=8, ge=1, le=1024)
     input_monitor: InputLimits | None = Field(default=None, description="None: input drift is not monitored")
+    startup_challenge: StartupChallenge | None = Field(
+        default=None, description="None: no start-up challenge (production refuses such a recipe)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -83,6 +112,12 @@ class Recipe(BaseModel):
             raise ValueError(
                 f"latency_budget_ms {self.latency_budget_ms} is longer than 20 item periods ({period_ms:.1f} ms each)"
             )
+        if self.startup_challenge is not None and self.startup_challenge.classes is not None:
+            for code in self.startup_challenge.classes:
+                try:
+                    defect(self.product, code)
+                except KeyError as exc:
+                    raise ValueError(f"startup_challenge.classes: {str(exc).strip(chr(39))}") from None
         return self
 
     @property

@@ -153,6 +153,7 @@ class Station:
         self._next_late_alarm = 0.0
         self._fault_sources: set[str] = set()
         self.input_monitor = InputMonitor(recipe.input_monitor) if recipe.input_monitor is not None else None
+        self._cameras_followed = {id(camera)}
         camera.subscribe(self._on_camera_event)
 
     # -- state machine ------------------------------------------------------------------
@@ -264,6 +265,17 @@ class Station:
             t.start()
         self._transition(StationState.RUNNING)
 
+    def replace_camera(self, camera: Camera) -> Camera:
+        """Feed the station from another camera (a start-up challenge); only while idle. Returns the old one."""
+        with self._state_lock:
+            if self._state is not StationState.IDLE:
+                raise StationError(f"the camera can only be replaced while idle, not {self._state.value}")
+            old, self.camera = self.camera, camera
+        if id(camera) not in self._cameras_followed:
+            self._cameras_followed.add(id(camera))
+            camera.subscribe(self._on_camera_event)
+        return old
+
     def check_startable(self) -> None:
         """Raise StationError when start() would be refused (wrong state, or an active fault)."""
         with self._state_lock:
@@ -354,6 +366,8 @@ class Station:
 
     # -- acquisition ----------------------------------------------------------------------
     def _on_camera_event(self, event: CameraEvent) -> None:
+        if event.camera_serial != self.camera.serial:
+            return  # a camera the station is not fed from now
         if event.kind is CameraEventKind.FAULT:
             self.raise_alarm("CAMERA_FAULT", event.message, "camera", AlarmSeverity.FAULT)
             if self._state is StationState.RUNNING:

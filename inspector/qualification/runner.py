@@ -74,10 +74,13 @@ def software_identity(root: Path) -> dict[str, str]:
 
 
 def read_baseline(path: Path) -> dict[str, float]:
-    """The manual-inspection baseline: CSV with a header ``item_key,p_manual`` (0..1 per item)."""
+    """The manual-inspection baseline: CSV with a header ``item_key,p_manual`` (0..1 per item).
+
+    Lines starting with ``#`` are comments (say where the figures come from).
+    """
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+            rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
     except OSError as exc:
         raise QualificationError(f"manual baseline {path}: {exc.strerror}") from None
     out: dict[str, float] = {}

@@ -133,7 +133,7 @@ BEGIN SELECT RAISE(ABORT, 'item records are write-once; only an unset PLC acknow
 -- A batch is released (approved recipe and model) or a demo; its end stores the head of its
 -- item chain and of the audit trail, so a truncated tail of either is seen.
 ALTER TABLE batches ADD COLUMN release_status TEXT NOT NULL DEFAULT 'NOT RELEASED - DEMO'
-    CHECK (release_status IN ('released', 'NOT RELEASED - DEMO', 'qualification run'));
+    CHECK (release_status IN ('released', 'NOT RELEASED - DEMO', 'qualification run', 'start-up challenge'));
 ALTER TABLE batches ADD COLUMN items_head TEXT;
 ALTER TABLE batches ADD COLUMN audit_head_seq INTEGER;
 ALTER TABLE batches ADD COLUMN audit_head_hash TEXT;

@@ -235,6 +235,7 @@ class Recorder:
         *,
         reconciliation: dict[str, Any] | None = None,
         actor: Actor = SYSTEM_ACTOR,
+        extra: dict[str, Any] | None = None,
         timeout_s: float = 30.0,
     ) -> None:
         """Commit every queued record of the batch, then end it with its result (and reconciliation).
@@ -248,6 +249,7 @@ class Recorder:
         summary = result.as_dict()
         if reconciliation is not None:
             summary["reconciliation"] = reconciliation
+        summary.update(extra or {})
         text = json.dumps(summary, allow_nan=False, ensure_ascii=False, sort_keys=True)
         with RecordStore(self.database) as store, store.transaction():
             entry = audit.append(

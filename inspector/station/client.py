@@ -29,7 +29,7 @@ from inspector.records.review import Review, ReviewRequest
 from inspector.records.signatures import signatures, status
 from inspector.records.store import BATCH_ID_PATTERN
 from inspector.station.reconcile import Reconciliation
-from inspector.station.session import StationSession, open_station
+from inspector.station.session import ChallengeResult, StationSession, open_station
 from inspector.taxonomy import Product, Reason
 
 Listener = Callable[[StationEvent], None]
@@ -91,6 +91,7 @@ class StationInfo:
     input_limits: InputLimits | None
     plc_endpoint: str | None
     review_folder: Path | None
+    has_startup_challenge: bool = False  # the recipe names a start-up challenge set
 
     @property
     def pocket_count(self) -> int | None:
@@ -136,6 +137,7 @@ class StationStatus:
     plc_connected: bool | None  # None: no PLC link
     input: InputStatus | None  # None: the recipe monitors no input drift
     source_finished: bool  # a finite source delivered every item
+    challenge: ChallengeResult | None = None  # the start-up challenge the next production batch would use
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ class StationClient(Protocol):
     def start_batch(self, batch_id: str | None, operator: str | None, actor: Actor | None = None) -> str: ...
 
     def wait_finished(self, timeout_s: float) -> bool: ...
+
+    def run_startup_challenge(self, actor: Actor | None = None) -> ChallengeResult: ...
 
     def stop_batch(self) -> Reconciliation: ...
 
@@ -220,6 +224,7 @@ class InProcessClient:
             input_limits=rec.input_monitor,
             plc_endpoint=session.plc.describe() if session.plc is not None else None,
             review_folder=session.reviews.folder if session.reviews is not None else None,
+            has_startup_challenge=rec.startup_challenge is not None,
         )
 
     @property
@@ -238,6 +243,7 @@ class InProcessClient:
             if monitor is None
             else InputStatus(frames=monitor.frames, drifting=monitor.drifting, means=monitor.last_means),
             source_finished=s.camera.finished,
+            challenge=s.last_challenge,
         )
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
@@ -255,6 +261,9 @@ class InProcessClient:
 
     def wait_finished(self, timeout_s: float) -> bool:
         return self.session.station.wait_finished(timeout_s)
+
+    def run_startup_challenge(self, actor: Actor | None = None) -> ChallengeResult:
+        return self.session.run_startup_challenge(actor=actor)
 
     def stop_batch(self) -> Reconciliation:
         self.session.end_batch()

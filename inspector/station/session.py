@@ -32,6 +32,7 @@ from inspector.events import (
     NOT_RELEASED,
     QUALIFICATION_RUN,
     RELEASED,
+    STARTUP_CHALLENGE,
     AlarmAcknowledged,
     AlarmSeverity,
     BatchResult,
@@ -41,6 +42,7 @@ from inspector.events import (
 from inspector.inference.package import ModelIntegrityError, ModelPackage, load_package
 from inspector.inference.session import InferenceEngine
 from inspector.inference.units import to_units
+from inspector.manifest import MANIFEST_NAME, ManifestError, read_manifest, sha256_file
 from inspector.pipeline.station import Station, StationError
 from inspector.plc.base import PlcLink
 from inspector.plc.config import load_plc_config
@@ -98,6 +100,28 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
     return GenICamCamera(load_camera_config(path))
 
 
+@dataclass(frozen=True)
+class ChallengeResult:
+    """A start-up challenge: every item and whether it was judged right."""
+
+    batch_id: str
+    passed: bool
+    items: tuple[dict[str, Any], ...]
+    recipe_sha256: str
+    model_digest: str
+    at_utc: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "passed": self.passed,
+            "items": list(self.items),
+            "recipe_sha256": self.recipe_sha256,
+            "model_digest": self.model_digest,
+            "at_utc": self.at_utc,
+        }
+
+
 @dataclass
 class StationSession:
     """A ready station and everything it owns; ``close()`` releases it all."""
@@ -115,6 +139,8 @@ class StationSession:
     reviews: ReviewExporter | None = None
     last_reconciliation: Reconciliation | None = field(default=None, init=False)
     _batch_actor: Actor = field(default=DEMO_ACTOR, init=False)
+    last_challenge: ChallengeResult | None = field(default=None, init=False)
+    _batch_challenge: dict[str, Any] | None = field(default=None, init=False)
 
     @property
     def product(self) -> Product:
@@ -158,6 +184,11 @@ class StationSession:
                     f"{kind} {object_id} (sha256 {sha[:12]}) is {was}; an engineer registers it and a QA user"
                     f" other than its author reviews and approves it ({command} review / approve)"
                 )
+        if rec.startup_challenge is None:
+            problems.append(
+                f"recipe {rec.recipe_id}@{rec.version} names no start-up challenge (startup_challenge:), and every"
+                " production batch starts with one"
+            )
         return problems
 
     def start_batch(
@@ -200,6 +231,16 @@ class StationSession:
                         reason="a production batch needs an approved recipe and model, unchanged",
                     )
                 raise StationError(message)
+            ch = self.last_challenge
+            this = (self.recipe.sha256, self.package.digest)
+            if ch is None or not ch.passed or (ch.recipe_sha256, ch.model_digest) != this:
+                why = "it has not run" if ch is None else "it failed" if not ch.passed else "it was another recipe"
+                message = (
+                    "production stays locked until the start-up challenge passes for this recipe and model"
+                    f" ({why}): run it from the HMI's batch bar or inspector run --challenge"
+                )
+                self.station.raise_alarm("CHALLENGE_REQUIRED", message, "release", AlarmSeverity.WARNING)
+                raise StationError(message)
             release = RELEASED
         context = dataclasses.replace(
             self.station.batch_context(bid, operator or (actor.username if actor else None)), release_status=release
@@ -208,6 +249,10 @@ class StationSession:
             self.recorder.open_batch(context, actor=who)
         self.station.start(context)
         self._batch_actor = who
+        if not qualification and self.last_challenge is not None:
+            # Stored with this batch; the next (production) batch needs a challenge of its own.
+            self._batch_challenge = {"batch_id": self.last_challenge.batch_id, "passed": self.last_challenge.passed}
+            self.last_challenge = None
         return bid
 
     def end_batch(self, timeout_s: float = 10.0) -> BatchResult:
@@ -216,7 +261,8 @@ class StationSession:
         A record the database refused does not keep the batch open: the batch ends NOT
         reconciled, and its reconciliation says what could not be stored.
         """
-        complete = self.camera.finished
+        camera = self.station.camera
+        complete = camera.finished
         result = self.station.stop(timeout_s)
         refused: str | None = None
         if self.recorder is not None:
@@ -224,13 +270,121 @@ class StationSession:
                 self.recorder.flush(30.0)
             except RecordWriterError as exc:
                 refused = f"not every record was stored: {exc}"
-        report = reconcile(result, self.recorder, expected_items=self.camera.items, source_complete=complete)
+        report = reconcile(result, self.recorder, expected_items=camera.items, source_complete=complete)
         if refused is not None:
             report = dataclasses.replace(report, error="; ".join(e for e in (report.error, refused) if e))
         self.last_reconciliation = report
+        extra = {} if self._batch_challenge is None else {"startup_challenge": self._batch_challenge}
+        self._batch_challenge = None
         if self.recorder is not None:
-            self.recorder.close_batch(result, reconciliation=report.as_dict(), actor=self._batch_actor)
+            self.recorder.close_batch(result, reconciliation=report.as_dict(), actor=self._batch_actor, extra=extra)
         return result
+
+    # -- start-up challenge -------------------------------------------------------------------
+    def challenge_folder(self) -> Path:
+        """The recipe's challenge set as a manifest folder (a rendered one rendered once, same bytes)."""
+        rec = self.recipe.recipe
+        ch = rec.startup_challenge
+        if ch is None:
+            raise StationError(f"recipe {rec.recipe_id} names no start-up challenge")
+        if ch.folder is not None:
+            folder = _resolve(ch.folder, self.root)
+            try:
+                actual = sha256_file(folder / MANIFEST_NAME)
+                read_manifest(folder, verify=True)  # every image as its manifest lists it
+            except (OSError, ManifestError) as exc:
+                raise StationError(f"start-up challenge {folder}: {exc}") from None
+            if actual != ch.manifest_sha256:
+                raise StationError(
+                    f"start-up challenge {folder}: its manifest has sha256 {actual[:12]}, the recipe pins"
+                    f" {str(ch.manifest_sha256)[:12]}: the challenge set was changed"
+                )
+            return folder
+        assert ch.seed is not None
+        folder = self.root / "var" / "challenge" / f"{rec.recipe_id}-{rec.version}-{ch.seed}"
+        if not (folder / "manifest.jsonl").is_file():
+            from inspector.synth.generate import generate
+            from inspector.taxonomy import Criticality, defects
+
+            classes = ch.classes or [
+                d.code.value for d in defects(rec.product) if d.criticality is Criticality.CRITICAL
+            ]
+            labels = [*classes, *([OK] * ch.good_items)]
+            partial = folder.with_name(folder.name + ".partial")
+            if partial.exists():
+                import shutil
+
+                shutil.rmtree(partial)
+            generate(rec.product.value, len(labels), ch.seed, partial, labels=labels, masks=False, workers=1)
+            partial.rename(folder)
+        return folder
+
+    def run_startup_challenge(self, *, actor: Actor | None = None, timeout_s: float = 60.0) -> ChallengeResult:
+        """Present the recipe's challenge set through this station (its PLC not told) and judge it.
+
+        Right means: every defect rejected for a defect reason (not merely not inspected), every
+        good item accepted. A production batch starts only after a passing challenge of this very
+        recipe and model; the result is stored as its own batch and with the next production batch.
+        """
+        from inspector.camera.sim import FilesCamera
+        from inspector.events import ItemDecided, ItemDecision
+
+        who = self._authorise(actor, Action.RUN_BATCH, "running the start-up challenge")
+        folder = self.challenge_folder()
+        cam = FilesCamera(folder, line_rate_per_min=self.recipe.recipe.line_rate_per_min, serial="CHALLENGE")
+        decided: dict[int, ItemDecision] = {}
+
+        def collect(event: StationEvent) -> None:
+            if isinstance(event, ItemDecided):
+                decided[event.decision.item_id] = event.decision
+
+        bid = new_batch_id(f"challenge-{self.product.value}")
+        subscription = self.station.subscribe(collect)
+        old_camera = self.station.replace_camera(cam)
+        old_sinks, self.station.sinks = self.station.sinks, []  # the line PLC never sees challenge items
+        try:
+            context = dataclasses.replace(
+                self.station.batch_context(bid, actor.username if actor else None), release_status=STARTUP_CHALLENGE
+            )
+            if self.recorder is not None:
+                self.recorder.open_batch(context, actor=who)
+            self._batch_actor = who
+            self.station.start(context)
+            self.station.wait_finished(timeout_s)
+            result = self.station.stop()
+            if self.recorder is not None:
+                self.recorder.flush(30.0)
+            report = reconcile(result, self.recorder, expected_items=cam.items, source_complete=cam.finished)
+            accept_minor = set(self.recipe.recipe.accept_minor)
+            items = []
+            for i, e in enumerate(cam.entries, start=1):
+                d = decided.get(i)
+                reject_expected = e.label != OK and e.label not in accept_minor
+                right = d is not None and (
+                    (not d.accept and d.reason != "not_inspected") if reject_expected else d.accept
+                )
+                items.append({"file": e.file, "label": e.label, "expected": "reject" if reject_expected else "accept",
+                              "decided": None if d is None else ("accept" if d.accept else str(d.reason)),
+                              "right": right})  # fmt: skip
+            challenge = ChallengeResult(
+                batch_id=bid,
+                passed=bool(items) and all(it["right"] for it in items) and report.reconciled,
+                items=tuple(items),
+                recipe_sha256=self.recipe.sha256,
+                model_digest=self.package.digest,
+                at_utc=context.started_utc,
+            )
+            if self.recorder is not None:
+                self.recorder.close_batch(result, reconciliation=report.as_dict(), actor=who,
+                                          extra={"startup_challenge": challenge.as_dict()})  # fmt: skip
+        finally:
+            self.station.sinks = old_sinks
+            if self.station.state is StationState.IDLE:
+                self.station.replace_camera(old_camera)
+            subscription.cancel()
+            cam.close()
+        self.last_challenge = challenge
+        return challenge
 
     def run(
         self,

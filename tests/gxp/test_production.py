@@ -7,6 +7,7 @@ camera and the line simulator as the PLC.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -24,9 +25,10 @@ from inspector.records import RecordStore, audit
 from inspector.records.chain import verify_batch
 from inspector.records.users import add_user, claim_mode
 from inspector.station import open_station
+from inspector.station.session import ChallengeResult
 from inspector.synth.generate import generate
 from inspector.taxonomy import IMAGE_SPECS, Product
-from tests.support.onnx_models import make_package
+from tests.support.onnx_models import challenge_set, make_package
 
 ROOT = Path(__file__).resolve().parents[2]
 PW = {"ada": "admin-password-1", "erin": "engineer-password-1", "quinn": "qa-password-number-1",
@@ -47,6 +49,7 @@ def _project(tmp: Path) -> Path:
         "model": {"path": "models/tablet/0.0.1", "sha256": record.sha256},
         "latency_budget_ms": 300,
         "line_rate_per_min": 600,
+        "startup_challenge": yaml.safe_load(challenge_set(tmp / "challenge", Product.TABLET, seed=77)),
     }
     (tmp / "recipes").mkdir()
     (tmp / "recipes" / "tablet.yaml").write_text(yaml.safe_dump(recipe))
@@ -79,7 +82,7 @@ def _cli(root: Path, *args: str, passwords: list[str]) -> subprocess.CompletedPr
     if passwords:
         cmd.append("--password-stdin")
     return subprocess.run(cmd, cwd=ROOT, env=env, input="".join(p + "\n" for p in passwords), capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+                          text=True, timeout=300)  # fmt: skip
 
 
 def _suite(root: Path) -> None:
@@ -138,8 +141,9 @@ def test_production_runs_only_released_unchanged_objects_for_a_logged_in_user(tm
             assert proc.returncode == 2 and "qualification" in proc.stderr, "no approval without a qualification"
             # The suite's criteria are approved before the run; the run is formal; QA signs its report.
             _suite(root)
+            suite = str(root / "qualification" / "tablet.yaml")  # the project's, not one beside the command
             for step, who in (("register", "erin"), ("review", "quinn"), ("approve", "rosa")):
-                proc = _cli(root, "suites", step, "--suite", "qualification/tablet.yaml", "--as", who, "--reason",
+                proc = _cli(root, "suites", step, "--suite", suite, "--as", who, "--reason",
                             "criteria fixed", passwords=[PW[who]])  # fmt: skip
                 assert proc.returncode == 0, proc.stderr
             station_file = root / "station_configs" / "line9.yaml"
@@ -147,7 +151,7 @@ def test_production_runs_only_released_unchanged_objects_for_a_logged_in_user(tm
             config = _config(root, f"modbus://127.0.0.1:{sim.port}").model_dump(mode="json")
             station_file.write_text(yaml.safe_dump(config))
             out = root / "reports" / "pq"
-            proc = _cli(root, "qualify", "--suite", "qualification/tablet.yaml", "--station", "line9", "--out",
+            proc = _cli(root, "qualify", "--suite", suite, "--station", "line9", "--out",
                         str(out), "--as", "erin", "--json", "--quiet", passwords=[PW["erin"]])  # fmt: skip
             assert proc.returncode == 0, proc.stderr
             outcome = json.loads(proc.stdout)
@@ -172,20 +176,38 @@ def test_production_runs_only_released_unchanged_objects_for_a_logged_in_user(tm
             (row,) = listing
             assert row["state"] == "approved" and [s["status"] for s in row["signatures"]] == ["valid"] * 3
 
+            # Released, and still locked: each production batch starts with a passing start-up challenge.
+            with pytest.raises(StationError, match="start-up challenge"):
+                session.start_batch(actor=otto)
+            this = ChallengeResult("x", True, (), session.recipe.sha256, session.package.digest, "")
+            for earlier, why in ((dataclasses.replace(this, passed=False), "it failed"),
+                                 (dataclasses.replace(this, recipe_sha256="0" * 64), "another recipe")):  # fmt: skip
+                session.last_challenge = earlier
+                with pytest.raises(StationError, match=why):
+                    session.start_batch(actor=otto)
+            challenge = session.run_startup_challenge(actor=otto)
+            assert challenge.passed, challenge.items
+            assert [it["expected"] for it in challenge.items] == ["reject", "accept", "accept"]
             result = session.run(actor=otto)
             assert result.items == 8 and result.reconciled
+            with pytest.raises(StationError, match="start-up challenge"):  # one challenge, one batch
+                session.start_batch(actor=otto)
         finally:
             session.close()
 
         with RecordStore(db) as store:
             batch = store.batch(result.batch_id or "")
             assert batch["release_status"] == "released" and batch["operator"] == "otto"
+            summary = batch["summary"]
+            assert summary["startup_challenge"] == {"batch_id": challenge.batch_id, "passed": True}
+            stored = store.batch(challenge.batch_id)["summary"]["startup_challenge"]
+            assert stored["passed"] is True and stored["model_digest"] == challenge.model_digest
             assert verify_batch(store, result.batch_id or "").ok
             assert audit.verify(store).ok
             actions = [e.action for e in audit.entries(store)]
-            assert "release.refused" in actions and actions.count("batch.start") == 2  # the qualification's too
+            assert "release.refused" in actions and actions.count("batch.start") == 3  # qualification, challenge
             statuses = [store.batch(b)["release_status"] for b in store.batch_ids()]
-            assert sorted(statuses) == ["qualification run", "released"]
+            assert sorted(statuses) == ["qualification run", "released", "start-up challenge"]
             assert [a.code for a in store.alarms() if a.code == "RELEASE_REFUSED"] == ["RELEASE_REFUSED"]
 
         # A changed byte in the model's record (its intended use) is a changed package, and one more

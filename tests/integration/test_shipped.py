@@ -10,7 +10,7 @@ import pytest
 from inspector.config.recipe import load_recipe
 from inspector.inference.package import load_package
 from inspector.station import open_station
-from inspector.taxonomy import Product
+from inspector.taxonomy import Criticality, Product, defects
 from tests.support.stations import station_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,3 +68,17 @@ def test_shipped_recipe_runs_a_sim_batch(name: str) -> None:
     assert result.not_inspected == 0
     # Only good items were rendered: all accepted by the shipped model at nominal nuisance.
     assert result.accepted == 24, result.rejected_by_reason
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_shipped_recipe_passes_its_start_up_challenge(name: str) -> None:
+    config = station_config(name, items=4)
+    session = open_station(config, root=ROOT)
+    try:
+        challenge = session.run_startup_challenge()
+    finally:
+        session.close()
+    assert challenge.passed, [it for it in challenge.items if not it["right"]]
+    critical = {it["label"] for it in challenge.items if it["expected"] == "reject"}
+    product = Product(name)
+    assert critical == {d.code.value for d in defects(product) if d.criticality is Criticality.CRITICAL}

@@ -93,3 +93,27 @@ def make_package(
     data, record = brightness_model(prod, defect_class=defect_class or labels(prod)[1], dark_below=dark_below)
     write_package(folder, data, record)
     return record
+
+
+def challenge_set(folder: Path, product: Product | str, *, seed: int, dark_defect: bool = True) -> str:
+    """A start-up challenge folder: one blacked-out (defect) item, then two good ones.
+
+    The brightness model rejects the black item as its first defect class (``dark_defect=False``
+    leaves it as rendered, bright, so that model accepts a defect). Returns the recipe's
+    ``startup_challenge`` entry for the folder (with the sha256 of its manifest) as YAML.
+    """
+    import cv2
+
+    from inspector.manifest import write_manifest
+    from inspector.synth.generate import generate
+
+    prod = Product(product)
+    chosen = [labels(prod)[1], "ok", "ok"]
+    entries = generate(prod.value, len(chosen), seed, folder, labels=chosen, masks=False, workers=1)
+    if dark_defect:
+        first = folder / entries[0].file
+        image = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(first), np.zeros_like(image))
+        entries[0] = entries[0].model_copy(update={"sha256": sha256_bytes(first.read_bytes())})
+    manifest = write_manifest(folder, entries)
+    return f"{{folder: {folder.name}, manifest_sha256: {sha256_bytes(manifest.read_bytes())}}}"

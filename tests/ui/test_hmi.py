@@ -332,3 +332,29 @@ def test_recipe_can_be_changed_when_idle(qtbot: Any, make_hmi: Any) -> None:
     qtbot.mouseClick(w.batch.start, Qt.MouseButton.LeftButton)
     wait_running(qtbot, w)
     assert w.controller.batch_id == "LOT-42.A"
+
+
+def test_the_start_up_challenge_runs_from_the_batch_bar(qtbot: Any, make_hmi: Any, ui_project: Path) -> None:
+    from tests.support.onnx_models import challenge_set
+
+    entry = challenge_set(ui_project / "challenge", Product.VIAL, seed=3)  # both good items pass the test model
+    recipe = ui_project / "recipes" / "vial.yaml"
+    recipe.write_text(recipe.read_text() + f"startup_challenge: {entry}\n")
+    w = make_hmi("vial", demo=False, camera="sim")
+    qtbot.waitUntil(lambda: w.controller.phase == Phase.READY, timeout=START_TIMEOUT_MS)
+    assert w.batch.challenge.isVisible() and w.batch.challenge.isEnabled()
+    with qtbot.waitSignal(w.controller.challenge_finished, timeout=30_000) as blocker:
+        qtbot.mouseClick(w.batch.challenge, Qt.MouseButton.LeftButton)
+        assert w.controller.phase == Phase.CHALLENGE and not w.batch.start.isEnabled()
+    result = blocker.args[0]
+    assert [(it["label"], it["expected"]) for it in result.items] == [
+        ("missing_cap", "reject"), ("ok", "accept"), ("ok", "accept")]  # fmt: skip
+    assert result.passed, result.items
+    assert w.batch.status.text() == "START-UP CHALLENGE PASSED: 3/3 judged right"
+    assert w.controller.phase == Phase.READY and w.batch.start.isEnabled()
+    # The challenge is a batch of its own in the records, and the next batch names it.
+    session = session_of(w)
+    assert session.recorder is not None
+    with RecordStore(session.recorder.database) as store:
+        stored = store.batch(result.batch_id)
+    assert stored["release_status"] == "start-up challenge" and stored["summary"]["startup_challenge"]["passed"]

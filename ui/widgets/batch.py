@@ -54,10 +54,17 @@ class BatchControl(QWidget):
         for b in (self.start, self.stop):
             b.setFont(theme.font(17, bold=True))
             b.setMinimumSize(130, 50)
+        self.challenge = QPushButton("CHALLENGE")
+        self.challenge.setObjectName("challenge")
+        self.challenge.setFont(theme.font(14, bold=True))
+        self.challenge.setMinimumSize(130, 50)
+        self.challenge.setToolTip("Present the recipe's start-up challenge set: every item must be judged right")
+        self.challenge.clicked.connect(lambda: controller.run_challenge())
         self.start.clicked.connect(self._start)
         self.stop.clicked.connect(lambda: controller.stop_batch())
         lay.addLayout(captioned("RECIPE", self.recipe))
         lay.addLayout(captioned("BATCH / LOT", self.batch))
+        lay.addWidget(self.challenge, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addWidget(self.start, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addWidget(self.stop, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addSpacing(16)
@@ -94,6 +101,7 @@ class BatchControl(QWidget):
         controller.user_changed.connect(self.refresh)
         controller.message.connect(self._message)
         controller.error.connect(self._error)
+        controller.challenge_finished.connect(self._challenge_finished)
         controller.batch_started.connect(self.batch.setText)
         # A batch id is used once: offer a fresh one for the next batch.
         controller.batch_finished.connect(lambda _r: self.batch.setText(controller.suggest_batch_id()))
@@ -114,6 +122,18 @@ class BatchControl(QWidget):
         self.batch.setText(bid)
         self.controller.start_batch(bid, self.controller.operator or None)
 
+    def _challenge_finished(self, result: Any) -> None:
+        right = sum(1 for it in result.items if it["right"])
+        text = f"START-UP CHALLENGE {'PASSED' if result.passed else 'FAILED'}: {right}/{len(result.items)} judged right"
+        wrong = [f"{it['label']} → {it['decided'] or 'no decision'}" for it in result.items if not it["right"]]
+        if wrong:
+            text += " (" + "; ".join(wrong) + ")"
+        colour = theme.ACCEPT if result.passed else theme.REJECT
+        self.status.setStyleSheet(f"color: {colour}; font-weight: bold;")
+        self.status.setText(text)
+        self.status.setToolTip(f"{text}\nbatch {result.batch_id}")
+        self.refresh()
+
     def _message(self, text: str) -> None:
         self.status.setStyleSheet(f"color: {theme.TEXT_DIM};")
         self.status.setText(text)
@@ -131,7 +151,14 @@ class BatchControl(QWidget):
         self.batch.setEnabled(phase == Phase.READY)
         text = self.batch.text().strip()
         may_run = c.can(Action.RUN_BATCH) or (c.client is not None and c.client.info.mode == "demo")
-        self.start.setEnabled(phase == Phase.READY and may_run and (not text or valid_batch_id(text)))
+        has_challenge = c.client is not None and c.client.info.has_startup_challenge
+        production = c.client is not None and c.client.info.mode == "production"
+        self.challenge.setVisible(has_challenge)
+        self.challenge.setEnabled(phase == Phase.READY and may_run and has_challenge)
+        # Production: START waits for a passing start-up challenge (the station enforces it too).
+        unlocked = not production or c.challenge_ok
+        self.start.setEnabled(phase == Phase.READY and may_run and unlocked and (not text or valid_batch_id(text)))
+        self.start.setToolTip("" if unlocked else "run the start-up challenge first: production starts after it passed")
         self.stop.setEnabled(phase == Phase.RUNNING)
         if c.recipe_name and self.recipe.currentText() != c.recipe_name:
             self.recipe.setCurrentText(c.recipe_name)

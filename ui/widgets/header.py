@@ -101,6 +101,8 @@ class StationHeader(QWidget):
             self.state.set("REFUSED", theme.REJECT)
         elif status is None:
             self.state.set("NO STATION", theme.IDLE)
+        elif c.phase == Phase.CHALLENGE:
+            self.state.set("CHALLENGE", theme.INFO)
         else:
             state = status.state.value
             self.state.set(state.upper(), theme.STATE_COLOURS.get(state, theme.IDLE))
