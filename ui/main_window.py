@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
     def show_summary(self, report: Reconciliation) -> None:
         if self.summary_dialog is not None:
             self.summary_dialog.close()
-        dialog = BatchSummaryDialog(report, self)
+        dialog = BatchSummaryDialog(report, self, self.controller)
         dialog.setStyleSheet(theme.STYLE_SHEET)
         dialog.destroyed.connect(lambda _=None: self._dialog_gone(dialog))
         self.summary_dialog = dialog

@@ -1,9 +1,11 @@
-"""``inspector records verify | export``: tamper-evidence and copies of a batch's records (ALCOA+).
+"""``inspector records verify | export | report | sign``: tamper-evidence, copies and the batch report (ALCOA+).
 
-Exit status: 0 verified (or written), 1 a batch does not verify, 2 refused.
+Exit status: 0 verified (or written, or signed), 1 a batch does not verify, 2 refused.
 
     inspector records verify --batch vial-20261206T040000Z-1a2b3c
     inspector records export --batch vial-20261206T040000Z-1a2b3c --format json --out batch.json --as quinn
+    inspector records report --batch vial-20261206T040000Z-1a2b3c
+    inspector records sign --batch vial-20261206T040000Z-1a2b3c --meaning authored --as otto --reason "batch run"
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from inspector.cli.common import CliError, Subparsers, add_credentials, add_database_argument, database, gxp_errors
+from inspector.cli.common import (
+    CliError,
+    Subparsers,
+    add_credentials,
+    add_database_argument,
+    database,
+    gxp_errors,
+    read_password,
+)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -95,6 +105,55 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def refused() -> tuple[type[BaseException], ...]:
+    return (*gxp_errors(), OSError)
+
+
+def _report_folder(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else database(args).parent / "reports" / args.batch
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from inspector.records import RecordStore
+    from inspector.reports import batch as batch_report
+
+    out = _report_folder(args)
+    with RecordStore(database(args)) as store:
+        try:
+            json_path, pdf_path, report = batch_report.write(store, args.batch, out)
+        except refused() as exc:
+            raise CliError(str(exc)) from None
+    with RecordStore(database(args)) as store:
+        sigs = batch_report.signature_views(store, args.batch, report["content_sha256"])
+    print(f"batch report {args.batch}: {json_path} and {pdf_path} (content sha256 {report['content_sha256'][:12]})",
+          file=sys.stderr)  # fmt: skip
+    if args.json:
+        print(json.dumps({"batch_id": args.batch, "json": str(json_path), "pdf": str(pdf_path),
+                          "content_sha256": report["content_sha256"], "signatures": sigs}))  # fmt: skip
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from inspector.records import RecordStore
+    from inspector.reports import batch as batch_report
+
+    if not args.as_user:
+        raise CliError("a signature needs the signer: --as USER (the password is asked for)")
+    if not args.reason.strip():
+        raise CliError("a signature needs a reason: --reason TEXT")
+    password = read_password(args, f"password of {args.as_user} (signing the batch report {args.meaning}): ")
+    out = _report_folder(args)
+    with RecordStore(database(args)) as store:
+        try:
+            signature = batch_report.sign(store, username=args.as_user, password=password, batch_id=args.batch,
+                                          meaning=args.meaning, reason=args.reason)  # fmt: skip
+            batch_report.write(store, args.batch, out)
+        except refused() as exc:
+            raise CliError(str(exc)) from None
+    print(f"batch report {args.batch} signed: {signature.manifestation()}; report written to {out}", file=sys.stderr)
+    return 0
+
+
 def register(sub: Subparsers) -> None:
     r = sub.add_parser("records", help="verify a batch's item records (hash links), or export a copy")
     rsub = r.add_subparsers(dest="records_command", required=True, metavar="ACTION")
@@ -113,3 +172,17 @@ def register(sub: Subparsers) -> None:
     add_database_argument(e)
     add_credentials(e, who="the QA or admin user exporting")
     e.set_defaults(func=cmd_export)
+    rp = rsub.add_parser("report", help="the batch report (JSON + PDF) from the records, with its signatures")
+    rp.add_argument("--batch", required=True)
+    rp.add_argument("--out", default=None, help="folder (default: reports/BATCH beside the database)")
+    rp.add_argument("--json", action="store_true", help="where it was written, as JSON on stdout")
+    add_database_argument(rp)
+    rp.set_defaults(func=cmd_report)
+    s = rsub.add_parser("sign", help="sign the batch report: the operator authored, then QA reviewed")
+    s.add_argument("--batch", required=True)
+    s.add_argument("--meaning", choices=["authored", "reviewed"], required=True)
+    s.add_argument("--reason", required=True)
+    s.add_argument("--out", default=None, help="folder the signed report is written to (default: reports/BATCH)")
+    add_database_argument(s)
+    add_credentials(s, who="the signer")
+    s.set_defaults(func=cmd_sign)

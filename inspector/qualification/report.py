@@ -12,38 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import cm
-from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer
+
+from inspector.reports.pdf import interval, pct, table
 
 THUMB_CM = 3.2
 MAX_THUMBS = 48
-
-
-def _pct(x: Any) -> str:
-    return "–" if x is None else f"{100 * float(x):.2f} %"
-
-
-def _interval(r: dict[str, Any]) -> str:
-    iv = r.get("interval95")
-    return "–" if not iv else f"{100 * iv[0]:.1f}–{100 * iv[1]:.1f} %"
-
-
-def _table(rows: Sequence[Sequence[Any]], widths: Sequence[float] | None = None, *, header: bool = True) -> Table:
-    styles = getSampleStyleSheet()
-    cell = styles["BodyText"].clone("cell", fontSize=8, leading=10)
-    data = [[v if isinstance(v, Flowable) else Paragraph(str(v), cell) for v in row] for row in rows]
-    t = Table(data, colWidths=widths, repeatRows=1 if header else 0)
-    style = [
-        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-    ]
-    if header:
-        style.append(("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde3ea")))
-    t.setStyle(TableStyle(style))
-    return t
 
 
 def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[str, str]] = ()) -> Path:
@@ -60,7 +37,7 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[s
             body,
         ),
         Spacer(1, 0.3 * cm),
-        _table(
+        table(
             [
                 ["What", "Identity", "SHA-256"],
                 ["Suite", report["suite"]["id"], report["suite"]["sha256"]],
@@ -83,7 +60,7 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[s
             body,
         ),
         Paragraph("Acceptance criteria", h2),
-        _table(
+        table(
             [["Criterion", "Value", "Limit", "Result"]]
             + [
                 [
@@ -97,7 +74,7 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[s
             [7 * cm, 3 * cm, 3.5 * cm, 2 * cm],
         ),
         Paragraph("Detection per class and false rejects", h2),
-        _table(
+        table(
             [["Class", "Criticality", "Items", "Reject zone", "Detection", "95 % interval"]]
             + [
                 [
@@ -105,8 +82,8 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[s
                     c["criticality"],
                     c["items"],
                     c["items_in_reject_zone"],
-                    _pct(c["detection"]["rate"]),
-                    _interval(c["detection"]),
+                    pct(c["detection"]["rate"]),
+                    interval(c["detection"]),
                 ]
                 for k, c in r["classes"].items()
             ]
@@ -116,8 +93,8 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[s
                     "",
                     r["good_items"],
                     "",
-                    f"false reject {_pct(r['false_reject']['rate'])}",
-                    _interval(r["false_reject"]),
+                    f"false reject {pct(r['false_reject']['rate'])}",
+                    interval(r["false_reject"]),
                 ]
             ],
             [3.5 * cm, 2.5 * cm, 1.5 * cm, 2.2 * cm, 3.5 * cm, 3 * cm],
@@ -140,7 +117,7 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[s
     columns = sorted({c for row in r["confusion"].values() for c in row})
     story += [
         Paragraph("Confusion (presentations): truth by the station's decision", h2),
-        _table(
+        table(
             [["truth \\ decided", *columns]] + [[t, *(r["confusion"][t].get(c, 0) for c in columns)] for t in labels]
         ),
         Paragraph(f"Misjudged items ({len(r['misjudged'])}), critical first", h2),
@@ -163,7 +140,7 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[s
         rows: list[list[Any]] = [
             [*thumbs[i], *(thumbs[i + 1] if i + 1 < len(thumbs) else blank)] for i in range(0, len(thumbs), 2)
         ]
-        story.append(_table(rows, [THUMB_CM * cm + 0.3 * cm, 5.2 * cm] * 2, header=False))
+        story.append(table(rows, [THUMB_CM * cm + 0.3 * cm, 5.2 * cm] * 2, header=False))
     if len(r["misjudged"]) > MAX_THUMBS:
         story.append(Paragraph(f"... and {len(r['misjudged']) - MAX_THUMBS} more, all listed in report.json.", body))
     if not r["misjudged"]:
@@ -174,7 +151,7 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: Sequence[dict[s
     if not signatures:
         sig_rows.append(["Not signed yet: QA signs report.json with the password (inspector qualify sign).", "", ""])
     story += [
-        KeepTogether([Paragraph("Signatures", h2), _table(sig_rows, [9 * cm, 6 * cm, 2.5 * cm])]),
+        KeepTogether([Paragraph("Signatures", h2), table(sig_rows, [9 * cm, 6 * cm, 2.5 * cm])]),
     ]
 
     def footer(canvas: Any, doc: Any) -> None:

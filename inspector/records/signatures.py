@@ -47,6 +47,8 @@ class Signature:
 
 def signing_action(meaning: Meaning, object_type: str) -> Action:
     """The action a signature of this meaning on this kind of object needs."""
+    if object_type == "batch_report":  # the operator who ran it signs authored, QA the rest
+        return Action.RUN_BATCH if meaning is Meaning.AUTHORED else Action.SIGN_REPORT
     if object_type in ("report", "qualification"):
         return Action.SIGN_REPORT  # QA signs reports, reviewed and approved alike
     if meaning is Meaning.AUTHORED:

@@ -28,6 +28,7 @@ from inspector.records.audit import Actor, AuditEntry, AuditVerification
 from inspector.records.review import Review, ReviewRequest
 from inspector.records.signatures import signatures, status
 from inspector.records.store import BATCH_ID_PATTERN
+from inspector.reports import batch as batch_report
 from inspector.station.reconcile import Reconciliation
 from inspector.station.session import ChallengeResult, StationSession, open_station
 from inspector.taxonomy import Product, Reason
@@ -121,6 +122,16 @@ class ReleaseCandidate:
 
 
 @dataclass(frozen=True)
+class BatchReportView:
+    """A batch report as written at batch end: where it is, what a signature binds, who signed."""
+
+    batch_id: str
+    pdf: Path
+    content_sha256: str
+    signatures: tuple[SignatureView, ...]
+
+
+@dataclass(frozen=True)
 class InputStatus:
     """The input drift monitor now: frames seen, rolling means once the window is full."""
 
@@ -187,6 +198,12 @@ class StationClient(Protocol):
     def sign_release(
         self, object_type: str, meaning: str, username: str, password: str, reason: str
     ) -> ReleaseCandidate: ...
+
+    def batch_report(self, batch_id: str) -> BatchReportView | None: ...
+
+    def sign_batch_report(
+        self, batch_id: str, meaning: str, username: str, password: str, reason: str
+    ) -> BatchReportView: ...
 
     def heatmap(self, image: np.ndarray, unit_reasons: Sequence[Reason] | None) -> np.ndarray | None: ...
 
@@ -350,6 +367,28 @@ class InProcessClient:
                 object_id=target[1], sha256=target[2], reason=reason,
             )  # fmt: skip
         return next(r for r in self.releases() if r.object_type == object_type)
+
+    def batch_report(self, batch_id: str) -> BatchReportView | None:
+        """The report written when the batch ended (made again from the records if it is missing)."""
+        if self.session.recorder is None:
+            return None
+        folder = self.session.batch_report_folder(batch_id)
+        with self._store() as store:
+            _, pdf, report = batch_report.write(store, batch_id, folder)
+            views = batch_report.signature_views(store, batch_id, report["content_sha256"])
+        sigs = tuple(SignatureView(v["manifestation"], v["meaning"], v["status"], v["reason"]) for v in views)
+        return BatchReportView(batch_id, pdf, report["content_sha256"], sigs)
+
+    def sign_batch_report(
+        self, batch_id: str, meaning: str, username: str, password: str, reason: str
+    ) -> BatchReportView:
+        """Sign the batch report (the operator authored, QA reviewed) and write it again with the signature."""
+        with self._store() as store:
+            batch_report.sign(store, username=username, password=password, batch_id=batch_id, meaning=meaning,
+                              reason=reason)  # fmt: skip
+        view = self.batch_report(batch_id)
+        assert view is not None
+        return view
 
     def heatmap(self, image: np.ndarray, unit_reasons: Sequence[Reason] | None) -> np.ndarray | None:
         return self.session.heatmap(image, unit_reasons)

@@ -47,7 +47,7 @@ from inspector.pipeline.station import Station, StationError
 from inspector.plc.base import PlcLink
 from inspector.plc.config import load_plc_config
 from inspector.plc.factory import create_link
-from inspector.records import AlarmAck, Recorder, RecordWriterError
+from inspector.records import AlarmAck, Recorder, RecordError, RecordWriterError
 from inspector.records.audit import Actor
 from inspector.records.recorder import record_integrity_failure
 from inspector.records.review import Review, ReviewExporter, ReviewRequest, review_folder
@@ -138,6 +138,7 @@ class StationSession:
     demo_line: DemoLine | None = None
     reviews: ReviewExporter | None = None
     last_reconciliation: Reconciliation | None = field(default=None, init=False)
+    last_batch_report: Path | None = field(default=None, init=False)  # folder of the last batch's report
     _batch_actor: Actor = field(default=DEMO_ACTOR, init=False)
     last_challenge: ChallengeResult | None = field(default=None, init=False)
     _batch_challenge: dict[str, Any] | None = field(default=None, init=False)
@@ -274,11 +275,36 @@ class StationSession:
         if refused is not None:
             report = dataclasses.replace(report, error="; ".join(e for e in (report.error, refused) if e))
         self.last_reconciliation = report
-        extra = {} if self._batch_challenge is None else {"startup_challenge": self._batch_challenge}
+        extra: dict[str, Any] = {"model_digest": self.package.digest}
+        if self._batch_challenge is not None:
+            extra["startup_challenge"] = self._batch_challenge
         self._batch_challenge = None
+        self.last_batch_report = None
         if self.recorder is not None:
             self.recorder.close_batch(result, reconciliation=report.as_dict(), actor=self._batch_actor, extra=extra)
+            self.last_batch_report = self._write_batch_report(result.batch_id)
         return result
+
+    def batch_report_folder(self, batch_id: str) -> Path:
+        """Where a batch's report is written: ``reports/<batch>/`` beside the record database."""
+        assert self.recorder is not None
+        return Path(self.recorder.database).parent / "reports" / batch_id
+
+    def _write_batch_report(self, batch_id: str | None) -> Path | None:
+        """The batch report (JSON + PDF) from the committed records; a failure is logged, the records stay."""
+        if self.recorder is None or not batch_id:
+            return None
+        from inspector.records import RecordStore
+        from inspector.reports import batch as batch_report
+
+        folder = self.batch_report_folder(batch_id)
+        try:
+            with RecordStore(self.recorder.database) as store:
+                batch_report.write(store, batch_id, folder)
+        except (OSError, RecordError, ValueError) as exc:
+            log.error("batch report of %s not written (inspector batches report makes it again): %s", batch_id, exc)
+            return None
+        return folder
 
     # -- start-up challenge -------------------------------------------------------------------
     def challenge_folder(self) -> Path:
@@ -376,7 +402,8 @@ class StationSession:
             )
             if self.recorder is not None:
                 self.recorder.close_batch(result, reconciliation=report.as_dict(), actor=who,
-                                          extra={"startup_challenge": challenge.as_dict()})  # fmt: skip
+                                          extra={"startup_challenge": challenge.as_dict(),
+                                                 "model_digest": self.package.digest})  # fmt: skip
         finally:
             self.station.sinks = old_sinks
             if self.station.state is StationState.IDLE:

@@ -203,6 +203,18 @@ def test_stop_shows_summary_and_reconciles_with_the_records(qtbot: Any, make_hmi
         (state,) = conn.execute("SELECT state FROM batches WHERE batch_id = ?", (report.batch_id,)).fetchone()
     assert state == "ended"
     assert w.batch.batch.text() != report.batch_id, "a fresh batch id is offered for the next batch"
+    # The batch report, written at batch end, is shown and signed: the demo operator authors it.
+    dialog = w.summary_dialog
+    qtbot.waitUntil(lambda: dialog.report_view is not None, timeout=20_000)
+    assert str(dialog.report_view.pdf).endswith(f"{report.batch_id}/batch-report.pdf")
+    assert dialog.report_view.pdf.is_file() and "not signed yet" in dialog.report_label.text()
+    assert dialog.sign_button.isEnabled() and "(authored)" in dialog.sign_button.text()
+    dialog.sign(password="operator-demo", reason="batch run as shown")
+    qtbot.waitUntil(lambda: bool(dialog.report_view.signatures), timeout=20_000)
+    (signature,) = dialog.report_view.signatures
+    assert signature.meaning == "authored" and signature.status == "valid"
+    assert "Demo Operator (operator)" in dialog.report_label.text()
+    assert not dialog.sign_button.isEnabled(), "an operator does not review; QA does"
 
 
 def test_finite_demo_batch_ends_by_itself(qtbot: Any, make_hmi: Any) -> None:

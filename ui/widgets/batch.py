@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from PyQt6 import sip
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -192,9 +193,13 @@ def _input_state(monitor: dict[str, Any]) -> str:
 class BatchSummaryDialog(QDialog):
     """End of batch: counts and the reconciliation checks, with an unmistakable verdict."""
 
-    def __init__(self, report: Reconciliation, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, report: Reconciliation, parent: QWidget | None = None, controller: StationController | None = None
+    ) -> None:
         super().__init__(parent)
         self.report = report
+        self.controller = controller
+        self.report_view: Any = None  # the batch report (BatchReportView) once it is loaded
         self.setObjectName("batchSummary")
         self.setWindowTitle(f"Batch {report.batch_id} ended")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -251,7 +256,82 @@ class BatchSummaryDialog(QDialog):
         checks.setFont(theme.font(13))
         checks.setWordWrap(True)
         lay.addWidget(checks)
+
+        # The batch report (JSON + PDF from the records), signed by the operator, then reviewed by QA.
+        report_row = QHBoxLayout()
+        self.report_label = QLabel("Batch report: –")
+        self.report_label.setObjectName("batchReport")
+        self.report_label.setWordWrap(True)
+        self.report_label.setFont(theme.font(12))
+        self.sign_button = QPushButton("SIGN BATCH REPORT…")
+        self.sign_button.setEnabled(False)
+        self.sign_button.clicked.connect(lambda: self.sign())
+        report_row.addWidget(self.report_label, 1)
+        report_row.addWidget(self.sign_button)
+        lay.addLayout(report_row)
+        self.load_report()
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
         buttons.accepted.connect(self.close)
         lay.addWidget(buttons)
+
+    def _meaning(self) -> str | None:
+        """What the logged-in user signs: QA reviews once the operator signed; whoever ran batches authors."""
+        c = self.controller
+        view = self.report_view
+        if c is None or c.actor is None or view is None:
+            return None
+        signed = {s.meaning for s in view.signatures if s.status == "valid"}
+        if "authored" not in signed and c.can(Action.RUN_BATCH):
+            return "authored"
+        if "authored" in signed and "reviewed" not in signed and c.can(Action.SIGN_REPORT):
+            return "reviewed"
+        return None
+
+    def load_report(self) -> None:
+        c = self.controller
+        client = c.client if c is not None else None
+        if c is None or client is None or not self.report.batch_id:
+            return
+        bid = self.report.batch_id
+        c.jobs.submit(lambda: client.batch_report(bid), self._show_report, self._report_failed)
+
+    def _show_report(self, view: Any) -> None:
+        if sip.isdeleted(self):  # closed before the report came
+            return
+        self.report_view = view
+        if view is None:
+            self.report_label.setText("Batch report: none (this station keeps no records)")
+            return
+        sigs = "; ".join(f"{s.manifestation} ({s.status})" for s in view.signatures) or "not signed yet"
+        self.report_label.setText(f"Batch report: {view.pdf}<br>Signatures: {sigs}")
+        meaning = self._meaning()
+        self.sign_button.setEnabled(meaning is not None)
+        self.sign_button.setText(f"SIGN BATCH REPORT ({meaning})…" if meaning else "SIGN BATCH REPORT…")
+
+    def _report_failed(self, exc: BaseException) -> None:
+        if sip.isdeleted(self):
+            return
+        self.report_label.setStyleSheet(f"color: {theme.REJECT};")
+        self.report_label.setText(f"Batch report not available: {exc}")
+
+    def sign(self, *, password: str | None = None, reason: str | None = None) -> None:
+        """Open the signature dialog (or, for tests, sign with the given password and reason)."""
+        c = self.controller
+        meaning = self._meaning()
+        client = c.client if c is not None else None
+        if c is None or client is None or c.actor is None or meaning is None or self.report_view is None:
+            return
+        view, actor = self.report_view, c.actor
+        if password is None or reason is None:
+            from ui.widgets.login import SignatureDialog
+
+            dialog = SignatureDialog(f"batch report {view.batch_id}", view.content_sha256, meaning, actor.full_name,
+                                     self)  # fmt: skip
+            if not dialog.exec():
+                return
+            password, reason = dialog.password.text(), dialog.reason.text()
+        bid, user, pw, why = view.batch_id, actor.username, password or "", reason or ""
+        c.jobs.submit(lambda: client.sign_batch_report(bid, meaning, user, pw, why), self._show_report,
+                      self._report_failed)  # fmt: skip
