@@ -142,7 +142,7 @@ def generate(
     sets with a fixed class balance such as the committed sample set. ``presentations``:
     each item is rendered that many times, its presentation (pose jitter, lighting, blur,
     noise) changing and the item staying the same; the manifest names the item and the
-    presentation of each image (qualification by the Knapp method).
+    presentation of each image (qualification by the Knapp method), listed round by round.
     """
     prod = validate_args(product, count, seed, defect_rate, nuisance)
     if presentations is not None and not 1 <= presentations <= 1000:
@@ -154,9 +154,12 @@ def generate(
     if masks:
         (root / "masks").mkdir()
     reps = [None] if presentations is None else list(range(presentations))
+    # Round by round, as a Knapp test is run: every item once, then every item again. A transient
+    # fault (a frame gap, a late burst) then costs single presentations of many items, never all
+    # presentations of one item.
     jobs = [
         Job(
-            index=i * len(reps) + k,
+            index=k * count + i,
             product=prod.value,
             label=labels[i] if labels is not None else choose_label(prod, seed, i, defect_rate),
             seed=derive_seed(seed, i),
@@ -166,8 +169,8 @@ def generate(
             presentation=p,
             item=None if p is None else i,
         )
-        for i in range(count)
         for k, p in enumerate(reps)
+        for i in range(count)
     ]
     count = len(jobs)
     n_workers = max(1, min(workers or os.cpu_count() or 1, count))
