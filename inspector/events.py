@@ -255,6 +255,7 @@ class BatchResult:
     input_monitor: dict[str, Any] | None = None
     threads_not_stopped: tuple[str, ...] = ()
     plc: PlcFigures | None = None
+    trending: dict[str, Any] | None = None  # reject rates per class against the recipe's limits
 
     @property
     def reconciled(self) -> bool:
@@ -288,6 +289,8 @@ class BatchResult:
         }
         if self.input_monitor is not None:
             out["input_monitor"] = dict(self.input_monitor)
+        if self.trending is not None:
+            out["trending"] = dict(self.trending)
         if self.threads_not_stopped:
             out["threads_not_stopped"] = list(self.threads_not_stopped)
         if self.plc is not None:

@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=None if args.quiet else _run_progress(session.recipe.recipe.recipe_id, config.camera.items),
             actor=actor,
             operator=actor.username if actor else None,
+            reinspection_of=args.reinspect,
         )
     except station_errors() as exc:
         raise CliError(f"station refuses to start: {exc}") from None
@@ -174,6 +175,12 @@ def register(sub: Subparsers) -> None:
     run.add_argument("--json", default=None, help="write the summary as JSON here")
     run.add_argument("--quiet", action="store_true")
     run.add_argument("--mode", choices=["demo", "production"], default=None, help="default: the station file's")
+    run.add_argument(
+        "--reinspect",
+        default=None,
+        metavar="BATCH",
+        help="this batch re-inspects the items of that ended batch: a pass of its own, linked to the first",
+    )
     run.add_argument(
         "--challenge",
         action="store_true",

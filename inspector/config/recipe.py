@@ -13,6 +13,7 @@ from inspector.config.errors import ConfigError
 from inspector.config.loader import load_yaml_model
 from inspector.config.monitor import InputLimits
 from inspector.config.roi import PocketGrid
+from inspector.config.trending import TrendLimits
 from inspector.taxonomy import Criticality, Product, defect
 
 RECIPES_DIR = "recipes"
@@ -90,6 +91,7 @@ class Recipe(BaseModel):
     line_rate_per_min: float = Field(gt=0, le=100_000)
     queue_depth: int = Field(default=8, ge=1, le=1024)
     input_monitor: InputLimits | None = Field(default=None, description="None: input drift is not monitored")
+    trending: TrendLimits | None = Field(default=None, description="None: reject rates are not trended")
     startup_challenge: StartupChallenge | None = Field(
         default=None, description="None: no start-up challenge (production refuses such a recipe)"
     )
@@ -112,6 +114,14 @@ class Recipe(BaseModel):
             raise ValueError(
                 f"latency_budget_ms {self.latency_budget_ms} is longer than 20 item periods ({period_ms:.1f} ms each)"
             )
+        if self.trending is not None:
+            for code in self.trending.limits:
+                if code == "not_inspected":
+                    continue
+                try:
+                    defect(self.product, code)
+                except KeyError as exc:
+                    raise ValueError(f"trending.limits: {str(exc).strip(chr(39))}") from None
         if self.startup_challenge is not None and self.startup_challenge.classes is not None:
             for code in self.startup_challenge.classes:
                 try:

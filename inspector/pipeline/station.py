@@ -48,6 +48,7 @@ from inspector.inference.units import to_units
 from inspector.pipeline.decision import decide
 from inspector.pipeline.monitor import InputMonitor
 from inspector.pipeline.summary import RunSummary
+from inspector.pipeline.trending import RejectTrend
 from inspector.realtime import prepare_for_latency, raise_thread_priority
 from inspector.taxonomy import RejectReason
 
@@ -153,6 +154,7 @@ class Station:
         self._next_late_alarm = 0.0
         self._fault_sources: set[str] = set()
         self.input_monitor = InputMonitor(recipe.input_monitor) if recipe.input_monitor is not None else None
+        self.trend = RejectTrend(recipe.trending) if recipe.trending is not None else None
         self._cameras_followed = {id(camera)}
         camera.subscribe(self._on_camera_event)
 
@@ -245,6 +247,8 @@ class Station:
         self.summary = RunSummary(self.recipe.product, self.accept_minor)
         if self.input_monitor is not None:  # each batch's records hold their own drift alarms
             self.input_monitor = InputMonitor(self.input_monitor.limits)
+        if self.trend is not None:  # and their own reject rates
+            self.trend = RejectTrend(self.trend.limits)
         self._late_since_alarm, self._next_late_alarm = 0, 0.0
         self._stop.clear()
         self._acq_done.clear()
@@ -311,6 +315,7 @@ class Station:
             camera_stats=self.camera.stats.as_dict(),
             input_monitor=self.input_monitor.as_dict() if self.input_monitor is not None else None,
             threads_not_stopped=tuple(alive),
+            trending=self.trend.as_dict() if self.trend is not None else None,
         )
         self._transition(StationState.IDLE)
         for sink in self.sinks:
@@ -563,6 +568,19 @@ class Station:
         )
         self.raise_alarm(code, change.describe(self.input_monitor.limits), "input", severity, **change.means)
 
+    def _watch_trend(self, reason: str) -> None:
+        """Reject-rate trending, after the decision is out: an alarm when a class's rolling rate changes level."""
+        if self.trend is None:
+            return
+        for change in self.trend.add(reason):
+            code, severity = {
+                "alert": ("REJECT_RATE_ALERT", AlarmSeverity.WARNING),
+                "action": ("REJECT_RATE_ACTION", AlarmSeverity.FAULT),
+                "normal": ("REJECT_RATE_NORMAL", AlarmSeverity.INFO),
+            }[change.level]
+            self.raise_alarm(code, change.describe(), "trending", severity, reason=change.reason,
+                             rate=round(change.rate, 6), window=change.window, limit=change.limit)  # fmt: skip
+
     def _not_inspected(
         self, item_id: int, frame: Frame | None, cause: NotInspected, detail: str, times: StageTimes
     ) -> None:
@@ -592,3 +610,4 @@ class Station:
             with self._latest_lock:
                 self._latest = (frame, decision)
         self._emit(ItemDecided(decision, self.batch_id))
+        self._watch_trend(str(decision.reason))

@@ -109,6 +109,7 @@ class RunSummary:
         camera_stats: dict[str, int] | None = None,
         input_monitor: dict[str, Any] | None = None,
         threads_not_stopped: tuple[str, ...] = (),
+        trending: dict[str, Any] | None = None,
     ) -> BatchResult:
         """The typed result of the batch so far (what :meth:`Station.stop` returns)."""
         d = self.as_dict()
@@ -133,6 +134,7 @@ class RunSummary:
             camera_stats=dict(camera_stats or {}),
             input_monitor=input_monitor,
             threads_not_stopped=threads_not_stopped,
+            trending=trending,
         )
 
 

@@ -103,6 +103,16 @@ def build(store: RecordStore, batch_id: str) -> dict[str, Any]:
         "reconciliation": summary.get("reconciliation"),
         "latency_ms": {k: summary.get(k) for k in ("latency_ms_p50", "latency_ms_p99", "latency_ms_max")},
         "startup_challenge": _challenge(store, summary.get("startup_challenge")),
+        "trending": summary.get("trending"),
+        "reinspection_of": summary.get("reinspection_of"),
+        "reinspections": [
+            r[0]
+            for r in store.execute(
+                "SELECT batch_id FROM batches WHERE json_extract(summary, '$.reinspection_of') = ?"
+                " ORDER BY started_utc",
+                (batch_id,),
+            )
+        ],
         "alarms": alarms,
         "alarms_unacknowledged": sum(1 for a in alarms if a["acknowledged_utc"] is None),
         "releases": [_release(store, "recipe", b, summary), _release(store, "model", b, summary)],
@@ -246,6 +256,23 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: list[dict[str, 
     checks += [[k["name"], "ok" if k["ok"] else "FAILED", k.get("detail", "")] for k in rec.get("checks") or []]
     if len(checks) > 1:
         story += [Spacer(1, 0.2 * cm), table(checks)]
+
+    links = []
+    if report.get("reinspection_of"):
+        links.append(f"This batch is a re-inspection of batch <b>{report['reinspection_of']}</b>.")
+    if report.get("reinspections"):
+        links.append("Re-inspected in batch(es): <b>" + ", ".join(report["reinspections"]) + "</b>.")
+    story += [Paragraph(text, body) for text in links]
+
+    trend = report.get("trending")
+    if trend:
+        story.append(Paragraph(f"Reject-rate trend (rolling over {trend['window']} items, and the batch)", h2))
+        rows = [["Class", "Batch rate", "Alert", "Action", "Batch level", "Worst rolling", "Rolling alarms"]]
+        for cls, v in trend["classes"].items():
+            worst = "–" if v["max_rolling_rate"] is None else pct(v["max_rolling_rate"])
+            rows.append([cls, pct(v["batch_rate"]), pct(v["alert"]), pct(v["action"]), v["batch_level"].upper(),
+                         worst, v["rolling_alarms"]])  # fmt: skip
+        story.append(table(rows))
 
     ch = report.get("startup_challenge")
     story.append(Paragraph("Start-up challenge", h2))

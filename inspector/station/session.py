@@ -142,6 +142,7 @@ class StationSession:
     _batch_actor: Actor = field(default=DEMO_ACTOR, init=False)
     last_challenge: ChallengeResult | None = field(default=None, init=False)
     _batch_challenge: dict[str, Any] | None = field(default=None, init=False)
+    _batch_reinspection: str | None = field(default=None, init=False)
 
     @property
     def product(self) -> Product:
@@ -199,6 +200,7 @@ class StationSession:
         *,
         actor: Actor | None = None,
         qualification: bool = False,
+        reinspection_of: str | None = None,
     ) -> str:
         """Open the batch record, then start the station; a refused start leaves no open batch.
 
@@ -209,12 +211,17 @@ class StationSession:
         qualification batch (a challenge set presented to qualify the station, by a user who may
         run qualifications) runs the recipe and model under test, released or not, and is marked
         so: no product is released from it.
+
+        ``reinspection_of``: this batch inspects again the items of that ended batch (same
+        product): a pass of its own, linked to the first in both reports, never changing it.
         """
         if qualification:
             who = self._authorise(actor, Action.RUN_QUALIFICATION, "running a qualification")
         else:
             who = self._authorise(actor, Action.RUN_BATCH, "starting a batch")
         bid = batch_id or new_batch_id(self.product.value)
+        if reinspection_of is not None:
+            self._check_reinspection(reinspection_of, qualification)
         self.station.check_startable()
         release = QUALIFICATION_RUN if qualification else NOT_RELEASED
         if self.production and not qualification:
@@ -250,6 +257,7 @@ class StationSession:
             self.recorder.open_batch(context, actor=who)
         self.station.start(context)
         self._batch_actor = who
+        self._batch_reinspection = reinspection_of
         if not qualification and self.last_challenge is not None:
             # Stored with this batch; the next (production) batch needs a challenge of its own.
             self._batch_challenge = {"batch_id": self.last_challenge.batch_id, "passed": self.last_challenge.passed}
@@ -278,12 +286,33 @@ class StationSession:
         extra: dict[str, Any] = {"model_digest": self.package.digest}
         if self._batch_challenge is not None:
             extra["startup_challenge"] = self._batch_challenge
-        self._batch_challenge = None
+        if self._batch_reinspection is not None:
+            extra["reinspection_of"] = self._batch_reinspection
+        self._batch_challenge = self._batch_reinspection = None
         self.last_batch_report = None
         if self.recorder is not None:
             self.recorder.close_batch(result, reconciliation=report.as_dict(), actor=self._batch_actor, extra=extra)
             self.last_batch_report = self._write_batch_report(result.batch_id)
         return result
+
+    def _check_reinspection(self, first: str, qualification: bool) -> None:
+        """A re-inspection names an ended batch of this product in this station's records."""
+        from inspector.records import RecordStore
+
+        if qualification:
+            raise StationError("a qualification run is not a re-inspection")
+        if self.recorder is None:
+            raise StationError("a re-inspection is linked to the first batch's records: this station keeps none")
+        try:
+            with RecordStore(self.recorder.database) as store:
+                row = store.batch(first)
+        except RecordError as exc:
+            raise StationError(f"re-inspection of {first}: {exc}") from None
+        if row["state"] != "ended":
+            raise StationError(f"re-inspection of {first}: that batch is still running")
+        if row["product"] != self.product.value:
+            raise StationError(f"re-inspection of {first}: that batch is {row['product']}, this station inspects"
+                               f" {self.product.value}")  # fmt: skip
 
     def batch_report_folder(self, batch_id: str) -> Path:
         """Where a batch's report is written: ``reports/<batch>/`` beside the record database."""
@@ -423,9 +452,10 @@ class StationSession:
         operator: str | None = None,
         actor: Actor | None = None,
         qualification: bool = False,
+        reinspection_of: str | None = None,
     ) -> BatchResult:
         """One batch until a finite source is exhausted, ``duration_s`` passes, or Ctrl-C."""
-        self.start_batch(batch_id, operator, actor=actor, qualification=qualification)
+        self.start_batch(batch_id, operator, actor=actor, qualification=qualification, reinspection_of=reinspection_of)
         end = time.monotonic() + duration_s if duration_s else None
         try:
             while True:
