@@ -172,6 +172,9 @@ class BatchContext:
     camera_settings: dict[str, Any]
     operator: str | None = None
     started_utc: str = field(default_factory=utc_now)
+    plc: str | None = None  # the PLC the decisions go to; None: none (no item gets a PLC acknowledgement)
+    thresholds: dict[str, Any] | None = None  # those the model is judged with, and the package's validated ones
+    thresholds_validated: bool | None = None  # False: looser than validated (a demo station only; marked)
 
 
 @dataclass(frozen=True)

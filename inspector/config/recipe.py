@@ -100,6 +100,22 @@ class LoadedRecipe(BaseModel):
     sha256: str
 
 
+def looser_thresholds(
+    confidence: float, anomaly: float, *, validated_confidence: float, validated_anomaly: float
+) -> tuple[str, ...]:
+    """The thresholds that let more items pass than the model package's validated ones.
+
+    A lower confidence threshold makes fewer items ``undecided``; a higher anomaly threshold
+    rejects fewer as ``anomaly``. Either can let a defect through that validation would reject.
+    """
+    looser: list[str] = []
+    if not confidence >= validated_confidence:  # written so that NaN counts as looser
+        looser.append("confidence")
+    if not anomaly <= validated_anomaly:
+        looser.append("anomaly")
+    return tuple(looser)
+
+
 def find_project_root(start: Path | None = None) -> Path:
     """The folder holding ``recipes/`` and ``models/``: $INSPECTOR_HOME, else the cwd or a parent."""
     env = os.environ.get("INSPECTOR_HOME")
@@ -128,4 +144,4 @@ def load_recipe(name_or_path: str, root: Path | None = None) -> LoadedRecipe:
     return LoadedRecipe(recipe=recipe, path=path, sha256=digest)
 
 
-__all__ = ["ConfigError", "FrameSpec", "LoadedRecipe", "ModelRef", "Recipe", "load_recipe"]
+__all__ = ["ConfigError", "FrameSpec", "LoadedRecipe", "ModelRef", "Recipe", "load_recipe", "looser_thresholds"]

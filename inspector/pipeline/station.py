@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from inspector.camera.base import Camera, CameraError, CameraEvent, CameraEventKind, CameraFault, CameraState, Frame
-from inspector.config.recipe import Recipe
+from inspector.config.recipe import Recipe, looser_thresholds
 from inspector.events import (
     Alarm,
     AlarmRaised,
@@ -128,6 +128,13 @@ class Station:
         th = recipe.thresholds or rec.thresholds
         self.confidence_threshold = th.confidence
         self.anomaly_threshold = th.anomaly
+        #: Thresholds looser than the ones the model package was validated with (recorded with every batch).
+        self.looser_thresholds = looser_thresholds(
+            th.confidence,
+            th.anomaly,
+            validated_confidence=rec.thresholds.confidence,
+            validated_anomaly=rec.thresholds.anomaly,
+        )
         self.accept_minor = frozenset(recipe.accept_minor)
         self.budget_s = recipe.latency_budget_ms / 1e3
         self._rois = recipe.pocket_grid.rois() if recipe.pocket_grid is not None else None
@@ -199,10 +206,23 @@ class Station:
                 log.exception("station listener failed")
 
     def raise_alarm(
-        self, code: str, message: str, source: str, severity: AlarmSeverity = AlarmSeverity.WARNING, **detail: Any
+        self,
+        code: str,
+        message: str,
+        source: str,
+        severity: AlarmSeverity = AlarmSeverity.WARNING,
+        *,
+        batch_id: str | None = None,
+        **detail: Any,
     ) -> Alarm:
+        """Raise an alarm for the current batch (or ``batch_id``: one the alarm is about, e.g. an aborted one)."""
         alarm = Alarm(
-            code=code, message=message, source=source, severity=severity, detail=detail, batch_id=self.batch_id
+            code=code,
+            message=message,
+            source=source,
+            severity=severity,
+            detail=detail,
+            batch_id=batch_id or self.batch_id,
         )
         self.alarms.append(alarm)
         log.warning("alarm %s: %s", code, message)
@@ -226,7 +246,20 @@ class Station:
             camera_settings=self.camera.describe(),
             operator=operator,
             started_utc=utc_now(),
+            thresholds=self.thresholds(),
+            thresholds_validated=not self.looser_thresholds,
         )
+
+    def thresholds(self) -> dict[str, Any]:
+        """The thresholds items are judged with, where they come from, and the validated ones."""
+        validated = self.engine.package.record.thresholds
+        return {
+            "confidence": self.confidence_threshold,
+            "anomaly": self.anomaly_threshold,
+            "source": "recipe" if self.recipe.thresholds is not None else "model record",
+            "validated": {"confidence": validated.confidence, "anomaly": validated.anomaly},
+            "looser": list(self.looser_thresholds),
+        }
 
     def start(self, batch: str | BatchContext) -> None:
         """Open and start the camera and the pipeline threads; the station is RUNNING after.
@@ -547,7 +580,8 @@ class Station:
         code, severity = (
             ("INPUT_DRIFT", AlarmSeverity.WARNING) if change.drifting else ("INPUT_DRIFT_CLEARED", AlarmSeverity.INFO)
         )
-        self.raise_alarm(code, change.describe(self.input_monitor.limits), "input", severity, **change.means)
+        means: dict[str, Any] = dict(change.means)
+        self.raise_alarm(code, change.describe(self.input_monitor.limits), "input", severity, **means)
 
     def _not_inspected(
         self, item_id: int, frame: Frame | None, cause: NotInspected, detail: str, times: StageTimes

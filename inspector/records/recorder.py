@@ -9,8 +9,14 @@ It subscribes to the station's events and stores, through one :class:`RecordWrit
 
 The batch record is opened and closed by the station's assembly through
 :meth:`open_batch` and :meth:`close_batch`, synchronously: a refused batch id must stop the
-start, and a batch is ended only after every record of it is committed. Alarm
-acknowledgements name the alarm's id, never its text (:meth:`acknowledge_alarms`).
+start, and a batch is ended only after every record of it is committed. A batch that a
+crashed station left running is closed as aborted at the next start
+(:meth:`abort_batch`). Alarm acknowledgements name the alarm's id, never its text
+(:meth:`acknowledge_alarms`).
+
+One station writes one database: a Recorder holds an exclusive lock on ``<database>.lock``
+while it is open, so a second station on the same file is refused (and a batch that is
+still running elsewhere is never taken for a crashed one).
 
 Nothing here blocks the inspection thread: event handlers only queue. A record that cannot
 be queued is reported through ``on_failure`` (the station raises ``SINK_ERROR``).
@@ -18,7 +24,9 @@ be queued is reported through ``on_failure`` (the station raises ``SINK_ERROR``)
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +48,7 @@ from inspector.records.store import (
     AlarmRecord,
     ItemRecord,
     RecordConstraintError,
+    RecordError,
     RecordStore,
     Synchronous,
     UnknownAlarmError,
@@ -49,6 +58,28 @@ from inspector.records.writer import RecordWriter
 log = logging.getLogger(__name__)
 
 FailureCallback = Callable[[str], None]
+
+
+class DatabaseInUseError(RecordError):
+    """Another station (process) holds this record database open."""
+
+
+def _lock_database(database: Path) -> int | None:
+    """An exclusive lock on ``<database>.lock`` held while the file descriptor stays open.
+
+    Released by the kernel when the process dies, so a crashed station never blocks the next one.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (one station per database is then the site's rule)
+        return None
+    fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise DatabaseInUseError(f"{database} is open in another station; one station writes one database") from None
+    return fd
 
 
 @dataclass(frozen=True)
@@ -98,7 +129,12 @@ class Recorder:
         self.database = Path(database)
         self.database.parent.mkdir(parents=True, exist_ok=True)
         images_dir = Path(images) if images is not None else self.database.parent / "images"
-        self.writer = RecordWriter(self.database, images_dir, synchronous=synchronous, **writer_options)
+        self._lock_fd = _lock_database(self.database)
+        try:
+            self.writer = RecordWriter(self.database, images_dir, synchronous=synchronous, **writer_options)
+        except BaseException:
+            self._unlock()
+            raise
         self.on_failure = on_failure
         #: Set by the station's assembly when a PLC link answers each decision.
         self.expect_plc_acks = False
@@ -191,7 +227,20 @@ class Recorder:
                 camera_settings=batch.camera_settings,
                 operator=batch.operator,
                 started_utc=batch.started_utc,
+                plc=batch.plc,
+                thresholds=batch.thresholds,
+                thresholds_validated=batch.thresholds_validated,
             )
+
+    def running_batch_ids(self) -> list[str]:
+        """Batches still running in the records: at a station's start, those a crash left open."""
+        with RecordStore(self.database) as store:
+            return store.running_batch_ids()
+
+    def abort_batch(self, batch_id: str, summary: dict[str, Any]) -> None:
+        """Close a batch its station never ended (crash, kill), with what its rows say."""
+        with RecordStore(self.database) as store:
+            store.abort_batch(batch_id, summary)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until everything queued so far is committed; raise what could not be stored."""
@@ -221,6 +270,14 @@ class Recorder:
     def highest_item_id(self, batch_id: str) -> int | None:
         with RecordStore(self.database) as store:
             return store.highest_item_id(batch_id)
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        with RecordStore(self.database) as store:
+            return store.batch(batch_id)
+
+    def missing_plc_acks(self, batch_id: str) -> int:
+        with RecordStore(self.database) as store:
+            return store.missing_plc_acks(batch_id)
 
     def alarms(self, batch_id: str | None = None, *, unacknowledged_only: bool = False) -> list[AlarmRecord]:
         with RecordStore(self.database) as store:
@@ -254,4 +311,13 @@ class Recorder:
         return done
 
     def close(self, timeout_s: float = 30.0) -> None:
-        self.writer.close(timeout=timeout_s)
+        try:
+            self.writer.close(timeout=timeout_s)
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the descriptor releases the lock

@@ -22,7 +22,7 @@ from inspector.camera.base import CameraState
 from inspector.config.monitor import InputLimits
 from inspector.config.roi import Roi
 from inspector.config.station import StationConfig
-from inspector.events import ItemDecision, StationEvent, StationState
+from inspector.events import Alarm, ItemDecision, StationEvent, StationState
 from inspector.records import AlarmAck
 from inspector.records.review import Review, ReviewRequest
 from inspector.records.store import BATCH_ID_PATTERN
@@ -82,6 +82,7 @@ class StationInfo:
     input_limits: InputLimits | None
     plc_endpoint: str | None
     review_folder: Path | None
+    startup_alarms: tuple[Alarm, ...] = ()  # raised while the station opened (a crashed batch closed as aborted)
 
     @property
     def pocket_count(self) -> int | None:
@@ -173,6 +174,7 @@ class InProcessClient:
             input_limits=rec.input_monitor,
             plc_endpoint=session.plc.describe() if session.plc is not None else None,
             review_folder=session.reviews.folder if session.reviews is not None else None,
+            startup_alarms=tuple(session.startup_alarms),
         )
 
     @property

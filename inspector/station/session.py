@@ -7,7 +7,9 @@ builds a :class:`~inspector.pipeline.station.Station`.
 
 What :class:`StationSession` owns, it closes: the PLC link (and a demo line simulator), the
 camera, the recorder. A batch starts with its record (refused before the camera starts if the
-batch id is taken) and ends with its result, reconciled against the committed records.
+batch id is taken) and ends with its result, reconciled against the committed records. A batch
+that a crashed station left running is closed as aborted when the next station opens on the
+same records, with a ``BATCH_ABORTED`` alarm.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from inspector.camera.base import Camera
 from inspector.config.recipe import LoadedRecipe, find_project_root, load_recipe
 from inspector.config.station import CameraChoice, StationConfig
-from inspector.events import AlarmAcknowledged, AlarmSeverity, BatchResult, StationEvent, StationState
+from inspector.events import Alarm, AlarmAcknowledged, AlarmSeverity, BatchResult, StationEvent, StationState
 from inspector.inference.package import ModelPackage, load_package
 from inspector.inference.session import InferenceEngine
 from inspector.inference.units import to_units
@@ -40,7 +42,7 @@ from inspector.records import AlarmAck, Recorder, RecordWriterError
 from inspector.records.review import Review, ReviewExporter, ReviewRequest, review_folder
 from inspector.station.demo import DemoLine, start_demo_line
 from inspector.station.plc import PlcSink
-from inspector.station.reconcile import Reconciliation, reconcile
+from inspector.station.reconcile import AbortedBatch, Reconciliation, close_aborted_batches, reconcile
 from inspector.taxonomy import OK, Product, Reason
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,9 @@ class StationSession:
     demo_line: DemoLine | None = None
     reviews: ReviewExporter | None = None
     last_reconciliation: Reconciliation | None = field(default=None, init=False)
+    #: Batches a crashed station left running, closed as aborted when this one opened, and their alarms.
+    aborted_batches: list[AbortedBatch] = field(default_factory=list)
+    startup_alarms: list[Alarm] = field(default_factory=list)
 
     @property
     def product(self) -> Product:
@@ -110,6 +115,8 @@ class StationSession:
         bid = batch_id or new_batch_id(self.product.value)
         self.station.check_startable()
         context = self.station.batch_context(bid, operator)
+        if self.plc is not None:
+            context = dataclasses.replace(context, plc=self.plc.describe())
         if self.recorder is not None:
             self.recorder.open_batch(context)
         self.station.start(context)
@@ -279,10 +286,12 @@ def open_station(
     recorder: Recorder | None = None
     session: StationSession | None = None
     try:
+        aborted: list[AbortedBatch] = []
         if config.records is not None:
             db = _resolve(config.records.database, base)
             images = _resolve(config.records.images, base) if config.records.images else None
             recorder = Recorder(db, images)
+            aborted = close_aborted_batches(recorder)
         station = Station(rec, cam, engine, recipe_sha256=loaded.sha256)
         grid = rec.pocket_grid
         session = StationSession(
@@ -295,9 +304,21 @@ def open_station(
             package=package,
             recorder=recorder,
             reviews=ReviewExporter(review_folder(base, rec.product), rec.product, grid.count if grid else None),
+            aborted_batches=aborted,
         )
         if recorder is not None:
             station.subscribe(recorder)
+            for batch in aborted:  # stored with the aborted batch; QA decides about its items
+                session.startup_alarms.append(
+                    station.raise_alarm(
+                        "BATCH_ABORTED",
+                        batch.describe(),
+                        "records",
+                        AlarmSeverity.WARNING,
+                        batch_id=batch.batch_id,
+                        items=batch.reconciliation["records"]["inspected"],
+                    )
+                )
 
             def records_failed(message: str) -> None:
                 station.raise_alarm("SINK_ERROR", message, "records", AlarmSeverity.FAULT)
