@@ -47,6 +47,7 @@ class NotInspected(enum.StrEnum):
     CORRUPT_FRAME = "corrupt_frame"
     QUEUE_OVERFLOW = "queue_overflow"
     CAMERA_FAULT = "camera_fault"
+    IMAGE_REFUSED = "image_refused"  # the source's image for the item is unusable (a replayed file)
     STOPPED = "stopped"
 
 

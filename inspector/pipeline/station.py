@@ -2,9 +2,10 @@
 
 Threads (owned here, never by the UI):
 - *acquisition* grabs frames with a timeout, checks them, and puts them in a bounded
-  queue; a full queue, a corrupt frame or a frame-id gap become ``not_inspected``
-  rejects with an alarm; a camera fault moves the station to FAULT and paced
-  reconnect attempts follow;
+  queue; a full queue, a corrupt frame, a frame the source refused (an unusable replayed
+  file) or a frame-id gap become ``not_inspected`` rejects with an alarm; a camera fault
+  moves the station to FAULT and paced reconnect attempts follow; an unexpected error is
+  an alarm too, never the silent end of acquisition;
 - *inference* takes frames, skips those already past their deadline, runs the model,
   decides, and checks the deadline again before anything may be accepted.
 
@@ -342,6 +343,11 @@ class Station:
         self._emit(BatchEnded(result))
         return result
 
+    @property
+    def acquisition_ended(self) -> bool:
+        """Acquisition ended by itself (a finite source is done, or it failed), not by stop()."""
+        return self._acq_done.is_set() and not self._stop.is_set()
+
     def wait_finished(self, timeout_s: float) -> bool:
         """For finite sources: wait until every item was delivered and decided."""
         if not self._acq_done.wait(timeout_s):
@@ -408,10 +414,11 @@ class Station:
                 except CameraFault:
                     self._next_recover = time.monotonic() + RECOVER_INTERVAL_S
                     continue
-                except CameraError as exc:
+                except Exception as exc:  # CameraError, or a driver bug: never the silent end of acquisition
                     if self._stop.is_set():
                         break
-                    self.raise_alarm("CAMERA_ERROR", str(exc), "camera", AlarmSeverity.FAULT)
+                    text = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
+                    self.raise_alarm("CAMERA_ERROR", text, "camera", AlarmSeverity.FAULT)
                     time.sleep(GRAB_TIMEOUT_S)
                     continue
                 if frame is None:
@@ -420,6 +427,15 @@ class Station:
                         break
                     continue
                 self._accept_frame(frame)
+        except Exception as exc:  # a bug: alarm, and a finite source's items not delivered are not inspected
+            log.exception("acquisition failed")
+            self.raise_alarm(
+                "CAMERA_ERROR", f"acquisition stopped: {type(exc).__name__}: {exc}", "pipeline", AlarmSeverity.FAULT
+            )
+            try:
+                self._account_tail()
+            except Exception:
+                log.exception("items after the failure could not be accounted for")
         finally:
             self._acq_done.set()
 
@@ -458,6 +474,12 @@ class Station:
             self._gap(0, frame.frame_id)
         self._last_frame_id = max(frame.frame_id, self._last_frame_id or 0)
         t_acq = frame.t_acquired
+        if frame.refused is not None:
+            self.raise_alarm("IMAGE_REFUSED", f"item {frame.item_id}: {frame.refused}", "camera")
+            self._not_inspected(
+                frame.item_id, frame, NotInspected.IMAGE_REFUSED, frame.refused, StageTimes(t_acquired=t_acq)
+            )
+            return
         img = frame.image
         if img.dtype != np.uint8 or img.shape != self._expected_shape:
             self.raise_alarm(

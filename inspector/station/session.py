@@ -74,7 +74,7 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
         from inspector.camera.sim import FilesCamera
 
         assert choice.images is not None  # the station file's validation says so
-        return FilesCamera(choice.images, line_rate_per_min=rate)
+        return FilesCamera(choice.images, line_rate_per_min=rate, frame_shape=rec.frame.shape)
     from inspector.camera.genicam import GenICamCamera
     from inspector.config.camera import CAMERA_CONFIGS_DIR, load_camera_config
 
@@ -128,7 +128,9 @@ class StationSession:
         A record the database refused does not keep the batch open: the batch ends NOT
         reconciled, and its reconciliation says what could not be stored.
         """
-        complete = self.camera.finished
+        # A finite source is complete when it delivered every item or its acquisition ended by itself:
+        # then every item of it (every manifest entry) must be decided, or the batch is not reconciled.
+        complete = self.camera.finished or self.station.acquisition_ended
         result = self.station.stop(timeout_s)
         refused: str | None = None
         if self.recorder is not None:
