@@ -56,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "camera": config.camera.kind,
         "line_rate_per_min": config.camera.line_rate_per_min or rec.line_rate_per_min,
         "budget_ms": rec.latency_budget_ms,
+        "thresholds": session.station.thresholds(),
         **summary,
     }
     report = session.last_reconciliation

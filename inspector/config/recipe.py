@@ -40,10 +40,17 @@ class ModelRef(BaseModel):
 
 
 class RecipeThresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Thresholds instead of the model record's. Finite and in range, or the recipe is refused: a NaN
+    anomaly threshold compares false with every score and would switch the anomaly check off.
 
-    confidence: float = Field(ge=0.0, le=1.0)
-    anomaly: float
+    Whether they are looser than the package's validated ones is judged when the station opens
+    (:func:`looser_thresholds`): refused in production, marked in every record in demo mode.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    confidence: float = Field(ge=0.0, le=1.0, description="top-class probability below which an item is undecided")
+    anomaly: float = Field(ge=0.0, description="anomaly score above which an item is rejected (scores are >= 0)")
 
 
 class Recipe(BaseModel):

@@ -251,6 +251,16 @@ class Station:
             thresholds_validated=not self.looser_thresholds,
         )
 
+    def looser_text(self) -> str:
+        """The thresholds looser than validated, with both values ('' when none is)."""
+        validated = self.engine.package.record.thresholds
+        parts = []
+        if "confidence" in self.looser_thresholds:
+            parts.append(f"confidence {self.confidence_threshold:g} < validated {validated.confidence:g}")
+        if "anomaly" in self.looser_thresholds:
+            parts.append(f"anomaly {self.anomaly_threshold:g} > validated {validated.anomaly:g}")
+        return "; ".join(parts)
+
     def thresholds(self) -> dict[str, Any]:
         """The thresholds items are judged with, where they come from, and the validated ones."""
         validated = self.engine.package.record.thresholds
@@ -275,6 +285,14 @@ class Station:
         prepare_for_latency()
         self.batch = context
         self._emit(BatchStarted(context))
+        if self.looser_thresholds:  # a demo station only (production refuses to open): said with every batch
+            self.raise_alarm(
+                "THRESHOLDS_NOT_VALIDATED",
+                f"recipe thresholds looser than model {self.engine.package.record.model_id}"
+                f" {self.engine.package.record.version} was validated with: {self.looser_text()}",
+                "recipe",
+                looser=list(self.looser_thresholds),
+            )
         self.summary = RunSummary(self.recipe.product, self.accept_minor)
         if self.input_monitor is not None:  # each batch's records hold their own drift alarms
             self.input_monitor = InputMonitor(self.input_monitor.limits)

@@ -83,6 +83,7 @@ class StationInfo:
     plc_endpoint: str | None
     review_folder: Path | None
     startup_alarms: tuple[Alarm, ...] = ()  # raised while the station opened (a crashed batch closed as aborted)
+    looser_thresholds: str = ""  # thresholds looser than the model's validated ones (demo only), '' when none
 
     @property
     def pocket_count(self) -> int | None:
@@ -175,6 +176,7 @@ class InProcessClient:
             plc_endpoint=session.plc.describe() if session.plc is not None else None,
             review_folder=session.reviews.folder if session.reviews is not None else None,
             startup_alarms=tuple(session.startup_alarms),
+            looser_thresholds=station.looser_text(),
         )
 
     @property

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from inspector.camera.base import Camera
+from inspector.config.errors import ConfigError
 from inspector.config.recipe import LoadedRecipe, find_project_root, load_recipe
 from inspector.config.station import CameraChoice, StationConfig
 from inspector.events import Alarm, AlarmAcknowledged, AlarmSeverity, BatchResult, StationEvent, StationState
@@ -295,6 +296,14 @@ def open_station(
             recorder = Recorder(db, images)
             aborted = close_aborted_batches(recorder)
         station = Station(rec, cam, engine, recipe_sha256=loaded.sha256)
+        if station.looser_thresholds:
+            what = (
+                f"recipe {rec.recipe_id} {rec.version}: thresholds looser than model {package.record.model_id}"
+                f" {package.record.version} was validated with ({station.looser_text()})"
+            )
+            if config.mode == "production":
+                raise ConfigError(f"{what}: refused on a production station")
+            log.warning("%s: allowed in demo mode, marked in every record and on screen", what)
         grid = rec.pocket_grid
         session = StationSession(
             config=config,

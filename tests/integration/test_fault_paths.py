@@ -2,6 +2,8 @@
 
 - the files camera turns an unusable manifest entry into a `not_inspected` item with an alarm and
   goes on; the reconciliation counts manifest entries (case 1);
+- recipe thresholds are finite and in range; looser than the package's validated ones they are
+  refused in production and marked in every record in demo mode (case 2);
 - a batch a crashed station left running is closed as aborted at the next start (case 6);
 - an image larger than the station's frame is refused from its header, before decoding (case 7).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -21,8 +24,12 @@ import pytest
 import yaml
 
 from inspector.camera.sim import MemoryCamera
+from inspector.config.errors import ConfigError
+from inspector.config.recipe import load_recipe
+from inspector.config.station import StationConfig
 from inspector.events import GroundTruth
 from inspector.manifest import read_manifest, sha256_file, write_manifest
+from inspector.plc.base import PlcError
 from inspector.records import ItemRecord, RecordConstraintError, RecordStore
 from inspector.station import open_station
 from inspector.synth.generate import generate
@@ -263,3 +270,80 @@ def test_an_image_over_the_frame_size_is_refused_from_its_header_before_decoding
     refused, grown_mb = proc.stdout.split("\n")[:2]
     assert "20000 x 20000 image is larger than the camera's 256 x 256 frame" in refused
     assert int(grown_mb) < 50, f"peak memory grew {grown_mb} MB while refusing it"
+
+
+# -- case 2: a recipe can switch a defect class off ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "field"),
+    [
+        ({"confidence": 0.9, "anomaly": float("nan")}, "anomaly"),  # NaN compares false: no anomaly reject ever
+        ({"confidence": 0.9, "anomaly": float("inf")}, "anomaly"),
+        ({"confidence": 0.9, "anomaly": -1.0}, "anomaly"),
+        ({"confidence": float("nan"), "anomaly": 1.0}, "confidence"),
+        ({"confidence": 1.5, "anomaly": 1.0}, "confidence"),
+    ],
+)
+def test_recipe_thresholds_must_be_finite_and_in_range(
+    tmp_path: Path, thresholds: dict[str, float], field: str
+) -> None:
+    """Issue 34, case 2: `thresholds: {anomaly: .nan}` loaded without a warning (24 crimp defects accepted of 150)."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "vial.yaml").read_text())
+    recipe["thresholds"] = thresholds
+    path = tmp_path / "vial.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(ConfigError, match=f"thresholds.{field}"):
+        load_recipe(str(path), ROOT)
+
+
+def _production(recipe: Path, db: Path) -> StationConfig:
+    return StationConfig.model_validate(
+        {
+            "schema_version": 1,
+            "station_id": "line1",
+            "mode": "production",
+            "recipe": str(recipe),
+            "camera": {"kind": "files", "images": str(ROOT / "sample_images" / "vial")},
+            "plc": {"link": "modbus://127.0.0.1:9"},  # refused before any connection is tried
+            "records": {"database": str(db)},
+        }
+    )
+
+
+def test_looser_thresholds_than_validated_are_refused_on_a_production_station(tmp_path: Path) -> None:
+    """Issue 34, case 2: `{confidence: 0.0, anomaly: 1e9}` is schema-valid and switched the defect checks off."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "vial.yaml").read_text())
+    recipe["thresholds"] = {"confidence": 0.0, "anomaly": 1e9}
+    path = tmp_path / "vial-loose.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(
+        ConfigError, match=r"looser than model .* \(confidence 0 < validated 0.9; anomaly 1e\+09 > validated"
+    ):
+        open_station(_production(path, tmp_path / "db.sqlite"), root=ROOT)
+    # Stricter thresholds than validated are a recipe's right.
+    recipe["thresholds"] = {"confidence": 0.95, "anomaly": 0.5}
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(PlcError):  # past the thresholds: only the PLC is not there
+        open_station(_production(path, tmp_path / "db.sqlite"), root=ROOT, plc_connect_timeout_s=0.5)
+
+
+def test_looser_thresholds_in_demo_mode_are_marked_in_every_record(tmp_path: Path) -> None:
+    root = _project(tmp_path, thresholds={"confidence": 0.0, "anomaly": 1e9})  # the package: 0.6 / 0.5
+    db = root / "var" / "db.sqlite"
+    session = open_station(station_config("tablet", items=6, line_rate=RATE, db=db), root=root)
+    try:
+        assert session.station.looser_thresholds == ("confidence", "anomaly")
+        result = session.run(duration_s=30)
+        alarms = [a for a in session.station.alarms if a.code == "THRESHOLDS_NOT_VALIDATED"]
+    finally:
+        session.close()
+    assert len(alarms) == 1 and alarms[0].batch_id == result.batch_id
+    with RecordStore(db) as store:
+        batch = store.batch(str(result.batch_id))
+    assert batch["thresholds_validated"] == 0
+    assert batch["thresholds"]["looser"] == ["confidence", "anomaly"] and batch["thresholds"]["anomaly"] == 1e9
+    assert batch["thresholds"]["validated"] == {"confidence": 0.6, "anomaly": 0.5}
+    with sqlite3.connect(db) as conn:
+        marks = conn.execute("SELECT thresholds_validated FROM item_trace WHERE batch_id = ?", (result.batch_id,))
+        assert [m for (m,) in marks] == [0] * 6, "every item's trace carries the mark"
