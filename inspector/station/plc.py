@@ -36,8 +36,9 @@ from inspector.taxonomy import PLC_CODE_OK, PLC_CODE_UNDECIDED, Product
 log = logging.getLogger(__name__)
 
 POSITIVE_RELEASE = (
-    "positive release: the line accepts an item only when the station accepted it and the PLC acknowledged that "
-    "accept on time; an accept that was never acknowledged (late, missing, refused) is rejected by the PLC"
+    "positive release: the line accepts an item only when the station accepted it and the PLC took that accept on "
+    "time (its echo says so, even one that came after the station's window); an accept the PLC did not take on time "
+    "(late at the gate, missing, refused) is rejected by the PLC"
 )
 
 _STATE_CODES = {

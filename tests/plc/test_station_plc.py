@@ -167,3 +167,29 @@ def test_each_plc_alarm_is_stored_once_and_acknowledged_once(start_sim: StartSim
             a for a in store.alarms(result.batch_id) if a.severity == "info"
         ], "no warning or fault left open in the record"
         assert all(a.acknowledged_by == "Test Operator" for a in store.alarms(result.batch_id) if a.severity != "info")
+
+
+def test_a_frozen_plc_heartbeat_is_one_fault_reported_with_its_measured_detection_time(
+    start_sim: StartSim, tmp_path: Path
+) -> None:
+    """Issue 34, case 4: the station flapped 6-7 times per freeze and the summary said plc_loss_detect_ms_max 0.0."""
+    root = _project(tmp_path)
+    sim = start_sim(
+        "modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS), "--inject", "freeze_heartbeat@20:700"
+    )
+    n = 60
+    config = station_config("tablet", items=n, line_rate=RATE, db="var/db.sqlite", plc=f"modbus://127.0.0.1:{sim.port}")
+    session = open_station(config, root=root)
+    try:
+        summary = session.run(duration_s=30).as_dict()
+        codes = [a.code for a in session.station.alarms if a.source == "plc"]
+        (fault,) = [a for a in session.station.alarms if a.code == "PLC_FAULT"]
+    finally:
+        session.close()
+    sim.stop()
+
+    assert codes.count("PLC_FAULT") == 1 and codes.count("PLC_RECOVERED") == 1, codes
+    assert summary["plc_link_losses"] == 1
+    assert 80 <= summary["plc_loss_detect_ms_max"] < 200, summary["plc_loss_detect_ms_max"]
+    assert fault.detail["detect_ms"] == summary["plc_loss_detect_ms_max"]
+    assert summary["plc_unresolved"] == 0
