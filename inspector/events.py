@@ -48,6 +48,7 @@ class NotInspected(enum.StrEnum):
     QUEUE_OVERFLOW = "queue_overflow"
     CAMERA_FAULT = "camera_fault"
     IMAGE_REFUSED = "image_refused"  # the source's image for the item is unusable (a replayed file)
+    PLC_FAULT = "plc_fault"  # judged ok while the PLC link was down: no accept could reach the line
     STOPPED = "stopped"
 
 

@@ -10,7 +10,9 @@ Threads (owned here, never by the UI):
   decides, and checks the deadline again before anything may be accepted.
 
 Deadline = frame time + the recipe's latency budget. ONNX Runtime cannot abort a running
-inference, so the deadline is enforced around the call: a late result is never used.
+inference, so the deadline is enforced around the call: a late result is never used. While
+the PLC link is in fault no accept can reach the line, so an item the model judges ok is
+recorded ``not_inspected`` (``plc_fault``) with the model's outputs; a defect keeps its reason.
 Every decision goes to the sinks (PLC link, records, display tap) and to listeners.
 """
 
@@ -571,6 +573,24 @@ class Station:
         if t_dec > deadline:
             self._late(frame, f"decided {(t_dec - deadline) * 1e3:.1f} ms after the deadline", times)
             return
+        if verdict.accept and "plc" in self._fault_sources:
+            self._not_inspected(
+                frame.item_id,
+                frame,
+                NotInspected.PLC_FAULT,
+                "judged ok while the PLC link was down: no accept can reach the line",
+                times,
+                outputs=dict(
+                    label=verdict.label,
+                    confidence=verdict.confidence,
+                    anomaly=verdict.anomaly,
+                    scores=dict(zip(classes, verdict.scores, strict=True)),
+                    unit_reasons=verdict.unit_reasons,
+                ),
+                deadline_met=True,
+            )
+            self._watch_input(frame.image)
+            return
         decision = ItemDecision(
             item_id=frame.item_id,
             frame_id=frame.frame_id,
@@ -624,15 +644,24 @@ class Station:
         self.raise_alarm(code, change.describe(self.input_monitor.limits), "input", severity, **means)
 
     def _not_inspected(
-        self, item_id: int, frame: Frame | None, cause: NotInspected, detail: str, times: StageTimes
+        self,
+        item_id: int,
+        frame: Frame | None,
+        cause: NotInspected,
+        detail: str,
+        times: StageTimes,
+        outputs: dict[str, Any] | None = None,
+        deadline_met: bool = False,
     ) -> None:
+        """Reject ``item_id`` as not inspected; ``outputs``: the model's, where it ran (label, scores ...)."""
         decision = ItemDecision(
+            **(outputs or {}),
             item_id=item_id,
             frame_id=frame.frame_id if frame is not None else None,
             accept=False,
             reason=RejectReason.NOT_INSPECTED,
             times=times,
-            deadline_met=False,
+            deadline_met=deadline_met,
             camera_serial=frame.camera_serial if frame is not None else self.camera.serial,
             not_inspected=cause,
             detail=detail,
