@@ -197,6 +197,13 @@ class PlcFigures:
     link_losses: int
     loss_detect_ms_max: float | None
     release: str
+    durable_before_release: bool = False  # accepts were sent only once their record was durable
+    hold_ms_p50: float | None = None  # accepts: decision -> record durable -> sent to the link
+    hold_ms_p99: float | None = None
+    hold_ms_max: float | None = None
+    release_ms_p50: float | None = None  # every decision: frame -> sent to the link
+    release_ms_p99: float | None = None
+    withheld_accepts: int = 0  # accepts sent as rejects: record not durable by the deadline, or refused
 
     @property
     def unresolved(self) -> int:
@@ -222,6 +229,13 @@ class PlcFigures:
             "plc_rtt_ms_max": self.rtt_ms_max,
             "plc_link_losses": self.link_losses,
             "plc_loss_detect_ms_max": self.loss_detect_ms_max,
+            "plc_durable_before_release": self.durable_before_release,
+            "plc_hold_ms_p50": self.hold_ms_p50,
+            "plc_hold_ms_p99": self.hold_ms_p99,
+            "plc_hold_ms_max": self.hold_ms_max,
+            "plc_release_ms_p50": self.release_ms_p50,
+            "plc_release_ms_p99": self.release_ms_p99,
+            "plc_withheld_accepts": self.withheld_accepts,
         }
 
 

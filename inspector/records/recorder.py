@@ -20,6 +20,12 @@ still running elsewhere is never taken for a crashed one).
 
 Nothing here blocks the inspection thread: event handlers only queue. A record that cannot
 be queued is reported through ``on_failure`` (the station raises ``SINK_ERROR``).
+
+**Durable before release.** Listeners added with :meth:`add_durable_listener` learn which item
+rows each commit made durable (the writer's transaction with ``synchronous=FULL``: the WAL is
+fsynced) and which could not be stored (refused, or not even queued). The PLC sink releases an
+accept to the line only then. The writer commits whatever is queued at once (no grouping window):
+an accept waits for one commit, and under load groups form by themselves during each fsync.
 """
 
 from __future__ import annotations
@@ -53,11 +59,13 @@ from inspector.records.store import (
     Synchronous,
     UnknownAlarmError,
 )
-from inspector.records.writer import RecordWriter
+from inspector.records.writer import ItemKey, RecordWriter
 
 log = logging.getLogger(__name__)
 
 FailureCallback = Callable[[str], None]
+#: ``(durable, not_stored)``: item rows (batch id, item id) a commit made durable, and rows that never will be.
+DurableListener = Callable[[Sequence[ItemKey], Sequence[ItemKey]], None]
 
 
 class DatabaseInUseError(RecordError):
@@ -130,8 +138,13 @@ class Recorder:
         self.database.parent.mkdir(parents=True, exist_ok=True)
         images_dir = Path(images) if images is not None else self.database.parent / "images"
         self._lock_fd = _lock_database(self.database)
+        self._durable_listeners: list[DurableListener] = []
+        writer_options.setdefault("group_window_s", 0.0)  # an accept waits for its commit: commit at once
+        writer_options.setdefault("realtime", True)  # ... so the writer is on the inspection path's priority
         try:
-            self.writer = RecordWriter(self.database, images_dir, synchronous=synchronous, **writer_options)
+            self.writer = RecordWriter(
+                self.database, images_dir, synchronous=synchronous, on_items=self._on_items, **writer_options
+            )
         except BaseException:
             self._unlock()
             raise
@@ -141,6 +154,18 @@ class Recorder:
         self._lock = threading.Lock()
         self._queued: set[tuple[str, int]] = set()  # item rows queued, PLC acknowledgement not yet
         self._acks_waiting: dict[tuple[str, int], PlcAcked] = {}  # acknowledgement known, row not yet queued
+
+    # -- durability -------------------------------------------------------------------------------
+    def add_durable_listener(self, listener: DurableListener) -> None:
+        """Call ``listener(durable, not_stored)`` after each commit (writer thread; it must return quickly)."""
+        self._durable_listeners = [*self._durable_listeners, listener]
+
+    def _on_items(self, stored: Sequence[ItemKey], refused: Sequence[ItemKey]) -> None:
+        for listener in self._durable_listeners:
+            try:
+                listener(stored, refused)
+            except Exception:
+                log.exception("recorder: durable listener failed")
 
     # -- events (pipeline and link threads: only queue) ---------------------------------------
     def __call__(self, event: StationEvent) -> None:
@@ -158,6 +183,7 @@ class Recorder:
             self.writer.submit(item_record(batch_id, d), image)
         except Exception as exc:
             self._failed(f"records: item {d.item_id} not queued: {exc}")
+            self._on_items([], [(batch_id, d.item_id)])  # never durable: an accept waiting for it is not released
             return
         if not self.expect_plc_acks:
             return

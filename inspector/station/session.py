@@ -257,7 +257,7 @@ def _connect_plc(
     if not link.connected:
         link.start(connect_timeout_s)
     try:
-        session.plc = PlcSink(link, session.station, product=session.product)
+        session.plc = PlcSink(link, session.station, product=session.product, records=session.recorder)
     except Exception:
         link.close()
         raise

@@ -218,3 +218,59 @@ def test_a_frozen_plc_heartbeat_is_one_fault_reported_with_its_measured_detectio
     assert 80 <= summary["plc_loss_detect_ms_max"] < 200, summary["plc_loss_detect_ms_max"]
     assert fault.detail["detect_ms"] == summary["plc_loss_detect_ms_max"]
     assert summary["plc_unresolved"] == 0
+
+
+def test_an_accept_whose_record_is_not_durable_by_its_deadline_goes_to_the_plc_as_a_reject(
+    start_sim: StartSim, tmp_path: Path
+) -> None:
+    """Issue 34, case 3: an accept waits for its durable record, and never past its deadline.
+
+    The test holds the database's write lock for 0.6 s (three budgets): the recorder's commits
+    wait, the accepts decided meanwhile are sent to the PLC as rejects at their deadline, and
+    the line rejects them; their records, committed afterwards, say so.
+    """
+    root = _project(tmp_path)
+    sim_json = tmp_path / "sim.json"
+    sim = start_sim("modbus", "--line-rate", str(RATE), "--gate-delay-ms", str(GATE_MS), "--json", str(sim_json))
+    db = root / "var" / "db.sqlite"
+    config = station_config("tablet", items=60, line_rate=RATE, db=db, plc=f"modbus://127.0.0.1:{sim.port}")
+    session = open_station(config, root=root)
+    try:
+        bid = session.start_batch()
+        assert session.plc is not None
+        deadline = time.monotonic() + 10
+        while session.plc.figures().acked < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        blocker = sqlite3.connect(db, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # the writer's next commit waits for this lock
+            time.sleep(0.6)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert session.station.wait_finished(30)
+        summary = session.end_batch().as_dict()
+    finally:
+        session.close()
+    time.sleep(GATE_MS / 1e3 + 0.2)
+    sim.stop()
+
+    assert summary["plc_durable_before_release"] is True
+    assert summary["plc_withheld_accepts"] >= 5, summary["plc_withheld_accepts"]
+    with RecordStore(db) as store:
+        items = store.items(bid)
+    withheld = {r.item_id for r in items if r.plc_ack is not None and "sent=reject" in r.plc_ack}
+    assert len(withheld) == summary["plc_withheld_accepts"]
+    assert all(r.decision == "accept" for r in items if r.item_id in withheld), "the station's verdict stays"
+    outcomes = {int(k): v for k, v in json.loads(sim_json.read_text())["outcomes"].items()}
+    assert all(outcomes[i] == "rejected" for i in withheld if i in outcomes), "the line rejected them"
+    assert {i for i, o in outcomes.items() if o == "accepted"} == {
+        r.item_id
+        for r in items
+        if r.plc_ack is not None
+        and r.plc_ack.startswith("acked")
+        and r.decision == "accept"
+        and "sent=reject" not in r.plc_ack
+    }
+    assert summary["accepted_not_acked"] >= summary["plc_withheld_accepts"], "withheld accepts never count as released"
+    assert summary["plc_hold_ms_p50"] is not None and summary["plc_release_ms_p99"] is not None

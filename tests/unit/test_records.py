@@ -551,3 +551,28 @@ def test_a_batch_records_its_plc_and_thresholds(tmp_path: Path) -> None:
     with _raw(tmp_path / "s.db") as conn:
         (validated, plc) = conn.execute("SELECT thresholds_validated, batch_plc FROM item_trace").fetchone()
     assert validated == 0 and plc == "modbus://plc.test:502", "every item's trace carries the marking"
+
+
+def test_writer_reports_which_item_rows_each_commit_made_durable(tmp_path: Path) -> None:
+    """What the PLC sink waits for before it releases an accept (durable before release)."""
+    db = tmp_path / "station.db"
+    with RecordStore(db) as s:
+        start(s)
+    seen: list[tuple[list[tuple[str, int]], list[tuple[str, int]]]] = []
+    w = RecordWriter(
+        db, tmp_path / "images", group_window_s=0.0, on_items=lambda ok, bad: seen.append((list(ok), list(bad)))
+    )
+    try:
+        w.submit(item(1))
+        w.submit(item(1, decision="reject", reason="anomaly"))  # a second row for item 1: refused
+        w.submit(item(2))
+        with pytest.raises(RecordWriterError, match="already recorded"):
+            w.flush()
+    finally:
+        w.close()
+    durable = [k for ok, _ in seen for k in ok]
+    refused = [k for _, bad in seen for k in bad]
+    assert durable == [(BATCH, 1), (BATCH, 2)] and refused == [(BATCH, 1)]
+    assert w.commits >= 2
+    with RecordStore(db) as s:
+        assert [i.item_id for i in s.items(BATCH)] == [1, 2] and s.item(BATCH, 1).decision == "accept"
