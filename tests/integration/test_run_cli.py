@@ -135,6 +135,9 @@ def test_bench_prints_json_figures(tmp_path: Path) -> None:
         assert key in r, key
     assert r["frames"] == 200 and r["items_per_s"] > 0
     assert r["latency_ms_p50"] >= r["bare_ms_p50"] > 0
+    # Durable before release, same run: an accept is released when its record is durable.
+    assert r["release_ms_p50"] >= r["latency_ms_p50"] * 0.5 and r["hold_ms_p50"] is not None
+    assert r["release_over_decision_p50"] > 0 and r["record_commits"] > 0
 
 
 def test_sigkill_mid_batch_keeps_every_committed_record(tmp_path: Path) -> None:
