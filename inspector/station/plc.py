@@ -47,6 +47,9 @@ from inspector.taxonomy import PLC_CODE_NOT_INSPECTED, PLC_CODE_OK, PLC_CODE_UND
 
 log = logging.getLogger(__name__)
 
+# Withheld accepts are rejected one by one; the alarm says so at most this often (with the count since).
+WITHHELD_ALARM_INTERVAL_S = 60.0
+
 POSITIVE_RELEASE = (
     "positive release: the line accepts an item only when the station accepted it and the PLC took that accept on "
     "time (its echo says so, even one that came after the station's window); an accept the PLC did not take on time "
@@ -119,6 +122,8 @@ class PlcSink:
         self._held: dict[tuple[str, int], _Held] = {}  # accepts waiting for a durable record
         self._withheld: dict[tuple[str, int], str] = {}  # accepts sent as rejects, and why
         self._closing = False
+        self._withheld_since_alarm = 0
+        self._next_withheld_alarm = 0.0
         self._wall_minus_mono = time.time() - time.monotonic()
         link.subscribe(self._on_link_event)
         self._subscription: Subscription = station.subscribe(self._on_station_event)
@@ -193,11 +198,25 @@ class PlcSink:
         """Send a held accept as a reject: never a late accept, never an accept without a record."""
         request = replace(held.request, accept=False, reason_code=PLC_CODE_NOT_INSPECTED)
         log.warning("PLC: item %d sent as a reject: %s", request.item_id, why)
+        now = time.monotonic()
         with self._lock:
             self._tally.withheld += 1
             if request.batch_id is not None:
                 self._withheld[(request.batch_id, request.item_id)] = why
+            self._withheld_since_alarm += 1
+            count = 0
+            if now >= self._next_withheld_alarm:
+                count, self._withheld_since_alarm = self._withheld_since_alarm, 0
+                self._next_withheld_alarm = now + WITHHELD_ALARM_INTERVAL_S
         self.link.submit(request)
+        if count:
+            self.station.raise_alarm(
+                "ACCEPT_WITHHELD",
+                f"item {request.item_id}: accept sent to the PLC as a reject ({why}); {count} accept(s) withheld"
+                " since the last alarm",
+                "records",
+                withheld=count,
+            )
 
     def _deadline_loop(self) -> None:
         """Held accepts past their deadline become rejects (a writer that stalls never holds the line)."""
@@ -232,6 +251,7 @@ class PlcSink:
             if event.state is StationState.STARTING:
                 with self._lock:
                     self._tally = _Tally()
+                    self._withheld_since_alarm, self._next_withheld_alarm = 0, 0.0
             self.link.set_station_state(_STATE_CODES[event.state])
 
     def _on_link_event(self, event: LinkEvent) -> None:

@@ -257,6 +257,8 @@ def test_an_accept_whose_record_is_not_durable_by_its_deadline_goes_to_the_plc_a
 
     assert summary["plc_durable_before_release"] is True
     assert summary["plc_withheld_accepts"] >= 5, summary["plc_withheld_accepts"]
+    (alarm,) = [a for a in session.station.alarms if a.code == "ACCEPT_WITHHELD"]  # the first, then once a minute
+    assert alarm.batch_id == bid and "record not durable before the deadline" in alarm.message
     with RecordStore(db) as store:
         items = store.items(bid)
     withheld = {r.item_id for r in items if r.plc_ack is not None and "sent=reject" in r.plc_ack}
