@@ -76,7 +76,9 @@ def test_a_frozen_plc_heartbeat_is_one_loss_until_the_heartbeat_advances_again(
     assert lost.detect_ms is not None
     print(f"{protocol}: frozen heartbeat seen {seen_ms:.1f} ms after the freeze, reported {lost.detect_ms:.1f} ms")
     assert watchdog_ms <= lost.detect_ms < watchdog_ms + 100, "the watchdog's time, not 0"
-    assert -5 <= lost.detect_ms - seen_ms <= 40, "reported from the last heartbeat change seen before the freeze"
+    # From the last heartbeat change the link saw before the freeze (reads every 20 ms), give or take
+    # how long item 10's write took to reach the simulator.
+    assert -30 <= lost.detect_ms - seen_ms <= 50, "reported from the last heartbeat change seen before the freeze"
     assert recovered.t_mono >= t_freeze + freeze_ms / 1e3, "recovered only once the heartbeat advanced again"
     # Nothing decided while the link was down is written, and nothing after detection reached the frozen PLC.
     down = [i for i, t in feeder.submitted.items() if lost.t_mono <= t <= recovered.t_mono]
@@ -131,7 +133,7 @@ def test_a_stalled_opcua_server_is_lost_as_measured_and_no_decision_of_the_outag
     assert lost.detect_ms is not None
     print(f"opcua stalled: lost {seen_ms:.1f} ms after the stall, reported {lost.detect_ms:.1f} ms")
     assert seen_ms < budget_ms + 60, f"lost {seen_ms:.1f} ms after the stall"
-    assert -5 <= lost.detect_ms - seen_ms <= budget_ms, "the reported time is the one the station took"
+    assert -10 <= lost.detect_ms - seen_ms <= budget_ms, "the reported time is the one the station took"
     assert len(rec.of_kind(LinkEventKind.LOST)) == 1
     # Decisions made once the loss was known are never written, not after the reconnect either.
     down = [i for i, t in feeder.submitted.items() if lost.t_mono <= t <= recovered.t_mono]
