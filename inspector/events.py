@@ -52,6 +52,8 @@ class NotInspected(enum.StrEnum):
     CORRUPT_FRAME = "corrupt_frame"
     QUEUE_OVERFLOW = "queue_overflow"
     CAMERA_FAULT = "camera_fault"
+    IMAGE_REFUSED = "image_refused"  # the source's image for the item is unusable (a replayed file)
+    PLC_FAULT = "plc_fault"  # judged ok while the PLC link was down: no accept could reach the line
     STOPPED = "stopped"
 
 
@@ -178,6 +180,9 @@ class BatchContext:
     operator: str | None = None
     started_utc: str = field(default_factory=utc_now)
     release_status: str = NOT_RELEASED  # "released" only for an approved recipe and model in production
+    plc: str | None = None  # the PLC the decisions go to; None: none (no item gets a PLC acknowledgement)
+    thresholds: dict[str, Any] | None = None  # those the model is judged with, and the package's validated ones
+    thresholds_validated: bool | None = None  # False: looser than validated (a demo station only; marked)
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,13 @@ class PlcFigures:
     link_losses: int
     loss_detect_ms_max: float | None
     release: str
+    durable_before_release: bool = False  # accepts were sent only once their record was durable
+    hold_ms_p50: float | None = None  # accepts: decision -> record durable -> sent to the link
+    hold_ms_p99: float | None = None
+    hold_ms_max: float | None = None
+    release_ms_p50: float | None = None  # every decision: frame -> sent to the link
+    release_ms_p99: float | None = None
+    withheld_accepts: int = 0  # accepts sent as rejects: record not durable by the deadline, or refused
 
     @property
     def unresolved(self) -> int:
@@ -223,6 +235,13 @@ class PlcFigures:
             "plc_rtt_ms_max": self.rtt_ms_max,
             "plc_link_losses": self.link_losses,
             "plc_loss_detect_ms_max": self.loss_detect_ms_max,
+            "plc_durable_before_release": self.durable_before_release,
+            "plc_hold_ms_p50": self.hold_ms_p50,
+            "plc_hold_ms_p99": self.hold_ms_p99,
+            "plc_hold_ms_max": self.hold_ms_max,
+            "plc_release_ms_p50": self.release_ms_p50,
+            "plc_release_ms_p99": self.release_ms_p99,
+            "plc_withheld_accepts": self.withheld_accepts,
         }
 
 

@@ -8,7 +8,7 @@ point into the permanent generation (``gc.freeze()``), so later collections walk
 the batch itself allocates. It also shortens the GIL switch interval so a thread that wakes
 for a frame or a PLC answer gets the interpreter soon. Both are process-wide and idempotent.
 
-:func:`raise_thread_priority` gives a thread (acquisition, inference, PLC link) a higher
+:func:`raise_thread_priority` gives a thread (acquisition, inference, PLC link, record writer) a higher
 scheduling priority than the rest of the station PC, the operator display included, so a
 busy HMI or a neighbour process costs the inspection path CPU time last.
 """
@@ -24,8 +24,9 @@ import threading
 log = logging.getLogger(__name__)
 
 GIL_SWITCH_INTERVAL_S = 0.0005
-# Scheduling priority of the inspection threads (Linux nice, per thread): above the display,
-# the record writer and anything else on the station PC. Raising priority needs CAP_SYS_NICE
+# Scheduling priority of the inspection threads (Linux nice, per thread): above the display
+# and anything else on the station PC. The station's record writer has it too: an accept
+# reaches the PLC only once its record is committed. Raising priority needs CAP_SYS_NICE
 # (or RLIMIT_NICE); without it the threads keep the default and a warning says so once.
 INSPECTION_NICE = -10
 _warned = False

@@ -229,6 +229,10 @@ class StationController(QObject):
         self.bridge.attach(client)
         info = client.info
         self.rejects = RejectBuffer(info.frame_shape)
+        for alarm in info.startup_alarms:  # raised before the bridge listened (a crashed batch closed)
+            self.alarms.add(AlarmEntry(alarm=alarm))
+        if info.startup_alarms:
+            self.alarms_changed.emit()
         self.state = client.status().state
         self.last_error = None
         self.last_challenge = None

@@ -37,6 +37,17 @@ class CameraFault(RuntimeError):
     """The device was lost or failed while acquiring; the camera is in FAULT."""
 
 
+class ItemRefused(Exception):
+    """A line source could not deliver a usable image for one item (a replayed file that is
+    missing, unreadable, not the one its manifest names, or too large): the camera delivers a
+    frame marked ``refused`` instead, and the station rejects the item as not inspected."""
+
+    def __init__(self, reason: str, truth: GroundTruth | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.truth = truth
+
+
 @dataclass(frozen=True)
 class Frame:
     """One acquired image, owned by the receiver (never a view into a driver buffer)."""
@@ -47,6 +58,7 @@ class Frame:
     image: np.ndarray
     camera_serial: str
     truth: GroundTruth | None = None
+    refused: str | None = None  # why the source could not deliver this item's image (then ``image`` is empty)
 
 
 @dataclass

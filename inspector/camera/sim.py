@@ -6,7 +6,9 @@ gap shows in ``frame_id`` (so the station accounts for it). ``t_acquired`` is th
 exposure time, so any lag of the station shows in its latency.
 
 - :class:`SimCamera` renders items (ground truth attached for scoring) ahead of time;
-- :class:`FilesCamera` replays a manifest folder;
+- :class:`FilesCamera` replays a manifest folder; an entry it cannot use (missing, a directory,
+  unreadable, not the file the manifest hashed, larger than the station's frame) is delivered as
+  a frame marked ``refused``, never skipped;
 - :class:`MemoryCamera` replays pre-made frames, optionally closed-loop (benchmarks).
 
 Each offers fault injection for tests and demos: :meth:`kill`, :meth:`revive`,
@@ -24,7 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspector.camera.base import Camera, CameraFault, Frame
+from inspector.camera.base import Camera, CameraError, CameraFault, Frame, ItemRefused
+from inspector.camera.imagefile import MAX_SIDE, ImageRefused, read_image_file
 from inspector.events import GroundTruth
 from inspector.manifest import read_manifest
 from inspector.synth import derive_seed, render
@@ -145,11 +148,17 @@ class ScheduledCamera(Camera):
         else:
             t_exp = time.monotonic()
         index = self._next
-        image, truth = self._item(index)
-        self._next += 1
+        self._next += 1  # taken: a source that fails on it cannot stall the line on one item
+        refused: str | None = None
+        try:
+            image, truth = self._item(index)
+        except ItemRefused as exc:
+            image, truth, refused = np.zeros((0, 0), np.uint8), exc.truth, exc.reason
+        except Exception as exc:
+            raise CameraError(f"camera {self.serial}: item {index + 1} not delivered: {exc}") from exc
         if self._dead:
             raise CameraFault(f"camera {self.serial}: device lost")
-        if self._corrupt > 0:
+        if self._corrupt > 0 and refused is None:
             self._corrupt -= 1
             image = self._damage(image)
         return Frame(
@@ -159,6 +168,7 @@ class ScheduledCamera(Camera):
             image=image,
             camera_serial=self.serial,
             truth=truth,
+            refused=refused,
         )
 
     def _damage(self, image: np.ndarray) -> np.ndarray:
@@ -276,7 +286,15 @@ class SimCamera(ScheduledCamera):
 
 
 class FilesCamera(ScheduledCamera):
-    """Replays a manifest folder in order (qualification suites, labelled rejects)."""
+    """Replays a manifest folder in order (qualification suites, labelled rejects).
+
+    One item per manifest entry, always: an entry whose file cannot be used as it stands (see
+    :func:`~inspector.camera.imagefile.read_image_file`: missing, a directory, empty, unreadable,
+    another file than the manifest's sha256 names, or larger than ``frame_shape``, judged from its
+    header before decoding) becomes a frame marked ``refused``, which the station rejects as not
+    inspected with an alarm. ``frame_shape`` is the station's frame (the recipe's), ``(height,
+    width[, channels])``; without it, sizes up to the largest frame a recipe can name are read.
+    """
 
     kind = "files"
 
@@ -288,11 +306,13 @@ class FilesCamera(ScheduledCamera):
         loop: bool = False,
         serial: str | None = None,
         ready: Callable[[], bool] | None = None,
+        frame_shape: tuple[int, ...] | None = None,
     ) -> None:
         self.folder = Path(folder)
-        self.entries = read_manifest(self.folder, verify=False)
+        self.entries = read_manifest(self.folder, verify=False)  # hashes are checked per item, as each is read
         if not self.entries:
             raise ValueError(f"{self.folder}: the manifest lists no images")
+        self.max_height, self.max_width = (frame_shape[0], frame_shape[1]) if frame_shape else (MAX_SIDE, MAX_SIDE)
         super().__init__(
             serial=serial or f"FILES-{self.folder.name}",
             line_rate_per_min=line_rate_per_min,
@@ -301,16 +321,22 @@ class FilesCamera(ScheduledCamera):
         )
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "folder": str(self.folder), "images": len(self.entries)}
+        return {
+            **super().describe(),
+            "folder": str(self.folder),
+            "images": len(self.entries),
+            "max_size": [self.max_width, self.max_height],
+        }
 
     def _item(self, index: int) -> Item:
         e = self.entries[index % len(self.entries)]
-        data = (self.folder / e.file).read_bytes()
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            # A corrupt file is delivered as an empty frame: the station rejects it as not inspected.
-            img = np.zeros((0, 0), np.uint8)
         truth = GroundTruth(label=e.label, pockets=tuple(e.pockets) if e.pockets else None, source=e.file)
+        try:
+            img = read_image_file(
+                self.folder / e.file, sha256=e.sha256, max_width=self.max_width, max_height=self.max_height
+            )
+        except ImageRefused as exc:
+            raise ItemRefused(f"{e.file}: {exc}", truth) from None
         return img, truth
 
 

@@ -35,6 +35,7 @@ def _run_progress(label: str, total: int | None) -> Callable[[dict[str, object]]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """One batch; exit status 1 when it ended NOT reconciled (an item of the source undecided or unrecorded)."""
     from inspector.station import open_station
 
     config, root = station_config(args)
@@ -84,13 +85,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         "camera": config.camera.kind,
         "line_rate_per_min": config.camera.line_rate_per_min or rec.line_rate_per_min,
         "budget_ms": rec.latency_budget_ms,
+        "thresholds": session.station.thresholds(),
         **summary,
     }
-    if session.last_reconciliation is not None:
-        summary["records_reconciled"] = session.last_reconciliation.reconciled
+    report = session.last_reconciliation
+    if report is not None:
+        # "reconciled" is the batch's: every item of a finite source decided, the records equal, none missing.
+        summary["records_reconciled"] = report.reconciled
+        summary["reconciled"] = bool(summary["reconciled"]) and report.reconciled
+        summary["reconciliation"] = report.as_dict()
     _print_run_summary(summary)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if not summary["reconciled"]:
+        failed = [c.detail for c in report.checks if not c.ok] if report is not None else []
+        why = "; ".join([*failed, *([report.error] if report is not None and report.error else [])])
+        print(f"batch {summary['batch_id']} ended NOT reconciled: {why}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -41,10 +41,17 @@ class ModelRef(BaseModel):
 
 
 class RecipeThresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Thresholds instead of the model record's. Finite and in range, or the recipe is refused: a NaN
+    anomaly threshold compares false with every score and would switch the anomaly check off.
 
-    confidence: float = Field(ge=0.0, le=1.0)
-    anomaly: float
+    Whether they are looser than the package's validated ones is judged when the station opens
+    (:func:`looser_thresholds`): refused in production, marked in every record in demo mode.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    confidence: float = Field(ge=0.0, le=1.0, description="top-class probability below which an item is undecided")
+    anomaly: float = Field(ge=0.0, description="anomaly score above which an item is rejected (scores are >= 0)")
 
 
 class StartupChallenge(BaseModel):
@@ -145,6 +152,22 @@ class LoadedRecipe(BaseModel):
     sha256: str
 
 
+def looser_thresholds(
+    confidence: float, anomaly: float, *, validated_confidence: float, validated_anomaly: float
+) -> tuple[str, ...]:
+    """The thresholds that let more items pass than the model package's validated ones.
+
+    A lower confidence threshold makes fewer items ``undecided``; a higher anomaly threshold
+    rejects fewer as ``anomaly``. Either can let a defect through that validation would reject.
+    """
+    looser: list[str] = []
+    if not confidence >= validated_confidence:  # written so that NaN counts as looser
+        looser.append("confidence")
+    if not anomaly <= validated_anomaly:
+        looser.append("anomaly")
+    return tuple(looser)
+
+
 def find_project_root(start: Path | None = None) -> Path:
     """The folder holding ``recipes/`` and ``models/``: $INSPECTOR_HOME, else the cwd or a parent."""
     env = os.environ.get("INSPECTOR_HOME")
@@ -173,4 +196,4 @@ def load_recipe(name_or_path: str, root: Path | None = None) -> LoadedRecipe:
     return LoadedRecipe(recipe=recipe, path=path, sha256=digest)
 
 
-__all__ = ["ConfigError", "FrameSpec", "LoadedRecipe", "ModelRef", "Recipe", "load_recipe"]
+__all__ = ["ConfigError", "FrameSpec", "LoadedRecipe", "ModelRef", "Recipe", "load_recipe", "looser_thresholds"]

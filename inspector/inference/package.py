@@ -49,7 +49,7 @@ class ModelInput(BaseModel):
 
 
 class Thresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     confidence: float = Field(ge=0.0, le=1.0, description="below it the result is 'undecided'")
     anomaly: float = Field(description="anomaly score above it rejects as 'anomaly'")

@@ -2,14 +2,17 @@
 
 Threads (owned here, never by the UI):
 - *acquisition* grabs frames with a timeout, checks them, and puts them in a bounded
-  queue; a full queue, a corrupt frame or a frame-id gap become ``not_inspected``
-  rejects with an alarm; a camera fault moves the station to FAULT and paced
-  reconnect attempts follow;
+  queue; a full queue, a corrupt frame, a frame the source refused (an unusable replayed
+  file) or a frame-id gap become ``not_inspected`` rejects with an alarm; a camera fault
+  moves the station to FAULT and paced reconnect attempts follow; an unexpected error is
+  an alarm too, never the silent end of acquisition;
 - *inference* takes frames, skips those already past their deadline, runs the model,
   decides, and checks the deadline again before anything may be accepted.
 
 Deadline = frame time + the recipe's latency budget. ONNX Runtime cannot abort a running
-inference, so the deadline is enforced around the call: a late result is never used.
+inference, so the deadline is enforced around the call: a late result is never used. While
+the PLC link is in fault no accept can reach the line, so an item the model judges ok is
+recorded ``not_inspected`` (``plc_fault``) with the model's outputs; a defect keeps its reason.
 Every decision goes to the sinks (PLC link, records, display tap) and to listeners.
 """
 
@@ -25,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from inspector.camera.base import Camera, CameraError, CameraEvent, CameraEventKind, CameraFault, CameraState, Frame
-from inspector.config.recipe import Recipe
+from inspector.config.recipe import Recipe, looser_thresholds
 from inspector.events import (
     Alarm,
     AlarmRaised,
@@ -129,6 +132,13 @@ class Station:
         th = recipe.thresholds or rec.thresholds
         self.confidence_threshold = th.confidence
         self.anomaly_threshold = th.anomaly
+        #: Thresholds looser than the ones the model package was validated with (recorded with every batch).
+        self.looser_thresholds = looser_thresholds(
+            th.confidence,
+            th.anomaly,
+            validated_confidence=rec.thresholds.confidence,
+            validated_anomaly=rec.thresholds.anomaly,
+        )
         self.accept_minor = frozenset(recipe.accept_minor)
         self.budget_s = recipe.latency_budget_ms / 1e3
         self._rois = recipe.pocket_grid.rois() if recipe.pocket_grid is not None else None
@@ -202,10 +212,23 @@ class Station:
                 log.exception("station listener failed")
 
     def raise_alarm(
-        self, code: str, message: str, source: str, severity: AlarmSeverity = AlarmSeverity.WARNING, **detail: Any
+        self,
+        code: str,
+        message: str,
+        source: str,
+        severity: AlarmSeverity = AlarmSeverity.WARNING,
+        *,
+        batch_id: str | None = None,
+        **detail: Any,
     ) -> Alarm:
+        """Raise an alarm for the current batch (or ``batch_id``: one the alarm is about, e.g. an aborted one)."""
         alarm = Alarm(
-            code=code, message=message, source=source, severity=severity, detail=detail, batch_id=self.batch_id
+            code=code,
+            message=message,
+            source=source,
+            severity=severity,
+            detail=detail,
+            batch_id=batch_id or self.batch_id,
         )
         self.alarms.append(alarm)
         log.warning("alarm %s: %s", code, message)
@@ -229,7 +252,30 @@ class Station:
             camera_settings=self.camera.describe(),
             operator=operator,
             started_utc=utc_now(),
+            thresholds=self.thresholds(),
+            thresholds_validated=not self.looser_thresholds,
         )
+
+    def looser_text(self) -> str:
+        """The thresholds looser than validated, with both values ('' when none is)."""
+        validated = self.engine.package.record.thresholds
+        parts = []
+        if "confidence" in self.looser_thresholds:
+            parts.append(f"confidence {self.confidence_threshold:g} < validated {validated.confidence:g}")
+        if "anomaly" in self.looser_thresholds:
+            parts.append(f"anomaly {self.anomaly_threshold:g} > validated {validated.anomaly:g}")
+        return "; ".join(parts)
+
+    def thresholds(self) -> dict[str, Any]:
+        """The thresholds items are judged with, where they come from, and the validated ones."""
+        validated = self.engine.package.record.thresholds
+        return {
+            "confidence": self.confidence_threshold,
+            "anomaly": self.anomaly_threshold,
+            "source": "recipe" if self.recipe.thresholds is not None else "model record",
+            "validated": {"confidence": validated.confidence, "anomaly": validated.anomaly},
+            "looser": list(self.looser_thresholds),
+        }
 
     def start(self, batch: str | BatchContext) -> None:
         """Open and start the camera and the pipeline threads; the station is RUNNING after.
@@ -244,6 +290,14 @@ class Station:
         prepare_for_latency()
         self.batch = context
         self._emit(BatchStarted(context))
+        if self.looser_thresholds:  # a demo station only (production refuses to open): said with every batch
+            self.raise_alarm(
+                "THRESHOLDS_NOT_VALIDATED",
+                f"recipe thresholds looser than model {self.engine.package.record.model_id}"
+                f" {self.engine.package.record.version} was validated with: {self.looser_text()}",
+                "recipe",
+                looser=list(self.looser_thresholds),
+            )
         self.summary = RunSummary(self.recipe.product, self.accept_minor)
         if self.input_monitor is not None:  # each batch's records hold their own drift alarms
             self.input_monitor = InputMonitor(self.input_monitor.limits)
@@ -326,6 +380,11 @@ class Station:
         self._emit(BatchEnded(result))
         return result
 
+    @property
+    def acquisition_ended(self) -> bool:
+        """Acquisition ended by itself (a finite source is done, or it failed), not by stop()."""
+        return self._acq_done.is_set() and not self._stop.is_set()
+
     def wait_finished(self, timeout_s: float) -> bool:
         """For finite sources: wait until every item was delivered and decided."""
         if not self._acq_done.wait(timeout_s):
@@ -394,10 +453,11 @@ class Station:
                 except CameraFault:
                     self._next_recover = time.monotonic() + RECOVER_INTERVAL_S
                     continue
-                except CameraError as exc:
+                except Exception as exc:  # CameraError, or a driver bug: never the silent end of acquisition
                     if self._stop.is_set():
                         break
-                    self.raise_alarm("CAMERA_ERROR", str(exc), "camera", AlarmSeverity.FAULT)
+                    text = str(exc) if isinstance(exc, CameraError) else f"{type(exc).__name__}: {exc}"
+                    self.raise_alarm("CAMERA_ERROR", text, "camera", AlarmSeverity.FAULT)
                     time.sleep(GRAB_TIMEOUT_S)
                     continue
                 if frame is None:
@@ -406,6 +466,15 @@ class Station:
                         break
                     continue
                 self._accept_frame(frame)
+        except Exception as exc:  # a bug: alarm, and a finite source's items not delivered are not inspected
+            log.exception("acquisition failed")
+            self.raise_alarm(
+                "CAMERA_ERROR", f"acquisition stopped: {type(exc).__name__}: {exc}", "pipeline", AlarmSeverity.FAULT
+            )
+            try:
+                self._account_tail()
+            except Exception:
+                log.exception("items after the failure could not be accounted for")
         finally:
             self._acq_done.set()
 
@@ -444,6 +513,12 @@ class Station:
             self._gap(0, frame.frame_id)
         self._last_frame_id = max(frame.frame_id, self._last_frame_id or 0)
         t_acq = frame.t_acquired
+        if frame.refused is not None:
+            self.raise_alarm("IMAGE_REFUSED", f"item {frame.item_id}: {frame.refused}", "camera")
+            self._not_inspected(
+                frame.item_id, frame, NotInspected.IMAGE_REFUSED, frame.refused, StageTimes(t_acquired=t_acq)
+            )
+            return
         img = frame.image
         if img.dtype != np.uint8 or img.shape != self._expected_shape:
             self.raise_alarm(
@@ -517,6 +592,24 @@ class Station:
         if t_dec > deadline:
             self._late(frame, f"decided {(t_dec - deadline) * 1e3:.1f} ms after the deadline", times)
             return
+        if verdict.accept and "plc" in self._fault_sources:
+            self._not_inspected(
+                frame.item_id,
+                frame,
+                NotInspected.PLC_FAULT,
+                "judged ok while the PLC link was down: no accept can reach the line",
+                times,
+                outputs=dict(
+                    label=verdict.label,
+                    confidence=verdict.confidence,
+                    anomaly=verdict.anomaly,
+                    scores=dict(zip(classes, verdict.scores, strict=True)),
+                    unit_reasons=verdict.unit_reasons,
+                ),
+                deadline_met=True,
+            )
+            self._watch_input(frame.image)
+            return
         decision = ItemDecision(
             item_id=frame.item_id,
             frame_id=frame.frame_id,
@@ -566,7 +659,8 @@ class Station:
         code, severity = (
             ("INPUT_DRIFT", AlarmSeverity.WARNING) if change.drifting else ("INPUT_DRIFT_CLEARED", AlarmSeverity.INFO)
         )
-        self.raise_alarm(code, change.describe(self.input_monitor.limits), "input", severity, **change.means)
+        means: dict[str, Any] = dict(change.means)
+        self.raise_alarm(code, change.describe(self.input_monitor.limits), "input", severity, **means)
 
     def _watch_trend(self, reason: str) -> None:
         """Reject-rate trending, after the decision is out: an alarm when a class's rolling rate changes level."""
@@ -582,15 +676,24 @@ class Station:
                              rate=round(change.rate, 6), window=change.window, limit=change.limit)  # fmt: skip
 
     def _not_inspected(
-        self, item_id: int, frame: Frame | None, cause: NotInspected, detail: str, times: StageTimes
+        self,
+        item_id: int,
+        frame: Frame | None,
+        cause: NotInspected,
+        detail: str,
+        times: StageTimes,
+        outputs: dict[str, Any] | None = None,
+        deadline_met: bool = False,
     ) -> None:
+        """Reject ``item_id`` as not inspected; ``outputs``: the model's, where it ran (label, scores ...)."""
         decision = ItemDecision(
+            **(outputs or {}),
             item_id=item_id,
             frame_id=frame.frame_id if frame is not None else None,
             accept=False,
             reason=RejectReason.NOT_INSPECTED,
             times=times,
-            deadline_met=False,
+            deadline_met=deadline_met,
             camera_serial=frame.camera_serial if frame is not None else self.camera.serial,
             not_inspected=cause,
             detail=detail,

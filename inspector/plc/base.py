@@ -11,10 +11,17 @@ The base class owns the threading (python-microscope style); protocol drivers on
   and item id. Completion is judged by the echoed number, not by an edge;
 - writes the station heartbeat and state every ``heartbeat_ms`` and reads the PLC's
   heartbeat; a PLC heartbeat unchanged for ``watchdog_ms``, or any failed request, is a
-  lost link. Every request is bounded by ``io_timeout_ms``;
-- reconnects every ``reconnect_interval_ms`` while lost. Decisions that arrive while the
-  link is down are never written: they are ``missing`` (the PLC rejects those items under
-  positive release).
+  lost link, announced at once (before the connection is torn down) with the time since the
+  fault began: since the heartbeat last advanced, or since the last good exchange. Every
+  request is bounded by ``io_timeout_ms``;
+- reconnects every ``reconnect_interval_ms`` while lost, and counts the link as recovered only
+  once the PLC heartbeat advances again on the new connection (a reconnect to a PLC whose
+  heartbeat is frozen is not a recovery). Decisions made while the link is down are never
+  written, not after the reconnect either: they are ``missing`` (the PLC rejects those items
+  under positive release);
+- an echo that comes after ``ack_timeout_ms`` (but before a later decision's echo, within
+  ``watchdog_ms`` more) is recorded ``late`` with the PLC's status: on time means the PLC took
+  it for the gate. An error answer to the echo read (a Modbus exception reply) is ``refused``.
 
 Whatever the PLC sends back is validated: a malformed, out-of-range or out-of-sequence
 echo is ``refused`` with an alarm and never becomes an accept.
@@ -54,6 +61,7 @@ AnyPlcConfig = OpcUaConfig | S7Config | ModbusConfig
 _RECENT_SEQUENCES = 16
 _POLL_FIRST_S = 0.0001
 _POLL_MAX_S = 0.002
+_HALF_SEQUENCE = 1 << 31
 
 
 class PlcError(RuntimeError):
@@ -62,6 +70,14 @@ class PlcError(RuntimeError):
 
 class PlcIoError(PlcError):
     """The transport failed or timed out: the link is lost."""
+
+
+class PlcHeartbeatStale(PlcIoError):
+    """The PLC heartbeat stood still for the watchdog time; ``since``: when it last advanced."""
+
+    def __init__(self, message: str, since: float) -> None:
+        super().__init__(message)
+        self.since = since
 
 
 class PlcValueError(PlcError):
@@ -95,7 +111,7 @@ class AckResult(enum.StrEnum):
     """Per-item outcome of the handshake, stored with the item record."""
 
     ACKED = "acked"  # echoed in time and on time for the gate
-    LATE = "late"  # echoed, but the PLC says the item had passed the gate (or the echo came after the timeout)
+    LATE = "late"  # the PLC says the item had passed the gate, or its echo came after the station's window
     MISSING = "missing"  # never written or never echoed (link down, queue full, timeout)
     REFUSED = "refused"  # the echo was malformed / mismatched / out of sequence, or the PLC refused the values
 
@@ -144,17 +160,35 @@ class ItemAck:
     round_trip_ms: float | None = None  # write start -> echo seen
     detail: str = ""
     t_mono: float = field(default_factory=time.monotonic)
+    plc_status: AckStatus | None = None  # of a ``late`` result: what the PLC echoed (on time: it took it)
 
     @property
     def accepted_by_line(self) -> bool:
-        """The only case in which the PLC lets the item pass: an accept, echoed on time."""
-        return self.request.accept and self.result is AckResult.ACKED
+        """The PLC lets the item pass only for an accept it took on time: echoed on time, or echoed
+        after the station's window with the PLC's status "on time" (the PLC took it for the gate)."""
+        if not self.request.accept:
+            return False
+        return self.result is AckResult.ACKED or (
+            self.result is AckResult.LATE and self.plc_status is AckStatus.ON_TIME
+        )
 
     def record_text(self) -> str:
         """What goes into the item record's ``plc_ack`` column."""
         if self.result is AckResult.ACKED and self.round_trip_ms is not None:
             return f"acked rtt_ms={self.round_trip_ms:.3f}"
+        if self.result is AckResult.LATE and self.plc_status is not None:
+            rtt = "" if self.round_trip_ms is None else f" rtt_ms={self.round_trip_ms:.3f}"
+            return f"late{rtt} plc_status={self.plc_status.name.lower()}"
         return self.result.value
+
+
+@dataclass(frozen=True)
+class _Overdue:
+    """A decision whose echo did not come within ``ack_timeout``: still looked for until ``expires``."""
+
+    request: DecisionRequest
+    t0: float  # perf_counter at the write
+    expires: float  # monotonic
 
 
 @dataclass(frozen=True)
@@ -227,6 +261,10 @@ class PlcLink(abc.ABC):
         self._next_connect = 0.0
         self._last_connect_error = ""
         self._last_value_alarm = ""
+        self._t_up = 0.0  # when the link last came up: a decision made before is never written
+        self._reconnected = False  # connected again, waiting for the PLC heartbeat to advance
+        self._hb_at_reconnect: int | None = None
+        self._overdue: dict[int, _Overdue] = {}  # sequence -> a decision whose echo is late so far
 
     # -- public API (any thread) --------------------------------------------------------------
     @property
@@ -358,8 +396,12 @@ class PlcLink(abc.ABC):
                 if self._state is LinkState.CONNECTED:
                     try:
                         self._service()
+                    except PlcHeartbeatStale as exc:
+                        self._lost(str(exc), since=exc.since)
                     except PlcIoError as exc:
                         self._lost(str(exc))
+                    except PlcProtocolError as exc:  # the heartbeat exchange refused: the PLC's watchdog trips
+                        self._lost(f"heartbeat exchange refused: {exc}")
                     except Exception as exc:  # a driver bug must not end the thread silently
                         log.exception("PLC link: unexpected error")
                         self._lost(f"unexpected error: {exc}")
@@ -378,6 +420,7 @@ class PlcLink(abc.ABC):
             self._started.set()
             return False
         self._state = LinkState.CONNECTED
+        self._t_up = time.monotonic()
         self._started.set()
         self._emit(LinkEvent(LinkEventKind.CONNECTED, f"connected to {self.endpoint}"))
         return True
@@ -400,6 +443,7 @@ class PlcLink(abc.ABC):
         if now >= self._next_heartbeat or self._written_state is not self._station_state:
             self._exchange_heartbeat()
         self._check_watchdog()
+        self._expire_overdue()
         wait = max(0.0, min(self._next_heartbeat - time.monotonic(), self.heartbeat_s))
         try:
             request = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
@@ -437,6 +481,8 @@ class PlcLink(abc.ABC):
 
     def _note_plc(self, words: PlcWords) -> None:
         self._note_heartbeat(words.heartbeat)
+        if self._overdue:
+            self._settle_overdue(words)
 
     def _note_heartbeat(self, heartbeat: int) -> None:
         now = time.monotonic()
@@ -448,12 +494,21 @@ class PlcLink(abc.ABC):
     def _check_watchdog(self) -> None:
         stale = time.monotonic() - self._t_plc_change
         if stale > self.watchdog_s:
-            raise PlcIoError(f"PLC heartbeat unchanged for {stale * 1e3:.0f} ms (watchdog {self.watchdog_s * 1e3:.0f})")
+            raise PlcHeartbeatStale(
+                f"PLC heartbeat unchanged for {stale * 1e3:.0f} ms (watchdog {self.watchdog_s * 1e3:.0f})",
+                since=self._t_plc_change,
+            )
 
     def _known_sequence(self, value: int) -> bool:
         return value == 0 or value == self._echo_baseline or value in self._recent
 
     def _handle(self, request: DecisionRequest) -> None:
+        if request.t_submitted < self._t_up:
+            # Made while the link was down and queued meanwhile: never written after the reconnect.
+            self._resolve(ItemAck(request, AckResult.MISSING, detail="decided while the PLC link was down"))
+            return
+        if self._overdue:
+            self._look_for_late_echoes()  # before this decision's echo can take the echo words
         seq = _seq_next(self._sequence)
         words = DecisionWords(request.item_id, int(request.decision), request.reason_code, request.exposure_ms)
         t0 = time.perf_counter()
@@ -464,9 +519,18 @@ class PlcLink(abc.ABC):
             self._alarm("PLC_WRITE_REFUSED", f"item {request.item_id}: {exc}")
             self._resolve(ItemAck(request, AckResult.REFUSED, seq, detail=str(exc)))
             return
-        except PlcIoError as exc:
-            self._resolve(ItemAck(request, AckResult.MISSING, seq, detail=f"link lost: {exc}"))
+        except BaseException as exc:  # the transport (link lost) or a driver bug: never left unresolved
+            self._resolve(ItemAck(request, AckResult.MISSING, seq, detail=f"not written: {exc}"))
             raise
+        try:
+            self._await_echo(request, seq, t0)
+        except BaseException as exc:
+            if seq not in self._recent:  # neither resolved nor overdue (the loss fails those)
+                self._finish(request, seq, AckResult.MISSING, None, f"link lost: {exc}")
+            raise
+
+    def _await_echo(self, request: DecisionRequest, seq: int, t0: float) -> None:
+        """Poll the PLC block until it echoes ``seq``; past ``ack_timeout`` the decision becomes overdue."""
         deadline = t0 + self.ack_timeout_s
         pause = _POLL_FIRST_S
         while True:
@@ -480,9 +544,11 @@ class PlcLink(abc.ABC):
                 self._alarm("PLC_VALUE_REFUSED", f"item {request.item_id}: echo refused: {exc}")
                 self._finish(request, seq, AckResult.REFUSED, None, f"malformed echo: {exc}")
                 return
-            except PlcIoError as exc:
-                self._finish(request, seq, AckResult.MISSING, None, f"link lost: {exc}")
-                raise
+            except PlcProtocolError as exc:  # e.g. a Modbus exception reply: an answer, but no echo
+                self.stats.refused_values += 1
+                self._alarm("PLC_VALUE_REFUSED", f"item {request.item_id}: echo read answered with an error: {exc}")
+                self._finish(request, seq, AckResult.REFUSED, None, f"echo read answered with an error: {exc}")
+                return
             rtt_ms = (time.perf_counter() - t0) * 1e3
             self._note_plc(plc)
             verdict = self._judge(plc, seq, request)
@@ -491,10 +557,52 @@ class PlcLink(abc.ABC):
                 self._finish(request, seq, result, rtt_ms if result is AckResult.ACKED else None, detail)
                 return
             if time.perf_counter() >= deadline:
-                self._finish(request, seq, AckResult.MISSING, None, f"no echo within {self.ack_timeout_s * 1e3:.0f} ms")
+                # Not missing yet: a PLC that takes it late still echoes it (then it is 'late').
+                self._recent.append(seq)
+                self._overdue[seq] = _Overdue(request, t0, time.monotonic() + self.watchdog_s)
                 return
             time.sleep(pause)
             pause = min(pause * 2, _POLL_MAX_S)
+
+    # -- echoes after the window ------------------------------------------------------------
+    def _look_for_late_echoes(self) -> None:
+        try:
+            words = self._do_read_plc()
+        except (PlcValueError, PlcProtocolError):
+            return  # judged again by the next read
+        self._note_plc(words)
+
+    def _settle_overdue(self, words: PlcWords) -> None:
+        """An overdue decision's echo came (``late``), or a later decision's did (then it never will)."""
+        echoed = words.ack_sequence
+        hit = self._overdue.pop(echoed, None)
+        if hit is not None:
+            rtt_ms = (time.perf_counter() - hit.t0) * 1e3
+            result, detail = self._judge(words, echoed, hit.request) or (AckResult.REFUSED, "")
+            status: AckStatus | None = None
+            if result is AckResult.ACKED:
+                result, status = AckResult.LATE, AckStatus.ON_TIME
+                detail = f"echoed {rtt_ms:.1f} ms after the write (window {self.ack_timeout_s * 1e3:.0f} ms), on time"
+            elif result is AckResult.LATE:
+                status = AckStatus.LATE
+            self._resolve(ItemAck(hit.request, result, echoed, rtt_ms, detail, plc_status=status))
+        if echoed == 0:
+            return  # a restarted PLC: nothing echoed yet
+        for seq in [q for q in self._overdue if 0 < (echoed - q) % (1 << 32) < _HALF_SEQUENCE]:
+            late = self._overdue.pop(seq)
+            self._resolve(ItemAck(late.request, AckResult.MISSING, seq, detail="a later decision was echoed first"))
+
+    def _expire_overdue(self) -> None:
+        now = time.monotonic()
+        for seq in [q for q, o in self._overdue.items() if o.expires <= now]:
+            late = self._overdue.pop(seq)
+            window = (self.ack_timeout_s + self.watchdog_s) * 1e3
+            self._resolve(ItemAck(late.request, AckResult.MISSING, seq, detail=f"no echo within {window:.0f} ms"))
+
+    def _fail_overdue(self, detail: str) -> None:
+        for seq, late in list(self._overdue.items()):
+            del self._overdue[seq]
+            self._resolve(ItemAck(late.request, AckResult.MISSING, seq, detail=detail))
 
     def _judge(self, plc: PlcWords, seq: int, request: DecisionRequest) -> tuple[AckResult, str] | None:
         """None while the echo still shows an earlier sequence; else the result."""
@@ -525,23 +633,31 @@ class PlcLink(abc.ABC):
         self._recent.append(seq)
         self._resolve(ItemAck(request, result, seq, rtt_ms, detail))
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, reason: str, since: float | None = None) -> None:
+        """The link is lost: announced first, then the connection torn down (which can take a while).
+
+        ``since``: when the fault began (a stale heartbeat: when it last advanced); by default the
+        last good exchange. The detection time reported is measured from there.
+        """
         now = time.monotonic()
-        detect_ms = (now - self._t_last_ok) * 1e3
+        detect_ms = (now - (self._t_last_ok if since is None else since)) * 1e3
         self._state = LinkState.LOST
+        self._reconnected = False
         self._t_lost = now
-        self._safe_disconnect()
         self.stats.losses += 1
         self.stats.detect_ms.append(detect_ms)
         self._next_connect = now + min(self.reconnect_interval_s, 0.05)
         self._written_state = None
         log.warning("PLC link %s lost: %s", self.endpoint, reason)
         self._emit(LinkEvent(LinkEventKind.LOST, f"PLC link lost: {reason}", code="PLC_LINK_LOST", detect_ms=detect_ms))
+        self._fail_overdue("link lost before the echo")
+        self._safe_disconnect()  # an OPC UA close to a stalled server waits for its own timeout
 
     def _service_lost(self) -> None:
         # Decisions during the outage are never written: the PLC rejects those items (positive release).
         now = time.monotonic()
-        wait = max(0.0, min(self._next_connect - now, 0.02))
+        wake = self._next_heartbeat if self._reconnected else self._next_connect
+        wait = max(0.0, min(wake - now, 0.02))
         try:
             request = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
         except queue.Empty:
@@ -549,8 +665,14 @@ class PlcLink(abc.ABC):
         else:
             self._resolve(ItemAck(request, AckResult.MISSING, detail="PLC link down"))
             return
-        if self._stop.is_set() or time.monotonic() < self._next_connect:
+        if self._stop.is_set():
             return
+        if self._reconnected:
+            self._await_heartbeat()
+        elif time.monotonic() >= self._next_connect:
+            self._reconnect()
+
+    def _reconnect(self) -> None:
         try:
             self._do_connect(self.connect_timeout_s)
             self._after_connect()
@@ -565,15 +687,36 @@ class PlcLink(abc.ABC):
                 log.info("PLC reconnect to %s failed: %s", self.endpoint, text)
             return
         self._last_connect_error = ""
+        self._reconnected = True
+        self._hb_at_reconnect = self._plc_heartbeat
+        log.info("PLC link %s connected again; recovered once the PLC heartbeat advances", self.endpoint)
+
+    def _await_heartbeat(self) -> None:
+        """Connected again: keep the heartbeat exchange going; recovered only once the PLC's advances."""
+        if time.monotonic() < self._next_heartbeat:
+            return
+        try:
+            self._exchange_heartbeat()
+        except Exception as exc:
+            self._reconnected = False
+            self._safe_disconnect()
+            self._next_connect = time.monotonic() + self.reconnect_interval_s
+            log.info("PLC link %s: exchange after the reconnect failed: %s", self.endpoint, exc)
+            return
+        if self._plc_heartbeat == self._hb_at_reconnect:
+            return
         self._last_value_alarm = ""
+        self._reconnected = False
+        now = time.monotonic()
+        self._t_up = now
         self._state = LinkState.CONNECTED
         self.stats.reconnects += 1
-        outage_ms = (time.monotonic() - self._t_lost) * 1e3
+        outage_ms = (now - self._t_lost) * 1e3
         log.info("PLC link %s recovered after %.0f ms", self.endpoint, outage_ms)
         self._emit(
             LinkEvent(
                 LinkEventKind.RECOVERED,
-                f"PLC link recovered after {outage_ms:.0f} ms",
+                f"PLC link recovered after {outage_ms:.0f} ms (PLC heartbeat advancing)",
                 code="PLC_LINK_RECOVERED",
                 outage_ms=outage_ms,
             )
@@ -591,6 +734,7 @@ class PlcLink(abc.ABC):
         was_connected = self._state is LinkState.CONNECTED
         self._state = LinkState.CLOSED  # before draining, so a racing submit() drains what it queued
         self._fail_queued("link closed")
+        self._fail_overdue("link closed before the echo")
         if was_connected:
             try:
                 self._heartbeat = (self._heartbeat + 1) & U16_MAX

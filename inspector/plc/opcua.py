@@ -113,6 +113,10 @@ class OpcUaLink(PlcLink):
             return self._loop.run_until_complete(_bounded(coro, timeout_s))
         except TimeoutError as exc:
             raise PlcIoError(f"OPC UA {what}: no answer within {timeout_s * 1e3:.0f} ms") from exc
+        except asyncio.CancelledError as exc:
+            # asyncua's own timeouts (wait_for2) can surface our timeout's cancellation as a CancelledError
+            # when its answer raced it: a request without an answer in time all the same, never a dead thread.
+            raise PlcIoError(f"OPC UA {what}: cancelled after {timeout_s * 1e3:.0f} ms ({type(exc).__name__})") from exc
         except (ServiceError, UaStatusCodeError) as exc:
             if _is_security_failure(exc):
                 raise PlcSecurityError(f"OPC UA {what} refused: {exc} ({type(exc).__name__})") from exc
@@ -282,7 +286,7 @@ class OpcUaLink(PlcLink):
             return
         try:
             loop.run_until_complete(asyncio.wait_for(client.disconnect(), _DISCONNECT_TIMEOUT_S))
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:  # see _run_io: a raced cancellation too
             log.debug("OPC UA disconnect: %s", exc)
             client.disconnect_socket()
         self._cancel_leftovers(loop)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from inspector.records.recorder import AlarmAck, Recorder
+from inspector.records.recorder import AlarmAck, DatabaseInUseError, Recorder
 from inspector.records.store import (
     SCHEMA_VERSION,
     AlarmRecord,
@@ -28,6 +28,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlarmAck",
     "AlarmRecord",
+    "DatabaseInUseError",
     "DuplicateAlarmError",
     "DuplicateBatchError",
     "DuplicateItemError",

@@ -67,7 +67,8 @@ def verify_batch(store: RecordStore, batch_id: str) -> ItemVerification:
                 "the head stored at batch end differs from the last row (rows removed or added after the end)",
             )  # fmt: skip
         end = store.execute(
-            "SELECT new_value FROM audit_trail WHERE action = 'batch.end' AND object_type = 'batch' AND object_id = ?"
+            "SELECT new_value FROM audit_trail WHERE action IN ('batch.end', 'batch.abort') AND object_type = 'batch'"
+            " AND object_id = ?"
             " ORDER BY seq DESC LIMIT 1",
             (batch_id,),
         ).fetchone()

@@ -53,7 +53,12 @@ BATCH_FIELDS = (
     "started_utc",
     "operator",
     "release_status",
+    # Added with schema 4; hashed only when set, so anchors of batches opened before stay valid.
+    "plc",
+    "thresholds",
+    "thresholds_validated",
 )
+_BATCH_FIELDS_ALWAYS = 13
 
 
 def _digest(parts: Sequence[Any]) -> str:
@@ -62,8 +67,11 @@ def _digest(parts: Sequence[Any]) -> str:
 
 
 def batch_anchor(values: Sequence[Any]) -> str:
-    """Hash of a batch record's opening values (in :data:`BATCH_FIELDS` order)."""
-    return _digest(["batch", *values])
+    """Hash of a batch record's opening values (in :data:`BATCH_FIELDS` order; trailing unset later fields left out)."""
+    parts = list(values)
+    while len(parts) > _BATCH_FIELDS_ALWAYS and parts[-1] is None:
+        parts.pop()
+    return _digest(["batch", *parts])
 
 
 def row_hash(prev_hash: str, values: Sequence[Any]) -> str:

@@ -9,8 +9,14 @@ It subscribes to the station's events and stores, through one :class:`RecordWrit
 
 The batch record is opened and closed by the station's assembly through
 :meth:`open_batch` and :meth:`close_batch`, synchronously: a refused batch id must stop the
-start, and a batch is ended only after every record of it is committed. Alarm
-acknowledgements name the alarm's id, never its text (:meth:`acknowledge_alarms`).
+start, and a batch is ended only after every record of it is committed. A batch that a
+crashed station left running is closed as aborted at the next start
+(:meth:`abort_batch`). Alarm acknowledgements name the alarm's id, never its text
+(:meth:`acknowledge_alarms`).
+
+One station writes one database: a Recorder holds an exclusive lock on ``<database>.lock``
+while it is open, so a second station on the same file is refused (and a batch that is
+still running elsewhere is never taken for a crashed one).
 
 The audit trail gets, in the same transaction as the record it describes: batch start and end
 (the end entry names the head of the batch's item chain and the hash of its summary, and the
@@ -20,12 +26,20 @@ alarm.
 
 Nothing here blocks the inspection thread: event handlers only queue. A record that cannot
 be queued is reported through ``on_failure`` (the station raises ``SINK_ERROR``).
+
+**Durable before release.** Listeners added with :meth:`add_durable_listener` learn which item
+rows each commit made durable (the writer's transaction with ``synchronous=FULL``: the WAL is
+fsynced) and which could not be stored (refused, or not even queued). The PLC sink releases an
+accept to the line only then. The writer commits whatever is queued at once (no grouping window):
+an accept waits for one commit, and under load groups form by themselves during each fsync.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,15 +64,41 @@ from inspector.records.store import (
     AlarmRecord,
     ItemRecord,
     RecordConstraintError,
+    RecordError,
     RecordStore,
     Synchronous,
     UnknownAlarmError,
 )
-from inspector.records.writer import RecordWriter
+from inspector.records.writer import ItemKey, RecordWriter
 
 log = logging.getLogger(__name__)
 
 FailureCallback = Callable[[str], None]
+#: ``(durable, not_stored)``: item rows (batch id, item id) a commit made durable, and rows that never will be.
+DurableListener = Callable[[Sequence[ItemKey], Sequence[ItemKey]], None]
+
+
+class DatabaseInUseError(RecordError):
+    """Another station (process) holds this record database open."""
+
+
+def _lock_database(database: Path) -> int | None:
+    """An exclusive lock on ``<database>.lock`` held while the file descriptor stays open.
+
+    Released by the kernel when the process dies, so a crashed station never blocks the next one.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (one station per database is then the site's rule)
+        return None
+    fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise DatabaseInUseError(f"{database} is open in another station; one station writes one database") from None
+    return fd
+
 
 #: Alarms that are security events (IEC 62443 SR 2.8): each also writes an audit entry.
 SECURITY_ALARMS = frozenset({"PLC_SECURITY", "PLC_WRITE_REFUSED"})
@@ -111,13 +151,35 @@ class Recorder:
         self.database = Path(database)
         self.database.parent.mkdir(parents=True, exist_ok=True)
         images_dir = Path(images) if images is not None else self.database.parent / "images"
-        self.writer = RecordWriter(self.database, images_dir, synchronous=synchronous, **writer_options)
+        self._lock_fd = _lock_database(self.database)
+        self._durable_listeners: list[DurableListener] = []
+        writer_options.setdefault("group_window_s", 0.0)  # an accept waits for its commit: commit at once
+        writer_options.setdefault("realtime", True)  # ... so the writer is on the inspection path's priority
+        try:
+            self.writer = RecordWriter(
+                self.database, images_dir, synchronous=synchronous, on_items=self._on_items, **writer_options
+            )
+        except BaseException:
+            self._unlock()
+            raise
         self.on_failure = on_failure
         #: Set by the station's assembly when a PLC link answers each decision.
         self.expect_plc_acks = False
         self._lock = threading.Lock()
         self._queued: set[tuple[str, int]] = set()  # item rows queued, PLC acknowledgement not yet
         self._acks_waiting: dict[tuple[str, int], PlcAcked] = {}  # acknowledgement known, row not yet queued
+
+    # -- durability -------------------------------------------------------------------------------
+    def add_durable_listener(self, listener: DurableListener) -> None:
+        """Call ``listener(durable, not_stored)`` after each commit (writer thread; it must return quickly)."""
+        self._durable_listeners = [*self._durable_listeners, listener]
+
+    def _on_items(self, stored: Sequence[ItemKey], refused: Sequence[ItemKey]) -> None:
+        for listener in self._durable_listeners:
+            try:
+                listener(stored, refused)
+            except Exception:
+                log.exception("recorder: durable listener failed")
 
     # -- events (pipeline and link threads: only queue) ---------------------------------------
     def __call__(self, event: StationEvent) -> None:
@@ -135,6 +197,7 @@ class Recorder:
             self.writer.submit(item_record(batch_id, d), image)
         except Exception as exc:
             self._failed(f"records: item {d.item_id} not queued: {exc}")
+            self._on_items([], [(batch_id, d.item_id)])  # never durable: an accept waiting for it is not released
             return
         if not self.expect_plc_acks:
             return
@@ -206,6 +269,9 @@ class Recorder:
                 operator=batch.operator,
                 started_utc=batch.started_utc,
                 release_status=batch.release_status,
+                plc=batch.plc,
+                thresholds=batch.thresholds,
+                thresholds_validated=batch.thresholds_validated,
             )
             audit.append(
                 store,
@@ -224,6 +290,22 @@ class Recorder:
                 },
                 at_utc=batch.started_utc,
             )
+
+    def running_batch_ids(self) -> list[str]:
+        """Batches still running in the records: at a station's start, those a crash left open."""
+        with RecordStore(self.database) as store:
+            return store.running_batch_ids()
+
+    def abort_batch(self, batch_id: str, summary: dict[str, Any]) -> None:
+        """Close a batch its station never ended (crash, kill), with what its rows say; audited."""
+        with RecordStore(self.database) as store, store.transaction():
+            entry = audit.append(
+                store, SYSTEM_ACTOR, "batch.abort", object_type="batch", object_id=batch_id,
+                new={"items_head": store.items_head(batch_id), "summary_sha256": summary_sha256(
+                    json.dumps(summary, allow_nan=False, ensure_ascii=False, sort_keys=True))},
+                reason="its station stopped without ending it (crash or kill); closed at the next start",
+            )  # fmt: skip
+            store.abort_batch(batch_id, summary, audit_head=(entry.seq, entry.hash))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until everything queued so far is committed; raise what could not be stored."""
@@ -280,6 +362,14 @@ class Recorder:
     def highest_item_id(self, batch_id: str) -> int | None:
         with RecordStore(self.database) as store:
             return store.highest_item_id(batch_id)
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        with RecordStore(self.database) as store:
+            return store.batch(batch_id)
+
+    def missing_plc_acks(self, batch_id: str) -> int:
+        with RecordStore(self.database) as store:
+            return store.missing_plc_acks(batch_id)
 
     def alarms(self, batch_id: str | None = None, *, unacknowledged_only: bool = False) -> list[AlarmRecord]:
         with RecordStore(self.database) as store:
@@ -359,7 +449,16 @@ class Recorder:
             ]
 
     def close(self, timeout_s: float = 30.0) -> None:
-        self.writer.close(timeout=timeout_s)
+        try:
+            self.writer.close(timeout=timeout_s)
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the descriptor releases the lock
 
 
 def record_integrity_failure(database: str | Path, what: str, message: str, detail: dict[str, Any]) -> None:

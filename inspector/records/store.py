@@ -8,8 +8,9 @@ Design choices (GxP: 21 CFR 11.10, EU GMP Annex 11 §7, ALCOA+):
   grouped (see :mod:`inspector.records.writer`), so the cost of FULL is one fsync per group.
 - **The schema enforces the rules too.** STRICT tables, CHECK constraints (an accept needs
   reason ``ok`` and a met deadline) and triggers that make item rows write-once (only the
-  PLC acknowledgement may be filled in, once) and refuse items in an ended batch. A bug in
-  Python code therefore cannot store a record that breaks them.
+  PLC acknowledgement may be filled in, once, and only in a batch that had a PLC), refuse
+  items in an ended or aborted batch, and store alarms unacknowledged. A bug in Python code
+  therefore cannot store a record that breaks them.
 - **Schema version in ``PRAGMA user_version``** with ordered migrations applied on open; a
   database newer than this code is refused rather than guessed at.
 
@@ -33,7 +34,7 @@ from typing import Any, Literal
 from inspector.records.gxp_schema import GXP_MIGRATION
 from inspector.records.hashing import BATCH_FIELDS, ITEM_FIELDS, ack_hash, batch_anchor, row_hash
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Synchronous = Literal["FULL", "NORMAL"]
 # Batch ids become folder names for reject images, so keep them path-safe.
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -106,7 +107,7 @@ class ItemRecord:
     image_path: str | None = None
     image_sha256: str | None = None
     truth_label: str | None = None  # simulator ground truth, for scoring only
-    plc_ack: str | None = None  # filled later by the PLC link: 'acked' | 'late' | 'missing'
+    plc_ack: str | None = None  # filled later by the PLC link: 'acked' | 'late' | 'missing' | 'refused'
     plc_ack_utc: str | None = None
     alarm: str | None = None
 
@@ -134,7 +135,7 @@ _INSERT_ITEM_SQL = (
 )
 _HASHED = tuple(_ITEM_COLUMNS.index(f) for f in ITEM_FIELDS)
 _SELECT_ITEM_SQL = f"SELECT {', '.join(_ITEM_COLUMNS)} FROM items"
-_BATCH_JSON_COLUMNS = frozenset({"camera_settings", "summary"})
+_BATCH_JSON_COLUMNS = frozenset({"camera_settings", "summary", "thresholds"})
 
 # Index i migrates user_version i to i + 1. Add new steps at the end; never edit an old one.
 _MIGRATIONS: tuple[str, ...] = (
@@ -270,6 +271,100 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: GxP records: users, settings, audit trail, signatures, release lifecycle, item hash links.
     GXP_MIGRATION,
+    # 4: fault paths. A batch a crashed station left running is closed at the next start as
+    # 'aborted'; a batch records the PLC its decisions went to (``plc``, NULL: none, so no item
+    # of it can carry a PLC acknowledgement) and the thresholds it judged with (``thresholds``,
+    # ``thresholds_validated`` 0 when looser than the model package's validated ones).
+    # SQLite cannot change a CHECK constraint, so ``batches`` is rebuilt (the 12-step procedure:
+    # foreign keys are off while a migration runs) and what refers to it is made again, the GxP
+    # columns of step 3 (release status, chain heads) and their guards included.
+    """
+    CREATE TABLE batches_v4 (
+        batch_id TEXT PRIMARY KEY,
+        product TEXT NOT NULL,
+        recipe_id TEXT NOT NULL,
+        recipe_version TEXT NOT NULL,
+        recipe_sha256 TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        camera_serial TEXT NOT NULL,
+        camera_settings TEXT NOT NULL CHECK (json_valid(camera_settings)),
+        started_utc TEXT NOT NULL,
+        ended_utc TEXT,
+        state TEXT NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'ended', 'aborted')),
+        summary TEXT CHECK (summary IS NULL OR json_valid(summary)),
+        operator TEXT,
+        plc TEXT,
+        thresholds TEXT CHECK (thresholds IS NULL OR json_valid(thresholds)),
+        thresholds_validated INTEGER CHECK (thresholds_validated IS NULL OR thresholds_validated IN (0, 1)),
+        release_status TEXT NOT NULL DEFAULT 'NOT RELEASED - DEMO'
+            CHECK (release_status IN ('released', 'NOT RELEASED - DEMO', 'qualification run', 'start-up challenge')),
+        items_head TEXT,
+        audit_head_seq INTEGER,
+        audit_head_hash TEXT,
+        CONSTRAINT ended_has_time CHECK ((state = 'running') = (ended_utc IS NULL))
+    ) STRICT;
+    -- Batches of schema 2 did not say whether a PLC answered; one whose items hold an acknowledgement had one.
+    INSERT INTO batches_v4 (batch_id, product, recipe_id, recipe_version, recipe_sha256, model_id, model_version,
+                            model_sha256, camera_serial, camera_settings, started_utc, ended_utc, state, summary,
+                            operator, release_status, items_head, audit_head_seq, audit_head_hash, plc)
+    SELECT b.batch_id, b.product, b.recipe_id, b.recipe_version, b.recipe_sha256, b.model_id, b.model_version,
+           b.model_sha256, b.camera_serial, b.camera_settings, b.started_utc, b.ended_utc, b.state, b.summary,
+           b.operator, b.release_status, b.items_head, b.audit_head_seq, b.audit_head_hash,
+           CASE WHEN EXISTS (SELECT 1 FROM items AS i WHERE i.batch_id = b.batch_id AND i.plc_ack IS NOT NULL)
+                THEN 'unrecorded (schema 2)' END
+    FROM batches AS b;
+    DROP VIEW item_trace;
+    DROP TRIGGER items_only_in_running_batch;
+    DROP TABLE batches;  -- its triggers go with it
+    ALTER TABLE batches_v4 RENAME TO batches;
+
+    CREATE TRIGGER batches_no_delete BEFORE DELETE ON batches
+    BEGIN SELECT RAISE(ABORT, 'batches cannot be deleted'); END;
+
+    CREATE TRIGGER batches_start_running BEFORE INSERT ON batches
+    WHEN NEW.state <> 'running' OR NEW.ended_utc IS NOT NULL OR NEW.summary IS NOT NULL
+    BEGIN SELECT RAISE(ABORT, 'a batch record starts running, without an end'); END;
+
+    CREATE TRIGGER batches_end_once BEFORE UPDATE ON batches
+    WHEN OLD.state <> 'running'
+      OR NEW.batch_id IS NOT OLD.batch_id OR NEW.product IS NOT OLD.product
+      OR NEW.recipe_id IS NOT OLD.recipe_id OR NEW.recipe_version IS NOT OLD.recipe_version
+      OR NEW.recipe_sha256 IS NOT OLD.recipe_sha256 OR NEW.model_id IS NOT OLD.model_id
+      OR NEW.model_version IS NOT OLD.model_version OR NEW.model_sha256 IS NOT OLD.model_sha256
+      OR NEW.camera_serial IS NOT OLD.camera_serial OR NEW.camera_settings IS NOT OLD.camera_settings
+      OR NEW.started_utc IS NOT OLD.started_utc OR NEW.operator IS NOT OLD.operator
+      OR NEW.plc IS NOT OLD.plc OR NEW.thresholds IS NOT OLD.thresholds
+      OR NEW.thresholds_validated IS NOT OLD.thresholds_validated
+      OR NEW.release_status IS NOT OLD.release_status
+    BEGIN SELECT RAISE(ABORT, 'a batch record can only be ended, once'); END;
+
+    CREATE TRIGGER items_only_in_running_batch BEFORE INSERT ON items
+    -- A missing batch gives NULL here and is left to the foreign key, for a clearer error.
+    WHEN (SELECT state FROM batches WHERE batch_id = NEW.batch_id) <> 'running'
+    BEGIN SELECT RAISE(ABORT, 'batch is not running; items can only be added to a running batch'); END;
+
+    -- Only a PLC acknowledges: no acknowledgement on an item of a batch run without one.
+    CREATE TRIGGER items_plc_ack_needs_plc_on_insert BEFORE INSERT ON items
+    WHEN NEW.plc_ack IS NOT NULL AND (SELECT plc FROM batches WHERE batch_id = NEW.batch_id) IS NULL
+    BEGIN SELECT RAISE(ABORT, 'the batch ran without a PLC: its items have no PLC acknowledgement'); END;
+
+    CREATE TRIGGER items_plc_ack_needs_plc BEFORE UPDATE OF plc_ack ON items
+    WHEN NEW.plc_ack IS NOT NULL AND (SELECT plc FROM batches WHERE batch_id = NEW.batch_id) IS NULL
+    BEGIN SELECT RAISE(ABORT, 'the batch ran without a PLC: its items have no PLC acknowledgement'); END;
+
+    -- An alarm is raised unacknowledged; only an acknowledgement (an update, once) closes it.
+    CREATE TRIGGER alarms_raised_open BEFORE INSERT ON alarms
+    WHEN NEW.acknowledged_utc IS NOT NULL OR NEW.acknowledged_by IS NOT NULL
+    BEGIN SELECT RAISE(ABORT, 'an alarm is stored unacknowledged; acknowledge it afterwards'); END;
+
+    -- One row per item with everything needed to trace it (ALCOA+): recipe, model, camera, PLC, thresholds.
+    CREATE VIEW item_trace AS
+    SELECT i.*, b.product, b.recipe_id, b.recipe_version, b.recipe_sha256, b.model_id, b.model_version,
+           b.model_sha256, b.camera_serial, b.plc AS batch_plc, b.thresholds, b.thresholds_validated
+    FROM items AS i JOIN batches AS b USING (batch_id);
+    """,
 )
 
 
@@ -355,14 +450,28 @@ class RecordStore:
             raise SchemaVersionError(
                 f"{self.path}: schema version {version} is newer than supported ({SCHEMA_VERSION}); refusing to open"
             )
-        for step in range(version, SCHEMA_VERSION):
-            # One transaction per step: a failed migration leaves the previous version intact.
-            try:
-                conn.executescript(f"BEGIN IMMEDIATE;\n{_MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        if version == SCHEMA_VERSION:
+            return
+        # A step may rebuild a table (SQLite cannot alter a constraint): foreign keys are off while the
+        # steps run (the pragma cannot change inside a transaction) and checked before each step commits.
+        conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            for step in range(version, SCHEMA_VERSION):
+                # One transaction per step: a failed migration leaves the previous version intact.
+                try:
+                    conn.executescript(f"BEGIN IMMEDIATE;\n{_MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};")
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RecordError(
+                            f"{self.path}: migration to schema {step + 1} broke {len(broken)} reference(s)"
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
 
     @property
     def schema_version(self) -> int:
@@ -452,17 +561,28 @@ class RecordStore:
         operator: str | None = None,
         started_utc: str | None = None,
         release_status: str = "NOT RELEASED - DEMO",
+        plc: str | None = None,
+        thresholds: Mapping[str, Any] | None = None,
+        thresholds_validated: bool | None = None,
     ) -> None:
-        """Open a batch; everything needed to trace its items back (recipe, model, camera) is fixed here."""
+        """Open a batch; everything needed to trace its items back (recipe, model, camera) is fixed here.
+
+        ``plc``: the PLC its decisions go to (``None``: none, so its items never carry a PLC
+        acknowledgement). ``thresholds``: those it judges with; ``thresholds_validated`` False
+        marks thresholds looser than the model package's validated ones.
+        """
         if not BATCH_ID_PATTERN.match(batch_id):
             raise RecordConstraintError(f"batch id {batch_id!r} must match {BATCH_ID_PATTERN.pattern}")
         settings = _json(dict(camera_settings), f"batch {batch_id!r}: camera_settings")
+        judged = None if thresholds is None else _json(dict(thresholds), f"batch {batch_id!r}: thresholds")
+        validated = None if thresholds_validated is None else int(thresholds_validated)
         try:
             with self.transaction():
                 self._db.execute(
                     "INSERT INTO batches (batch_id, product, recipe_id, recipe_version, recipe_sha256, model_id,"
                     " model_version, model_sha256, camera_serial, camera_settings, started_utc, operator,"
-                    " release_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " release_status, plc, thresholds, thresholds_validated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         batch_id,
                         str(product),
@@ -477,6 +597,9 @@ class RecordStore:
                         started_utc or utc_now(),
                         operator,
                         release_status,
+                        plc,
+                        judged,
+                        validated,
                     ),
                 )
         except sqlite3.IntegrityError as exc:
@@ -523,6 +646,44 @@ class RecordStore:
             (batch_id,),
         ).fetchone()
         return str(row[0]) if row is not None and row[0] is not None else self.batch_anchor(batch_id)
+
+    def abort_batch(
+        self,
+        batch_id: str,
+        summary: Mapping[str, Any],
+        *,
+        ended_utc: str | None = None,
+        audit_head: tuple[int, str] | None = None,
+    ) -> None:
+        """Close a batch left running by a station that stopped without ending it (crash, kill).
+
+        Like :meth:`end_batch`, the record keeps the head of its item chain and of the audit trail.
+        """
+        text = _json(dict(summary), f"batch {batch_id!r}: summary")
+        seq, head = audit_head if audit_head is not None else (None, None)
+        try:
+            with self.transaction():
+                self._require_batch(batch_id)
+                self._db.execute(
+                    "UPDATE batches SET state = 'aborted', ended_utc = ?, summary = ?, items_head = ?,"
+                    " audit_head_seq = ?, audit_head_hash = ? WHERE batch_id = ?",
+                    (ended_utc or utc_now(), text, self.items_head(batch_id), seq, head, batch_id),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise _constraint_error(exc, f"aborting batch {batch_id!r}") from None
+
+    def running_batch_ids(self) -> list[str]:
+        """Batches not ended yet, oldest first."""
+        rows = self._db.execute("SELECT batch_id FROM batches WHERE state = 'running' ORDER BY started_utc, batch_id")
+        return [r[0] for r in rows]
+
+    def missing_plc_acks(self, batch_id: str) -> int:
+        """Items of the batch without a stored PLC acknowledgement."""
+        self._require_batch(batch_id)
+        (n,) = self._db.execute(
+            "SELECT count(*) FROM items WHERE batch_id = ? AND plc_ack IS NULL", (batch_id,)
+        ).fetchone()
+        return int(n)
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         """The batch row as a dict, JSON columns decoded."""
@@ -577,7 +738,10 @@ class RecordStore:
         return _item_from_row(row)
 
     def set_plc_ack(self, batch_id: str, item_id: int, ack: str, *, at_utc: str | None = None) -> None:
-        """Record the PLC's acknowledgement of an item's decision ('acked' | 'late' | 'missing'); write-once."""
+        """Record the PLC's acknowledgement of an item's decision (acked, late, missing, refused); write-once.
+
+        Refused by the schema for an item of a batch run without a PLC.
+        """
         if not ack:
             raise RecordConstraintError("a PLC acknowledgement must not be empty")
         at = at_utc or utc_now()

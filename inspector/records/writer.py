@@ -2,7 +2,10 @@
 
 The writer thread owns its own SQLite connection (connections are per-thread), saves
 reject images as PNG with their sha256, and commits queued messages in groups (one
-transaction per ~20 ms or 256 rows), so one fsync covers many records.
+transaction per ``group_window_s`` or 256 rows), so one fsync covers many records. With a
+window of 0 it commits whatever is queued at once; under load the queue fills during each
+fsync, so groups still form. ``on_items`` tells which item rows each commit made durable
+(``synchronous=FULL``) and which were refused: the PLC sink releases an accept only then.
 
 Nothing is dropped silently:
 
@@ -31,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.realtime import raise_thread_priority
 from inspector.records import audit
 from inspector.records.store import (
     BATCH_ID_PATTERN,
@@ -95,6 +99,12 @@ class _Stop:
 
 
 _Message = _Item | _Alarm | _PlcAck
+ItemKey = tuple[str, int]  # (batch_id, item_id)
+ItemsCallback = Callable[[Sequence[ItemKey], Sequence[ItemKey]], None]
+
+
+def _key(msg: _Item) -> ItemKey:
+    return (msg.record.batch_id, msg.record.item_id)
 
 
 def _describe(msg: _Message) -> str:
@@ -110,8 +120,10 @@ class RecordWriter:
 
     ``submit*`` methods are thread-safe and return at once. ``flush`` waits until everything
     submitted so far is committed; ``close`` flushes and joins the thread. Callbacks run in
-    the writer thread: ``on_commit(committed_items_total)`` after every commit and
-    ``on_error(exc)`` for every record that could not be stored as given.
+    the writer thread: ``on_commit(committed_items_total)`` after every commit,
+    ``on_items(committed, refused)`` with the ``(batch_id, item_id)`` of the item rows a commit
+    stored and of those it refused, and ``on_error(exc)`` for every record that could not be
+    stored as given.
     """
 
     def __init__(
@@ -126,7 +138,9 @@ class RecordWriter:
         fsync_images: bool = True,
         on_error: Callable[[BaseException], None] | None = None,
         on_commit: Callable[[int], None] | None = None,
+        on_items: ItemsCallback | None = None,
         open_timeout_s: float = 30.0,
+        realtime: bool = False,
     ) -> None:
         self.store_path = Path(store_path)
         self.images_dir = Path(images_dir).resolve()
@@ -137,6 +151,8 @@ class RecordWriter:
         self._fsync_images = fsync_images
         self._on_error = on_error
         self._on_commit = on_commit
+        self._on_items = on_items
+        self._realtime = realtime  # the thread runs at the inspection threads' priority (it releases accepts)
 
         self._queue: queue.Queue[_Message | _Stop] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()  # guards _closed + enqueue, so nothing lands after the stop marker
@@ -145,6 +161,7 @@ class RecordWriter:
         self._submitted = 0
         self._done = 0  # messages handled: committed or reported as failed
         self._committed = 0  # item rows committed
+        self._commits = 0  # transactions committed (one fsync each with synchronous=FULL)
         self._errors: list[BaseException] = []
         self._error_count = 0
         self._fatal: BaseException | None = None
@@ -226,6 +243,12 @@ class RecordWriter:
             return self._committed
 
     @property
+    def commits(self) -> int:
+        """Transactions committed so far (each one fsync of the WAL with ``synchronous=FULL``)."""
+        with self._cond:
+            return self._commits
+
+    @property
     def pending(self) -> int:
         """Messages submitted but not yet committed or failed."""
         with self._cond:
@@ -302,6 +325,8 @@ class RecordWriter:
     # -- writer thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._realtime:
+            raise_thread_priority()
         try:
             store = RecordStore(self.store_path, synchronous=self._synchronous)
         except BaseException as exc:
@@ -355,12 +380,15 @@ class RecordWriter:
             except OSError as exc:
                 self._report(RecordWriterError(f"image folder not synced to disk: {exc}", [exc]))
 
-        items_ok = 0
+        stored: list[ItemKey] = []
+        refused: list[ItemKey] = []
+        commits = 0
         try:
             with store.transaction():
                 for run in _runs(prepared):
                     _apply(store, run)
-            items_ok = sum(isinstance(m, _Item) for m in prepared)
+            stored = [_key(m) for m in prepared if isinstance(m, _Item)]
+            commits = 1
         except Exception:
             # One bad message must not take the good ones with it: store them one by one.
             for i, msg in enumerate(prepared):
@@ -370,14 +398,25 @@ class RecordWriter:
                     if i in new_images:
                         new_images[i].unlink(missing_ok=True)  # ours (created exclusively); no row refers to it
                     self._report(RecordWriterError(f"{_describe(msg)} not stored: {exc}", [exc]))
+                    if isinstance(msg, _Item):
+                        refused.append(_key(msg))
                 else:
-                    items_ok += isinstance(msg, _Item)
+                    commits += 1
+                    if isinstance(msg, _Item):
+                        stored.append(_key(msg))
         with self._cond:
-            self._committed += items_ok
+            self._committed += len(stored)
+            self._commits += commits
             self._done += len(group)
             committed = self._committed
             self._cond.notify_all()
-        if self._on_commit is not None and items_ok:
+        if self._on_items is not None and (stored or refused):
+            try:
+                self._on_items(stored, refused)
+            except Exception as exc:
+                log.exception("record writer: on_items callback failed")
+                self._report(exc)
+        if self._on_commit is not None and stored:
             try:
                 self._on_commit(committed)
             except Exception as exc:

@@ -48,7 +48,7 @@ class BatchReportError(RecordError):
 def build(store: RecordStore, batch_id: str) -> dict[str, Any]:
     """The report of an ended batch, from its records."""
     b = store.batch(batch_id)
-    if b["state"] != "ended":
+    if b["state"] == "running":
         raise BatchReportError(f"batch {batch_id} is still running: its report is made when it ends")
     summary: dict[str, Any] = b["summary"] or {}
     decisions = [
@@ -80,6 +80,10 @@ def build(store: RecordStore, batch_id: str) -> dict[str, Any]:
         "batch_id": batch_id,
         "generated_utc": utc_now(),
         "release_status": b.get("release_status"),
+        "state": b["state"],  # ended, or aborted (its station stopped without ending it)
+        "plc": b.get("plc"),
+        "thresholds": b.get("thresholds"),
+        "thresholds_validated": b.get("thresholds_validated"),
         "product": b["product"],
         "operator": b["operator"],
         "started_utc": b["started_utc"],
@@ -225,6 +229,17 @@ def sign(
         )  # fmt: skip
 
 
+def _warnings(report: dict[str, Any]) -> list[str]:
+    out = []
+    if report.get("state") == "aborted":
+        out.append("ABORTED: the station stopped without ending this batch; it was closed at the next start.")
+    if report.get("thresholds_validated") == 0:
+        out.append("Judged with thresholds LOOSER than the model was validated with (demo station).")
+    if report.get("plc") is None:
+        out.append("No PLC was told the decisions of this batch.")
+    return out
+
+
 def write_pdf(report: dict[str, Any], path: Path, *, signatures: list[dict[str, str]]) -> Path:
     styles = getSampleStyleSheet()
     h1, h2, body = styles["Title"], styles["Heading2"], styles["BodyText"]
@@ -246,6 +261,7 @@ def write_pdf(report: dict[str, Any], path: Path, *, signatures: list[dict[str, 
             f"{report['started_utc']} to {report['ended_utc']}",
             body,
         ),
+        *[Paragraph(f"<b>{w}</b>", body) for w in _warnings(report)],
         Spacer(1, 0.3 * cm),
         Paragraph("Reconciliation and decisions", h2),
         table(counts),

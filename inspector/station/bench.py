@@ -4,6 +4,12 @@ Closed loop: the next frame is released the moment the previous decision is out,
 the figures are the pipeline's own latency, not queueing. Rendering is done before the
 clock starts. The station is the production one (:func:`open_station`, records with
 ``synchronous=FULL`` in a throwaway folder, no PLC), fed by an injected in-memory camera.
+
+Durable before release: a PLC station sends an accept only once its item record is committed.
+The same run measures what that costs: ``release_ms_*`` is frame -> release (a reject at its
+decision, an accept when the recorder reports its row durable), ``hold_ms_*`` the accepts' wait
+from decision to durable row, and ``release_over_decision_p50`` the ratio of the release p50 to
+the decision latency p50.
 In the same run, the bare ``session.run`` on the same frames gives the floor, so the
 pipeline's overhead reads as a difference; the same model in torch eager mode is measured
 in a separate process when the training extra is installed (the runtime never imports torch).
@@ -16,7 +22,9 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +33,7 @@ import numpy as np
 from inspector.camera.sim import MemoryCamera, SimCamera
 from inspector.config.recipe import find_project_root, load_recipe
 from inspector.config.station import StationConfig, override
-from inspector.events import GroundTruth
+from inspector.events import GroundTruth, ItemDecided, StationEvent
 from inspector.inference.units import to_units
 from inspector.pipeline.station import Station
 from inspector.pipeline.summary import percentile
@@ -71,15 +79,20 @@ def bench(
             ready=None if line_rate else (lambda: station_ref[0].ready_for_frame()),
         )
         session = open_station(cfg, root=base, camera=cam)
+        durability = _Durability()
         try:
             rec = session.recipe.recipe
             engine = session.engine
             station_ref.append(session.station)
+            session.station.subscribe(durability.on_event)
+            assert session.recorder is not None
+            session.recorder.add_durable_listener(durability.on_durable)
             session.start_batch(new_batch_id("bench"))
             t0 = time.perf_counter()
             finished = session.station.wait_finished(timeout_s=max(60.0, frames * 0.2))
             elapsed = time.perf_counter() - t0
             summary = session.end_batch().as_dict()
+            commits = session.recorder.writer.commits
         finally:
             session.close()
         if not finished:
@@ -116,12 +129,57 @@ def bench(
         "rejected": summary["rejected"],
         "budget_ms": rec.latency_budget_ms,
         "intra_op_threads": config.inference_threads,
+        **durability.figures(summary["latency_ms_p50"]),
+        "record_commits": commits,
     }
     if result["latency_ms_p50"] is not None and result["bare_ms_p50"] is not None:
         result["overhead_ms_p50"] = round(result["latency_ms_p50"] - result["bare_ms_p50"], 4)
     if with_torch:
         result.update(torch_eager(session.package.path, rec.product.value, frames, seed))
     return result
+
+
+class _Durability:
+    """Decision and durable-record times per item, for the cost of durable before release."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decided: dict[int, tuple[float, float, bool]] = {}  # item -> (frame, decision, accept)
+        self._durable: dict[int, float] = {}
+
+    def on_event(self, event: StationEvent) -> None:
+        if isinstance(event, ItemDecided):
+            t = event.decision.times
+            if t.t_acquired is not None and t.t_decided is not None:
+                with self._lock:
+                    self._decided[event.decision.item_id] = (t.t_acquired, t.t_decided, event.decision.accept)
+
+    def on_durable(self, durable: Sequence[tuple[str, int]], _not_stored: Sequence[tuple[str, int]]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for _batch, item in durable:
+                self._durable[item] = now
+
+    def figures(self, decision_p50: float | None) -> dict[str, Any]:
+        release: list[float] = []
+        hold: list[float] = []
+        with self._lock:
+            for item, (t_frame, t_decided, accept) in self._decided.items():
+                if not accept:
+                    release.append((t_decided - t_frame) * 1e3)
+                elif item in self._durable:
+                    hold.append((self._durable[item] - t_decided) * 1e3)
+                    release.append((self._durable[item] - t_frame) * 1e3)
+        p50 = percentile(release, 50)
+        return {
+            "release_ms_p50": _r(p50),
+            "release_ms_p99": _r(percentile(release, 99)),
+            "release_ms_max": _r(max(release) if release else None),
+            "hold_ms_p50": _r(percentile(hold, 50)),
+            "hold_ms_p99": _r(percentile(hold, 99)),
+            "hold_ms_max": _r(max(hold) if hold else None),
+            "release_over_decision_p50": _r(p50 / decision_p50) if p50 is not None and decision_p50 else None,
+        }
 
 
 def torch_eager(model_dir: Path, product: str, frames: int, seed: int) -> dict[str, Any]:

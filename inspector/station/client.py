@@ -22,7 +22,7 @@ from inspector.camera.base import CameraState
 from inspector.config.monitor import InputLimits
 from inspector.config.roi import Roi
 from inspector.config.station import StationConfig
-from inspector.events import ItemDecision, StationEvent, StationState
+from inspector.events import Alarm, ItemDecision, StationEvent, StationState
 from inspector.records import AlarmAck, RecordStore, audit, lifecycle, users
 from inspector.records.audit import Actor, AuditEntry, AuditVerification
 from inspector.records.review import Review, ReviewRequest
@@ -93,6 +93,8 @@ class StationInfo:
     plc_endpoint: str | None
     review_folder: Path | None
     has_startup_challenge: bool = False  # the recipe names a start-up challenge set
+    startup_alarms: tuple[Alarm, ...] = ()  # raised while the station opened (a crashed batch closed as aborted)
+    looser_thresholds: str = ""  # thresholds looser than the model's validated ones (demo only), '' when none
 
     @property
     def pocket_count(self) -> int | None:
@@ -242,6 +244,8 @@ class InProcessClient:
             plc_endpoint=session.plc.describe() if session.plc is not None else None,
             review_folder=session.reviews.folder if session.reviews is not None else None,
             has_startup_challenge=rec.startup_challenge is not None,
+            startup_alarms=tuple(session.startup_alarms),
+            looser_thresholds=station.looser_text(),
         )
 
     @property

@@ -7,7 +7,9 @@ builds a :class:`~inspector.pipeline.station.Station`.
 
 What :class:`StationSession` owns, it closes: the PLC link (and a demo line simulator), the
 camera, the recorder. A batch starts with its record (refused before the camera starts if the
-batch id is taken) and ends with its result, reconciled against the committed records.
+batch id is taken) and ends with its result, reconciled against the committed records. A batch
+that a crashed station left running is closed as aborted when the next station opens on the
+same records, with a ``BATCH_ABORTED`` alarm.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from inspector.camera.base import Camera
+from inspector.config.errors import ConfigError
 from inspector.config.recipe import LoadedRecipe, find_project_root, load_recipe
 from inspector.config.station import CameraChoice, StationConfig
 from inspector.events import (
@@ -33,6 +36,7 @@ from inspector.events import (
     QUALIFICATION_RUN,
     RELEASED,
     STARTUP_CHALLENGE,
+    Alarm,
     AlarmAcknowledged,
     AlarmSeverity,
     BatchResult,
@@ -55,7 +59,7 @@ from inspector.records.users import PermissionDenied, require
 from inspector.roles import Action
 from inspector.station.demo import DemoLine, start_demo_line
 from inspector.station.plc import PlcSink
-from inspector.station.reconcile import Reconciliation, reconcile
+from inspector.station.reconcile import AbortedBatch, Reconciliation, close_aborted_batches, reconcile
 from inspector.taxonomy import OK, Product, Reason
 
 log = logging.getLogger(__name__)
@@ -89,7 +93,7 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
         from inspector.camera.sim import FilesCamera
 
         assert choice.images is not None  # the station file's validation says so
-        return FilesCamera(choice.images, line_rate_per_min=rate)
+        return FilesCamera(choice.images, line_rate_per_min=rate, frame_shape=rec.frame.shape)
     from inspector.camera.genicam import GenICamCamera
     from inspector.config.camera import CAMERA_CONFIGS_DIR, load_camera_config
 
@@ -143,6 +147,9 @@ class StationSession:
     last_challenge: ChallengeResult | None = field(default=None, init=False)
     _batch_challenge: dict[str, Any] | None = field(default=None, init=False)
     _batch_reinspection: str | None = field(default=None, init=False)
+    #: Batches a crashed station left running, closed as aborted when this one opened, and their alarms.
+    aborted_batches: list[AbortedBatch] = field(default_factory=list)
+    startup_alarms: list[Alarm] = field(default_factory=list)
 
     @property
     def product(self) -> Product:
@@ -253,6 +260,8 @@ class StationSession:
         context = dataclasses.replace(
             self.station.batch_context(bid, operator or (actor.username if actor else None)), release_status=release
         )
+        if self.plc is not None:
+            context = dataclasses.replace(context, plc=self.plc.describe())
         if self.recorder is not None:
             self.recorder.open_batch(context, actor=who)
         self.station.start(context)
@@ -270,8 +279,10 @@ class StationSession:
         A record the database refused does not keep the batch open: the batch ends NOT
         reconciled, and its reconciliation says what could not be stored.
         """
+        # A finite source is complete when it delivered every item or its acquisition ended by itself:
+        # then every item of it (every manifest entry) must be decided, or the batch is not reconciled.
         camera = self.station.camera
-        complete = camera.finished
+        complete = camera.finished or self.station.acquisition_ended
         result = self.station.stop(timeout_s)
         refused: str | None = None
         if self.recorder is not None:
@@ -308,7 +319,7 @@ class StationSession:
                 row = store.batch(first)
         except RecordError as exc:
             raise StationError(f"re-inspection of {first}: {exc}") from None
-        if row["state"] != "ended":
+        if row["state"] == "running":
             raise StationError(f"re-inspection of {first}: that batch is still running")
         if row["product"] != self.product.value:
             raise StationError(f"re-inspection of {first}: that batch is {row['product']}, this station inspects"
@@ -592,7 +603,7 @@ def _connect_plc(
     if not link.connected:
         link.start(connect_timeout_s)
     try:
-        session.plc = PlcSink(link, session.station, product=session.product)
+        session.plc = PlcSink(link, session.station, product=session.product, records=session.recorder)
     except Exception:
         link.close()
         raise
@@ -635,10 +646,20 @@ def open_station(
     recorder: Recorder | None = None
     session: StationSession | None = None
     try:
+        aborted: list[AbortedBatch] = []
         if config.records is not None and db is not None:
             images = _resolve(config.records.images, base) if config.records.images else None
             recorder = Recorder(db, images)
+            aborted = close_aborted_batches(recorder)
         station = Station(rec, cam, engine, recipe_sha256=loaded.sha256)
+        if station.looser_thresholds:
+            what = (
+                f"recipe {rec.recipe_id} {rec.version}: thresholds looser than model {package.record.model_id}"
+                f" {package.record.version} was validated with ({station.looser_text()})"
+            )
+            if config.mode == "production":
+                raise ConfigError(f"{what}: refused on a production station")
+            log.warning("%s: allowed in demo mode, marked in every record and on screen", what)
         grid = rec.pocket_grid
         session = StationSession(
             config=config,
@@ -650,9 +671,21 @@ def open_station(
             package=package,
             recorder=recorder,
             reviews=ReviewExporter(review_folder(base, rec.product), rec.product, grid.count if grid else None),
+            aborted_batches=aborted,
         )
         if recorder is not None:
             station.subscribe(recorder)
+            for batch in aborted:  # stored with the aborted batch; QA decides about its items
+                session.startup_alarms.append(
+                    station.raise_alarm(
+                        "BATCH_ABORTED",
+                        batch.describe(),
+                        "records",
+                        AlarmSeverity.WARNING,
+                        batch_id=batch.batch_id,
+                        items=batch.reconciliation["records"]["inspected"],
+                    )
+                )
 
             def records_failed(message: str) -> None:
                 station.raise_alarm("SINK_ERROR", message, "records", AlarmSeverity.FAULT)

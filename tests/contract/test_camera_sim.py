@@ -101,5 +101,6 @@ def test_files_camera_replays_a_corrupt_file_as_an_empty_frame(tmp_path: Path) -
         cam.start()
         a, b = cam.grab(1.0), cam.grab(1.0)
     assert a is not None and a.image.shape == IMAGE_SPECS[Product.TABLET].shape
-    assert b is not None and b.image.size == 0, "the station sees a wrong-size frame and rejects it"
+    assert b is not None and b.image.size == 0, "the station rejects it as not inspected"
+    assert b.refused is not None and "not the file it names" in b.refused and a.refused is None
     assert cam.finished

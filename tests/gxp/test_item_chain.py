@@ -47,7 +47,8 @@ def db(tmp_path: Path) -> Path:
     r = Recorder(path)
     r.expect_plc_acks = True
     try:
-        r.open_batch(BatchContext(BATCH, "tablet", "t", "1.0.0", "a" * 64, "m", "0.0.1", "b" * 64, "SIM-0", {}))
+        r.open_batch(BatchContext(BATCH, "tablet", "t", "1.0.0", "a" * 64, "m", "0.0.1", "b" * 64, "SIM-0", {},
+                                  plc="modbus://127.0.0.1:5020"))  # fmt: skip
         for i in range(1, 21):
             r(ItemDecided(_decision(i), BATCH))
             r(PlcAcked(BATCH, i, "acked", f"acked rtt_ms=0.{i:03d}", i % 4 != 0, 0.1))

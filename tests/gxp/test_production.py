@@ -151,6 +151,7 @@ def test_production_runs_only_released_unchanged_objects_for_a_logged_in_user(tm
             config = _config(root, f"modbus://127.0.0.1:{sim.port}").model_dump(mode="json")
             station_file.write_text(yaml.safe_dump(config))
             out = root / "reports" / "pq"
+            session.close()  # one station writes one database: during the qualification, the run is the station
             proc = _cli(root, "qualify", "--suite", suite, "--station", "line9", "--out",
                         str(out), "--as", "erin", "--json", "--quiet", passwords=[PW["erin"]])  # fmt: skip
             assert proc.returncode == 0, proc.stderr
@@ -176,6 +177,8 @@ def test_production_runs_only_released_unchanged_objects_for_a_logged_in_user(tm
             (row,) = listing
             assert row["state"] == "approved" and [s["status"] for s in row["signatures"]] == ["valid"] * 3
 
+            session = open_station(_config(root, f"modbus://127.0.0.1:{sim.port}"), root=root)
+            otto = session.login("otto", PW["otto"])
             # Released, and still locked: each production batch starts with a passing start-up challenge.
             with pytest.raises(StationError, match="start-up challenge"):
                 session.start_batch(actor=otto)

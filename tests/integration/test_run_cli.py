@@ -135,6 +135,9 @@ def test_bench_prints_json_figures(tmp_path: Path) -> None:
         assert key in r, key
     assert r["frames"] == 200 and r["items_per_s"] > 0
     assert r["latency_ms_p50"] >= r["bare_ms_p50"] > 0
+    # Durable before release, same run: an accept is released when its record is durable.
+    assert r["release_ms_p50"] >= r["latency_ms_p50"] * 0.5 and r["hold_ms_p50"] is not None
+    assert r["release_over_decision_p50"] > 0 and r["record_commits"] > 0
 
 
 def test_sigkill_mid_batch_keeps_every_committed_record(tmp_path: Path) -> None:
@@ -171,15 +174,20 @@ def test_sigkill_mid_batch_keeps_every_committed_record(tmp_path: Path) -> None:
         assert store.integrity_check() == "ok"
         with sqlite3.connect(db) as conn:
             rows = conn.execute("SELECT item_id, decision, reason, deadline_met FROM items ORDER BY item_id").fetchall()
-            (state,) = conn.execute("SELECT state FROM batches").fetchone()
+            (killed, state) = conn.execute("SELECT batch_id, state FROM batches").fetchone()
     assert len(rows) >= seen, "nothing that was committed before the kill is lost"
     ids = [r[0] for r in rows]
     assert len(set(ids)) == len(ids) and min(ids) == 1, "committed rows are intact, each item once"
     assert all(r[1] == "reject" or (r[2] == "ok" and r[3] == 1) for r in rows)
     assert state == "running", "the killed batch stays visibly unfinished"
-    # The station starts again on the same database.
+    # The station starts again on the same database and closes the killed batch as aborted, with an alarm.
     again = _inspector(root, "run", "--recipe", "tablet", "--items", "5", "--quiet")
     assert again.returncode == 0, again.stderr
+    with RecordStore(db) as store:
+        batch = store.batch(killed)
+        codes = [a.code for a in store.alarms(killed)]
+    assert batch["state"] == "aborted" and codes == ["BATCH_ABORTED"]
+    assert batch["summary"]["reconciliation"]["records"]["inspected"] == len(rows)
 
 
 @pytest.mark.parametrize("protocol", ["modbus", "s7"])

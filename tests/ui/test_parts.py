@@ -354,3 +354,45 @@ def test_blister_heat_map_shows_the_rejected_pockets_only() -> None:
     others = np.ones(frame[:2], bool)
     others[rois[4].slices()] = False
     assert float(heat[others].max()) == 0.0 and float(heat.max()) == 1.0
+
+
+def test_recipe_thresholds_looser_than_validated_are_marked_beside_the_recipe(
+    qtbot: Any, make_hmi: Any, ui_project: Path
+) -> None:
+    """Issue 34, case 2: a demo station runs a recipe with looser thresholds only with a mark on screen."""
+    import yaml
+
+    path = ui_project / "recipes" / "tablet.yaml"
+    recipe = yaml.safe_load(path.read_text())
+    recipe["thresholds"] = {"confidence": 0.0, "anomaly": 1e9}
+    path.write_text(yaml.safe_dump(recipe))
+    w = make_hmi("tablet", plc_url="none")
+    qtbot.waitUntil(lambda: w.controller.client is not None, timeout=30_000)
+    w.batch.refresh()
+    assert "THRESHOLDS NOT VALIDATED" in w.batch.recipe_info.text()
+    assert "anomaly 1e+09 > validated" in w.batch.recipe_info.toolTip()
+    w.close()
+
+
+def test_a_batch_a_crash_left_running_is_an_alarm_on_the_hmi(qtbot: Any, make_hmi: Any, ui_project: Path) -> None:
+    """Issue 34, case 6: the next start closes it as aborted, and the operator sees the alarm."""
+    from inspector.records import RecordStore
+
+    with RecordStore(ui_project / "var" / "inspector.sqlite") as store:
+        store.start_batch(
+            "KILLED-1",
+            product="tablet",
+            recipe_id="r",
+            recipe_version="1",
+            recipe_sha256="a" * 64,
+            model_id="m",
+            model_version="1",
+            model_sha256="b" * 64,
+            camera_serial="SIM-0",
+            camera_settings={},
+        )
+    w = make_hmi("tablet", plc_url="none")
+    qtbot.waitUntil(lambda: w.controller.client is not None, timeout=30_000)
+    (entry,) = [e for e in w.controller.alarms.unacknowledged() if e.alarm.code == "BATCH_ABORTED"]
+    assert entry.alarm.batch_id == "KILLED-1" and "closed as aborted" in entry.alarm.message
+    w.close()

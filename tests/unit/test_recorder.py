@@ -24,8 +24,10 @@ from inspector.taxonomy import OK, DefectCode
 BATCH = "B-REC"
 
 
-def _context(batch_id: str = BATCH) -> BatchContext:
-    return BatchContext(batch_id, "tablet", "tablet-test", "1.0.0", "a" * 64, "m", "0.0.1", "b" * 64, "SIM-0", {})
+def _context(batch_id: str = BATCH, plc: str | None = None) -> BatchContext:
+    return BatchContext(
+        batch_id, "tablet", "tablet-test", "1.0.0", "a" * 64, "m", "0.0.1", "b" * 64, "SIM-0", {}, plc=plc
+    )
 
 
 def _decision(item: int, accept: bool = True) -> ItemDecision:
@@ -107,7 +109,7 @@ def test_an_alarm_is_stored_once_even_if_delivered_twice(recorder: Recorder, tmp
 
 def test_a_plc_acknowledgement_that_beats_its_decision_is_stored_after_it(recorder: Recorder) -> None:
     recorder.expect_plc_acks = True
-    recorder.open_batch(_context())
+    recorder.open_batch(_context(plc="modbus://plc.test:502"))
     recorder(PlcAcked(BATCH, 1, "acked", "acked rtt_ms=0.100", True, 0.1))  # the PLC answered first
     recorder(ItemDecided(_decision(1), BATCH))
     recorder(ItemDecided(_decision(2), BATCH))
@@ -139,3 +141,16 @@ def test_a_record_that_cannot_be_queued_is_reported(tmp_path: Path) -> None:
     r.close()
     r(ItemDecided(_decision(1), BATCH))
     assert failures and "item 1" in failures[0]
+
+
+def test_one_station_writes_one_database(tmp_path: Path) -> None:
+    """A second station on the same records is refused, so a running batch is never taken for a crashed one."""
+    from inspector.records import DatabaseInUseError
+
+    first = Recorder(tmp_path / "db.sqlite")
+    try:
+        with pytest.raises(DatabaseInUseError, match="another station"):
+            Recorder(tmp_path / "db.sqlite")
+    finally:
+        first.close()
+    Recorder(tmp_path / "db.sqlite").close()  # released with the first

@@ -46,6 +46,7 @@ def start(store: RecordStore, batch_id: str = BATCH, **over: Any) -> None:
         "model_sha256": "b" * 64,
         "camera_serial": "SIM-0001",
         "camera_settings": {"exposure_us": 800, "gain_db": 1.5, "pixel_format": "Mono8"},
+        "plc": "modbus://plc.test:502",
     }
     kw.update(over)
     store.start_batch(batch_id, **kw)
@@ -404,3 +405,175 @@ def test_image_left_by_a_crash_is_set_aside_but_a_recorded_image_is_never_overwr
             assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), _image(i))
     (orphan,) = (images / BATCH).glob("3.png.orphan-*")
     assert orphan.read_bytes() == b"half-written by a killed process"
+
+
+# -- schema 3: aborted batches, PLC acknowledgements only with a PLC, alarms stored open ----------
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _schema_2_database(path: Path) -> None:
+    """A record database as schema 2 left it: one ended batch with PLC acknowledgements, one without."""
+    from inspector.records.store import _MIGRATIONS
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for step in range(2):
+            conn.executescript(f"BEGIN;\n{_MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
+        for bid in ("OLD-PLC", "OLD-NOPLC"):
+            conn.execute(
+                "INSERT INTO batches (batch_id, product, recipe_id, recipe_version, recipe_sha256, model_id,"
+                " model_version, model_sha256, camera_serial, camera_settings, started_utc)"
+                " VALUES (?, 'vial', 'r', '1', ?, 'm', '1.0.0', ?, 'SIM-0', '{}', '2025-03-01T08:00:00+00:00')",
+                (bid, "a" * 64, "b" * 64),
+            )
+            for i in (1, 2):
+                rec = item(i, batch_id=bid)
+                conn.execute(
+                    "INSERT INTO items (batch_id, item_id, frame_id, t_frame, created_utc, decision, reason,"
+                    " deadline_met, class_scores, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{}', '{}')",
+                    (bid, i, rec.frame_id, rec.t_frame, rec.created_utc, rec.decision, rec.reason, 1),
+                )
+        conn.execute("UPDATE items SET plc_ack = 'acked' WHERE batch_id = 'OLD-PLC' AND item_id = 1")
+        conn.execute(
+            "INSERT INTO alarms (batch_id, created_utc, source, code, message, uid) VALUES"
+            " ('OLD-PLC', '2025-03-01T08:00:01+00:00', 'plc', 'PLC_FAULT', 'lost', 'u1')"
+        )
+        conn.execute(
+            "UPDATE batches SET state = 'ended', ended_utc = '2025-03-01T09:00:00+00:00', summary = '{}'"
+            " WHERE batch_id = 'OLD-PLC'"
+        )
+    finally:
+        conn.close()
+
+
+def test_schema_2_database_migrates_keeping_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _schema_2_database(path)
+    with RecordStore(path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 4
+        assert s.batch("OLD-PLC")["release_status"] == "NOT RELEASED - DEMO", "the GxP step ran before"
+        assert s.integrity_check() == "ok" and s.pragma("foreign_keys") == 1
+        old = s.batch("OLD-PLC")
+        assert (old["state"], old["summary"], old["ended_utc"]) == ("ended", {}, "2025-03-01T09:00:00+00:00")
+        assert old["plc"] is not None, "a batch whose items hold an acknowledgement had a PLC"
+        assert s.batch("OLD-NOPLC")["plc"] is None and s.batch("OLD-NOPLC")["state"] == "running"
+        assert [(i.item_id, i.plc_ack) for i in s.items("OLD-PLC")] == [(1, "acked"), (2, None)]
+        assert [a.uid for a in s.alarms("OLD-PLC")] == ["u1"]
+        assert s.running_batch_ids() == ["OLD-NOPLC"]
+        with pytest.raises(RecordConstraintError, match="without a PLC"):
+            s.set_plc_ack("OLD-NOPLC", 1, "acked")
+        s.abort_batch("OLD-NOPLC", {"aborted": "test"})
+    with _raw(path) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        (n,) = conn.execute("SELECT count(*) FROM item_trace").fetchone()
+        assert n == 4, "the trace view joins every item to its batch again"
+
+
+def test_an_aborted_batch_takes_no_item_no_end_and_no_new_summary(store: RecordStore) -> None:
+    """Issue 34, case 6: a batch left running after a crash could be filled and ended with made-up records."""
+    store.insert_items([item(1), item(2)])
+    store.abort_batch(BATCH, {"aborted": "station crashed", "reconciliation": {"reconciled": False}})
+    b = store.batch(BATCH)
+    assert b["state"] == "aborted" and b["ended_utc"] is not None and b["summary"]["aborted"] == "station crashed"
+    assert store.running_batch_ids() == []
+    with pytest.raises(RecordConstraintError, match="not running"):
+        store.insert_items([item(3)])
+    with pytest.raises(RecordConstraintError, match="once"):
+        store.end_batch(BATCH, {"accepted": 1000})
+    with pytest.raises(RecordConstraintError, match="once"):
+        store.abort_batch(BATCH, {"aborted": "again"})
+    with _raw(store.path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="not running"):
+            conn.execute(
+                "INSERT INTO items (batch_id, item_id, frame_id, t_frame, created_utc, decision, reason, deadline_met,"
+                " class_scores, latency) VALUES (?, 99, 99, 0.0, '2025-03-01T08:00:00+00:00', 'accept', 'ok', 1,"
+                " '{}', '{}')",
+                (BATCH,),
+            )
+        with pytest.raises(sqlite3.IntegrityError, match="once"):
+            conn.execute(
+                "UPDATE batches SET state = 'ended', summary = '{\"accepted\": 1000}' WHERE batch_id = ?", (BATCH,)
+            )
+        with pytest.raises(sqlite3.IntegrityError, match="starts running"):
+            conn.execute(
+                "INSERT INTO batches (batch_id, product, recipe_id, recipe_version, recipe_sha256, model_id,"
+                " model_version, model_sha256, camera_serial, camera_settings, started_utc, ended_utc, state, summary)"
+                " VALUES ('FAKE', 'vial', 'r', '1', 'a', 'm', '1', 'b', 'S', '{}', '2025-03-01T08:00:00+00:00',"
+                " '2025-03-01T09:00:00+00:00', 'ended', '{}')"
+            )
+    assert [i.item_id for i in store.items(BATCH)] == [1, 2]
+
+
+def test_no_plc_acknowledgement_on_a_batch_run_without_a_plc(tmp_path: Path) -> None:
+    """Issue 34, case 6: on a batch without a PLC, anyone with the file could set every item's plc_ack."""
+    with RecordStore(tmp_path / "s.db") as s:
+        start(s, plc=None)
+        s.insert_items([item(1), item(2)])
+        with pytest.raises(RecordConstraintError, match="without a PLC"):
+            s.set_plc_ack(BATCH, 1, "acked rtt_ms=0.100")
+        assert s.batch(BATCH)["plc"] is None
+    with _raw(tmp_path / "s.db") as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="without a PLC"):
+            conn.execute("UPDATE items SET plc_ack = 'acked', plc_ack_utc = '2025-03-01T08:00:00+00:00'")
+        with pytest.raises(sqlite3.IntegrityError, match="without a PLC"):
+            conn.execute(
+                "INSERT INTO items (batch_id, item_id, frame_id, t_frame, created_utc, decision, reason, deadline_met,"
+                " class_scores, latency, plc_ack) VALUES (?, 3, 3, 0.0, '2025-03-01T08:00:00+00:00', 'reject',"
+                " 'anomaly', 1, '{}', '{}', 'acked')",
+                (BATCH,),
+            )
+        (acked,) = conn.execute("SELECT count(*) FROM items WHERE plc_ack IS NOT NULL").fetchone()
+    assert acked == 0
+
+
+def test_an_alarm_is_stored_unacknowledged(store: RecordStore) -> None:
+    """Issue 34, case 6: an alarm could be inserted already acknowledged."""
+    with _raw(store.path) as conn, pytest.raises(sqlite3.IntegrityError, match="unacknowledged"):
+        conn.execute(
+            "INSERT INTO alarms (batch_id, created_utc, source, code, message, acknowledged_utc, acknowledged_by)"
+            " VALUES (?, '2025-03-01T08:00:00+00:00', 'plc', 'PLC_FAULT', 'lost', '2025-03-01T08:00:01+00:00', 'x')",
+            (BATCH,),
+        )
+    assert store.alarms(BATCH) == []
+
+
+def test_a_batch_records_its_plc_and_thresholds(tmp_path: Path) -> None:
+    th = {"confidence": 0.5, "anomaly": 2.0, "validated": {"confidence": 0.9, "anomaly": 1.0}, "looser": ["anomaly"]}
+    with RecordStore(tmp_path / "s.db") as s:
+        start(s, thresholds=th, thresholds_validated=False)
+        s.insert_items([item(1)])
+        b = s.batch(BATCH)
+        assert (b["plc"], b["thresholds"], b["thresholds_validated"]) == ("modbus://plc.test:502", th, 0)
+    with _raw(tmp_path / "s.db") as conn:
+        (validated, plc) = conn.execute("SELECT thresholds_validated, batch_plc FROM item_trace").fetchone()
+    assert validated == 0 and plc == "modbus://plc.test:502", "every item's trace carries the marking"
+
+
+def test_writer_reports_which_item_rows_each_commit_made_durable(tmp_path: Path) -> None:
+    """What the PLC sink waits for before it releases an accept (durable before release)."""
+    db = tmp_path / "station.db"
+    with RecordStore(db) as s:
+        start(s)
+    seen: list[tuple[list[tuple[str, int]], list[tuple[str, int]]]] = []
+    w = RecordWriter(
+        db, tmp_path / "images", group_window_s=0.0, on_items=lambda ok, bad: seen.append((list(ok), list(bad)))
+    )
+    try:
+        w.submit(item(1))
+        w.submit(item(1, decision="reject", reason="anomaly"))  # a second row for item 1: refused
+        w.submit(item(2))
+        with pytest.raises(RecordWriterError, match="already recorded"):
+            w.flush()
+    finally:
+        w.close()
+    durable = [k for ok, _ in seen for k in ok]
+    refused = [k for _, bad in seen for k in bad]
+    assert durable == [(BATCH, 1), (BATCH, 2)] and refused == [(BATCH, 1)]
+    assert w.commits >= 2
+    with RecordStore(db) as s:
+        assert [i.item_id for i in s.items(BATCH)] == [1, 2] and s.item(BATCH, 1).decision == "accept"

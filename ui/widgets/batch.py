@@ -171,6 +171,16 @@ class BatchControl(QWidget):
             return
         info = c.client.info
         self.recipe_info.setText(f"{info.recipe_id}  v{info.recipe_version}")
+        if info.looser_thresholds:  # a demo station only: production refuses such a recipe
+            self.recipe_info.setText(f"{info.recipe_id}  v{info.recipe_version}  ·  THRESHOLDS NOT VALIDATED")
+            self.recipe_info.setStyleSheet(f"color: {theme.REJECT};")
+            self.recipe_info.setToolTip(
+                f"Looser than the model package was validated with: {info.looser_thresholds}.\n"
+                "Every batch record says so; a production station refuses this recipe."
+            )
+        else:
+            self.recipe_info.setStyleSheet("")
+            self.recipe_info.setToolTip("")
         self.recipe_sha.setText(f"sha256 {short_sha(info.recipe_sha256)}")
         self.recipe_sha.setToolTip(f"{info.recipe_path}\nsha256 {info.recipe_sha256}")
         self.model_info.setText(f"{info.model_id}  v{info.model_version}")

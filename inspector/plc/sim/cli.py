@@ -48,12 +48,14 @@ def _watch_stdin(stop: StopFlag) -> None:
 
 
 def _parse_inject(text: str) -> dict[int, str]:
+    """``bad_status@5,late_echo@7:55`` -> ``{5: "bad_status", 7: "late_echo:55"}``."""
     out: dict[int, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        kind, _, item = part.partition("@")
-        if not item.isdigit():
-            raise ValueError(f"--inject {part!r}: expected KIND@ITEM, e.g. bad_status@5")
-        out[int(item)] = kind
+        kind, _, at = part.partition("@")
+        item, _, ms = at.partition(":")
+        if not item.isdigit() or (ms and not ms.replace(".", "", 1).isdigit()):
+            raise ValueError(f"--inject {part!r}: expected KIND@ITEM or KIND@ITEM:MS, e.g. bad_status@5")
+        out[int(item)] = f"{kind}:{ms}" if ms else kind
     return out
 
 
@@ -72,7 +74,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", type=Path, default=None, help="OPC UA server private key (PEM)")
     p.add_argument("--trust-dir", type=Path, default=None, help="OPC UA: folder of trusted client certificates")
     kinds = ", ".join(INJECTIONS)
-    p.add_argument("--inject", default="", help=f"test hook: malformed echoes, e.g. bad_status@5 ({kinds})")
+    p.add_argument(
+        "--inject",
+        default="",
+        help=f"test hook: faults at an item, e.g. bad_status@5,late_echo@7:55,freeze_heartbeat@9:600 ({kinds})",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> LineSimSettings:

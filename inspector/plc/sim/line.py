@@ -48,9 +48,23 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = ("opcua", "s7", "modbus")
 TICK_S = 0.002
-INJECTIONS = ("bad_status", "wrong_item", "bad_sequence", "bad_type", "call_refused")
-# Injections of the OPC UA server only (call_refused: SubmitDecision answers BadUserAccessDenied).
+# Test hooks, each at one item (``KIND@ITEM``, or ``KIND@ITEM:MS`` where it takes a time):
+# a malformed echo for that item ...
+ECHO_INJECTIONS = ("bad_status", "wrong_item", "bad_sequence", "bad_type", "call_refused")
+# ... or a fault that starts with its decision, the echo itself being valid: the PLC heartbeat
+# stops for MS ms (the server still answers); the echo is published MS ms after the decision
+# (taken at once, on time for the gate); the next read of the PLC block gets an exception reply.
+FAULT_INJECTIONS = ("freeze_heartbeat", "late_echo", "exception_reply")
+INJECTIONS = ECHO_INJECTIONS + FAULT_INJECTIONS
+# Injections of one server only (call_refused: SubmitDecision answers BadUserAccessDenied).
 OPCUA_INJECTIONS = ("bad_type", "call_refused")
+MODBUS_INJECTIONS = ("exception_reply",)
+
+
+def injection_kind(injection: str) -> tuple[str, float]:
+    """``late_echo:55`` -> ``("late_echo", 55.0)``; a kind without a time gives 0."""
+    kind, _, ms = injection.partition(":")
+    return kind, float(ms) if ms else 0.0
 
 
 class Outcome(enum.StrEnum):
@@ -130,6 +144,15 @@ class LineCore:
         self.method_calls = 0  # OPC UA SubmitDecision calls (handshake: method)
         self.injected = 0
         self.ack_status_counts: dict[str, int] = {a.name.lower(): 0 for a in AckStatus if a is not AckStatus.NONE}
+        # fault injections that start with a decision (FAULT_INJECTIONS)
+        self._delayed: tuple[PlcWords, float] | None = None  # an echo published later (late_echo)
+        self.echoes_released = 0  # late echoes published by tick() (a server that pushes the block watches it)
+        self._frozen_until = 0.0  # the PLC heartbeat stands still until then (freeze_heartbeat)
+        self._t_frozen = 0.0
+        self.decisions_while_frozen_ms: list[float] = []  # when decisions arrived, ms into a freeze
+        self._read_exceptions = 0  # reads of the PLC block to answer with an exception (exception_reply)
+        self.late_echoes = 0
+        self.exception_replies = 0
         # heartbeats
         self.plc_heartbeat = 0
         self._next_hb = time.monotonic()
@@ -153,12 +176,20 @@ class LineCore:
                 self.sequence_gaps += 1
             self._seq = w.sequence
             self.decisions += 1
+            if now_m < self._frozen_until:
+                self.decisions_while_frozen_ms.append(round((now_m - self._t_frozen) * 1e3, 1))
             status = self._decide(w, time.time())
             self.ack_status_counts[status.name.lower()] += 1
             injection = self.s.inject.get(w.item_id)
             if injection == "call_refused":
                 injection = None  # a refused call never reaches here (see SubmitDecision); a Write does
             ack = PlcWords(w.sequence, w.item_id, int(status), self.plc_heartbeat)
+            if injection is not None and injection_kind(injection)[0] in FAULT_INJECTIONS:
+                self._start_fault(injection, ack, now_m)
+                self.injected += 1
+                if injection_kind(injection)[0] == "late_echo":
+                    return self._ack, None  # the PLC took it; the echo words change later (tick)
+                injection = None
             if injection is not None:
                 self.injected += 1
                 self._refused_items.add(w.item_id)  # the station will refuse it: never an accept here either
@@ -171,6 +202,26 @@ class LineCore:
                     ack = PlcWords((w.sequence + 7) & U32_MAX, w.item_id, int(status), self.plc_heartbeat)
             self._ack = ack
             return ack, injection
+
+    def _start_fault(self, injection: str, ack: PlcWords, now_m: float) -> None:
+        kind, ms = injection_kind(injection)
+        log.warning("item %d: injected fault %s", ack.ack_item_id, injection)
+        if kind == "late_echo":
+            self._delayed = (ack, now_m + ms / 1e3)
+            self.late_echoes += 1
+        elif kind == "freeze_heartbeat":
+            self._t_frozen, self._frozen_until = now_m, now_m + ms / 1e3
+        elif kind == "exception_reply":
+            self._read_exceptions += 1
+
+    def take_read_exception(self) -> bool:
+        """A read of the PLC block now gets an exception reply (exception_reply): once per injection."""
+        with self._lock:
+            if self._read_exceptions <= 0:
+                return False
+            self._read_exceptions -= 1
+            self.exception_replies += 1
+            return True
 
     def note_method_call(self, *, refused: bool) -> None:
         """One SubmitDecision call; ``refused``: the test hook ``call_refused`` made the PLC take nothing."""
@@ -297,7 +348,13 @@ class LineCore:
         with self._lock:
             now_m = time.monotonic()
             changed = False
-            if now_m >= self._next_hb:
+            if self._delayed is not None and now_m >= self._delayed[1]:
+                late = self._delayed[0]
+                self._delayed = None
+                self._ack = PlcWords(late.ack_sequence, late.ack_item_id, late.ack_status, self.plc_heartbeat)
+                self.echoes_released += 1
+                changed = True
+            if now_m >= self._next_hb and now_m >= self._frozen_until:
                 self.plc_heartbeat = (self.plc_heartbeat + 1) & U16_MAX
                 self._ack = PlcWords(
                     self._ack.ack_sequence, self._ack.ack_item_id, self._ack.ack_status, self.plc_heartbeat
@@ -394,6 +451,9 @@ class LineCore:
                 "foreign_writes": self.foreign_writes,
                 "method_calls": self.method_calls,
                 "injected_faults": self.injected,
+                "decisions_while_frozen_ms": list(self.decisions_while_frozen_ms),
+                "late_echoes": self.late_echoes,
+                "exception_replies": self.exception_replies,
                 "station_watchdog_trips": self.watchdog_trips,
                 "stopped_by": self.stop_reason or "signal",
                 "run_s": round(time.monotonic() - self.t_mono_start, 3),

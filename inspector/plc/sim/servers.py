@@ -26,7 +26,16 @@ from inspector.plc.layout import (
     registers_to_bytes,
     unpack_station,
 )
-from inspector.plc.sim.line import INJECTIONS, OPCUA_INJECTIONS, PROTOCOLS, TICK_S, LineCore, LineSimSettings
+from inspector.plc.sim.line import (
+    INJECTIONS,
+    MODBUS_INJECTIONS,
+    OPCUA_INJECTIONS,
+    PROTOCOLS,
+    TICK_S,
+    LineCore,
+    LineSimSettings,
+    injection_kind,
+)
 from inspector.realtime import prepare_for_latency, raise_thread_priority
 
 log = logging.getLogger(__name__)
@@ -64,6 +73,9 @@ async def _serve_modbus(core: LineCore, s: LineSimSettings, stop: StopFlag, read
     ) -> ExcCodes | None:
         put_plc(registers, start, core.current_plc())  # reads see the newest heartbeat and echo
         if values is None:
+            if address < plc_hi and plc_lo < address + count and core.take_read_exception():
+                log.warning("read of the PLC block answered with an exception (injected)")
+                return ExcCodes.DEVICE_FAILURE
             return None
         if address < plc_hi and plc_lo < address + count:
             core.foreign_writes += 1
@@ -206,7 +218,13 @@ async def _serve_opcua(core: LineCore, s: LineSimSettings, stop: StopFlag, ready
     try:
         ready(int(server.bserver.port) if server.bserver is not None else s.port)
 
+        released = [core.echoes_released]
+
         async def heartbeat() -> None:
+            if core.echoes_released != released[0]:  # an echo published late (late_echo): the whole block
+                released[0] = core.echoes_released
+                await write_plc(core.current_plc())
+                return
             await server.write_attribute_value(
                 nodes["plc_heartbeat"], ua.DataValue(ua.Variant(core.plc_heartbeat, ua.VariantType.UInt16))
             )
@@ -272,12 +290,16 @@ def run_line_sim(settings: LineSimSettings, *, stop: StopFlag | None = None) -> 
     """Serve until stopped; prints ``READY <port>`` once serving and returns the summary."""
     if settings.protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {settings.protocol!r}; choose {', '.join(PROTOCOLS)}")
-    bad = {k: v for k, v in settings.inject.items() if v not in INJECTIONS}
+    kinds = {k: injection_kind(v)[0] for k, v in settings.inject.items()}
+    bad = {k: v for k, v in kinds.items() if v not in INJECTIONS}
     if bad:
         raise ValueError(f"unknown fault injection {bad}; choose {', '.join(INJECTIONS)}")
-    only_ua = {k: v for k, v in settings.inject.items() if v in OPCUA_INJECTIONS}
+    only_ua = {k: v for k, v in kinds.items() if v in OPCUA_INJECTIONS}
     if only_ua and settings.protocol != "opcua":
         raise ValueError(f"fault injection {only_ua} exists only for --protocol opcua")
+    only_modbus = {k: v for k, v in kinds.items() if v in MODBUS_INJECTIONS}
+    if only_modbus and settings.protocol != "modbus":
+        raise ValueError(f"fault injection {only_modbus} exists only for --protocol modbus")
     core = LineCore(settings)
     flag = stop or threading.Event()
     # A PLC answers from its own hardware in bounded time: on a shared test PC the simulator
