@@ -72,7 +72,7 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
         from inspector.camera.sim import FilesCamera
 
         assert choice.images is not None  # the station file's validation says so
-        return FilesCamera(choice.images, line_rate_per_min=rate)
+        return FilesCamera(choice.images, line_rate_per_min=rate, items=choice.items)
     from inspector.camera.genicam import GenICamCamera
     from inspector.config.camera import CAMERA_CONFIGS_DIR, load_camera_config
 
@@ -80,7 +80,7 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
     path = Path(name)
     if not path.is_absolute() and not path.exists():
         path = root / CAMERA_CONFIGS_DIR / name
-    return GenICamCamera(load_camera_config(path))
+    return GenICamCamera(load_camera_config(path), items=choice.items)
 
 
 @dataclass

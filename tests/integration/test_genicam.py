@@ -456,3 +456,46 @@ def test_cli_grab_refuses_non_empty_out(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(ValueError, match="new or empty folder"):
         _run(["cameras", "grab", "--serial", "0", "--frames", "1", "--out", str(tmp_path)])
+
+
+# -- a batch on a free-running device -----------------------------------------------------------
+def test_a_batch_size_stops_the_device_after_that_many_frames() -> None:
+    # 10 frames/s: slow enough that the producer drops none, even on a busy machine.
+    cam = GenICamCamera(_config(features={"Width": 160, "Height": 120, "AcquisitionFrameRate": 10.0}), items=5)
+    assert cam.items == 5 and not cam.finished
+    frames: list[Frame] = []
+    with cam:
+        cam.start()
+        deadline = time.monotonic() + 10 * TIMEOUT_S
+        while not cam.finished and time.monotonic() < deadline:
+            f = cam.grab(timeout_s=TIMEOUT_S)
+            if f is not None:
+                frames.append(f)
+        assert cam.finished
+        assert cam.grab(timeout_s=0.2) is None, "nothing after the batch's last item"
+    assert [f.item_id for f in frames] == [1, 2, 3, 4, 5] == [f.frame_id for f in frames]
+    assert cam.stats.timeouts == 0, "the end of a batch is no timeout"
+    assert cam.describe()["items"] == 5
+
+
+def test_frames_lost_across_the_batch_end_finish_it() -> None:
+    cam = GenICamCamera(_config(features={"Width": 160, "Height": 120, "AcquisitionFrameRate": 200.0}), items=4)
+    with cam:
+        cam.start()
+        first = _grab(cam, 2)
+        time.sleep(0.25)  # the producer drops frames: the next id jumps past item 4
+        rest = []
+        while not cam.finished:
+            f = cam.grab(timeout_s=TIMEOUT_S)
+            if f is not None:
+                rest.append(f)
+    ids = [f.frame_id for f in first + rest]
+    assert ids[:2] == [1, 2] and all(i <= 4 for i in ids), ids
+
+
+def test_a_test_pattern_producer_is_named() -> None:
+    cam = GenICamCamera(_config())
+    assert cam.test_pattern == "the GenTL simulator viky.cti"  # before open: by its producer
+    with cam:
+        assert cam.test_pattern == "Machine Vision Games Ltd. Viky from the GenTL producer viky.cti"
+        assert cam.describe()["test_pattern"] == cam.test_pattern
