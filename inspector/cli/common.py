@@ -245,8 +245,10 @@ class Progress:
             parts.append(f"{100 * share:3.0f}% {done}/{self.total} {self.unit}")
         else:
             parts.append(f"{done} {self.unit}")
-        parts.append(f"{rate:.1f}/s" if rate < 10 else f"{rate:.0f}/s")
-        if self.total and done < self.total and rate > 0:
+        measured = elapsed >= 1.0  # a rate over the first moments says nothing
+        if measured:
+            parts.append(f"{rate:.1f}/s" if rate < 10 else f"{rate:.0f}/s")
+        if self.total and done < self.total and rate > 0 and measured:
             parts.append(f"ETA {_duration((self.total - done) / rate)}")
         elif self.total and done >= self.total:
             parts.append(f"in {_duration(elapsed)}")

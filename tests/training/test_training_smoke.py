@@ -308,7 +308,7 @@ def test_part_scale_quantile_switch_refits_every_scale(
     weights = [k for k in ckpt["state_dict"] if not k.startswith("ad_")]
     assert all(torch.equal(ckpt["state_dict"][k], again["state_dict"][k]) for k in weights)
     assert train_main([*args[:-1], str(tmp_path / "bad.pt"), "--part-scale-quantile", "0.2"]) == 2
-    assert "quantile must be in 0.5..1" in capsys.readouterr().err
+    assert "--part-scale-quantile: must be a number from 0.5 to 1, got '0.2'" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists()
 
 
@@ -332,7 +332,7 @@ def test_anomaly_false_reject_share_sets_the_threshold_and_is_kept(
     assert load_checkpoint(kept)[0]["thresholds"]["anomaly"] == again["thresholds"]["anomaly"]
     for bad in ("0", "0.2"):
         assert train_main([*args[:-1], str(tmp_path / "bad.pt"), "--anomaly-frr", bad]) == 2
-        assert "anomaly false reject share must be above 0 and at most 0.05" in capsys.readouterr().err
+        assert "--anomaly-frr: must be a number above 0 and at most 0.05" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists()
 
 
@@ -365,14 +365,18 @@ def test_weights_averaged_over_the_last_steps_are_recorded(
     args = ["train", "--product", "vial", "--data", str(tiny_sets["train"]), "--epochs", "2", "--batch-size", "32"]
     args += ["--ae-steps", "4", "--out", str(tmp_path / "avg"), "--average-last", "0.5"]
     assert train_main(args) == 0
-    assert '"averaged_steps":' in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert said.out == "" and "weights averaged over the last" in said.err
+    # Off a terminal: plain progress lines and each epoch in words, on stderr.
+    assert "classifier:" in said.err and "steps" in said.err and "epoch 2/2: loss" in said.err
+    assert "autoencoder step 4: loss" in said.err
     ckpt, _ = load_checkpoint(tmp_path / "avg" / "checkpoint.pt")
     steps = ckpt["training"]["steps"]
     assert ckpt["training"]["averaged_steps"] == round(steps * 0.5) > 1
     assert f"weights averaged over the last {round(steps * 0.5)} of {steps} steps" in ckpt["training"]["optimizer"]
     assert load_checkpoint(checkpoint)[0]["training"]["averaged_steps"] == 0  # the plan's default: none
     assert train_main([*args[:-1], "1"]) == 2
-    assert "share of steps to average must be in 0..1" in capsys.readouterr().err
+    assert "--average-last: must be a number at least 0 and below 1" in capsys.readouterr().err
 
 
 def test_repeat_shows_a_class_units_n_times_and_refuses_bad_values(
@@ -389,7 +393,7 @@ def test_repeat_shows_a_class_units_n_times_and_refuses_bad_values(
             repeat_units(units, y, index, [bad])
     args = ["train", "--product", "vial", "--data", str(tiny_sets["train"]), "--out", str(tmp_path), "--repeat"]
     assert train_main([*args, "crack3"]) == 2
-    assert "--repeat takes CLASS=N" in capsys.readouterr().err
+    assert "argument --repeat: takes CLASS=N" in capsys.readouterr().err
     assert train_main([*args, "no_such_class=3"]) == 2
     assert "cannot repeat 'no_such_class'" in capsys.readouterr().err
 
@@ -446,6 +450,19 @@ def package(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models / "vial" / "0.1.0"
 
 
+def test_training_writes_results_csv_and_a_curve(checkpoint: Path) -> None:
+    from tests.unit.test_plots import assert_picture
+    from training.results import read_results
+
+    rows = read_results(checkpoint.parent / "results.csv")
+    assert [r["phase"] for r in rows] == ["classifier", "autoencoder"]  # 1 epoch, 4 autoencoder steps
+    ckpt, _ = load_checkpoint(checkpoint)
+    epoch = ckpt["metrics"]["history"][0]
+    assert rows[0]["epoch"] == 1 and rows[0]["loss"] == epoch["loss"] and rows[0]["val_acc"] == epoch["val_acc"]
+    assert rows[1]["step"] == 4 and rows[1]["loss"] > 0
+    assert_picture(checkpoint.parent / "results.png", min_width=800, min_height=300)
+
+
 def test_training_is_reproducible(tiny_sets: dict[str, Path], checkpoint: Path, package: Path, tmp_path: Path) -> None:
     again = train(
         "vial", [tiny_sets["train"]], tmp_path, epochs=1, batch_size=32, width_mult=0.5, ae_steps=4, log=lambda s: None
@@ -473,8 +490,10 @@ def test_compare_names_what_a_retrain_changed(
     changed = tmp_path / "changed.pt"
     torch.save(ckpt, changed)
     capsys.readouterr()
-    assert train_main(["compare", "--checkpoint", str(changed), "--model", str(package)]) == 1
-    result = json.loads(capsys.readouterr().out)
+    assert train_main(["compare", "--checkpoint", str(changed), "--model", str(package), "--json"]) == 1
+    said = capsys.readouterr()
+    result = json.loads(said.out)
+    assert "does NOT reproduce" in said.err and "weights" in said.err
     assert result["identical"] is False
     assert result["checks"] == {
         "classes": True,
@@ -538,9 +557,8 @@ def test_folded_stem_is_the_trained_stem(shape: tuple[int, int, int]) -> None:
 
 def test_export_package_and_evaluate(checkpoint: Path, tiny_sets: dict[str, Path], tmp_path: Path) -> None:
     models = tmp_path / "models"
-    assert (
-        train_main(["export", "--checkpoint", str(checkpoint), "--models-dir", str(models), "--version", "0.0.1"]) == 0
-    )
+    export = ["export", "--checkpoint", str(checkpoint), "--models-dir", str(models), "--version", "0.0.1"]
+    assert train_main(export) == 0
     folder = models / "vial" / "0.0.1"
     package = load_package(folder)  # hash + metadata verified
     rec = package.record
@@ -553,9 +571,7 @@ def test_export_package_and_evaluate(checkpoint: Path, tiny_sets: dict[str, Path
     assert rec.acceptance_criteria["false_reject_rate_max"] == 0.005
     assert len(package.onnx_bytes) < 8_000_000
     # Versions are immutable: a second export to the same version is refused.
-    assert (
-        train_main(["export", "--checkpoint", str(checkpoint), "--models-dir", str(models), "--version", "0.0.1"]) == 2
-    )
+    assert train_main(export) == 2
     # The torch weights sit next to their own graph and the eager bench runs them.
     weights = torch.load(folder / "torch_weights.pt", map_location="cpu", weights_only=True)
     assert weights["onnx_sha256"] == rec.sha256 and weights["classes"] == rec.classes

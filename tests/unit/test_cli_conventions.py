@@ -21,6 +21,9 @@ import pytest
 from inspector.cli import build_parser as inspector_parser
 from inspector.cli import main as inspector_main
 from inspector.cli.common import Bounded, HelpFormatter, Progress, bounded
+from training.cli import build_parser as train_parser
+from training.cli import class_count
+from training.cli import main as train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +38,7 @@ def _tools() -> list[tuple[str, argparse.ArgumentParser, Callable[[list[str]], i
     hmi_parser, hmi_main = _hmi()
     return [
         ("inspector", inspector_parser(), inspector_main),
+        ("inspector-train", train_parser(), train_main),
         ("inspector-hmi", hmi_parser(), hmi_main),
     ]
 
@@ -92,7 +96,7 @@ def test_every_numeric_option_is_range_checked() -> None:
         for path, p, _leaf in _commands(parser):
             for a in _options(p):
                 plain_number = a.type in (int, float)
-                other = a.type is not None and not isinstance(a.type, Bounded) and a.type is not Path
+                other = a.type is not None and not isinstance(a.type, Bounded) and a.type not in (Path, class_count)
                 if plain_number or other:
                     unchecked.append(f"{tool} {' '.join(path)} {a.option_strings[0]} ({a.type})")
     assert unchecked == [], "numeric options need a bounded() type"
@@ -150,7 +154,7 @@ def test_walk_every_command_with_out_of_range_and_malformed_numbers() -> None:
                         failures += 1
                         report.append(f"{tool} {' '.join(argv)} -> {code} {err!r}")
     assert failures == 0, "\n".join(report[:20])
-    assert cases > 300, f"the walk fed only {cases} values"
+    assert cases > 400, f"the walk fed only {cases} values"
 
 
 @pytest.mark.parametrize(
@@ -168,10 +172,16 @@ def test_walk_every_command_with_out_of_range_and_malformed_numbers() -> None:
         ("inspector", ["line-sim", "--protocol", "modbus", "--security", "basic256sha256"], "OPC UA only"),
         ("inspector", ["line-sim", "--protocol", "modbus", "--inject", "garbage"], "KIND@ITEM"),
         ("inspector", ["nonsense"], "invalid choice"),
+        ("inspector-train", ["report", "--package", "/nonexistent", "--results", "/nonexistent.json"], "nonexistent"),
+        (
+            "inspector-train",
+            ["train", "--product", "vial", "--data", "/d", "--out", "/o", "--repeat", "x"],
+            "--repeat: takes CLASS=N",
+        ),
     ],
 )
 def test_malformed_inputs_are_one_line_refusals(tool: str, argv: list[str], says: str, tmp_path: Path) -> None:
-    main = {"inspector": inspector_main}[tool]
+    main = {"inspector": inspector_main, "inspector-train": train_main}[tool]
     code, out, err = _run_captured(main, argv)
     lines = err.strip().splitlines()
     assert code == 2 and out == "", (code, out, err)
@@ -216,7 +226,9 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_otherwise() -> None:
+def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = iter(range(1_000_000))
+    monkeypatch.setattr("inspector.cli.common.time.monotonic", lambda: next(ticks) * 0.05)  # 50 ms a look
     tty = _Tty()
     bar = Progress("evaluate", 200, "items", stream=tty)
     for i in range(1, 201):
@@ -231,3 +243,4 @@ def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_otherwise() -> None:
     lines = plain.getvalue().splitlines()
     assert "\r" not in plain.getvalue() and len(lines) == 2, lines  # the first update and the last
     assert lines[0].startswith("evaluate:") and "1/200 items" in lines[0] and "200/200" in lines[1]
+    assert "/s" not in lines[0] and "ETA" not in lines[0], "no rate before a second has passed"
