@@ -3,7 +3,8 @@
 - ``prepare``: render training sets over a range of nuisance scales (manifest folders);
 - ``train``: manifest folders -> ``checkpoint.pt`` with thresholds (from validation only), with
   ``results.csv`` and ``results.png`` beside it and a progress bar on the terminal;
-- ``export``: checkpoint -> verified package ``models/<product>/<version>/``;
+- ``export``: checkpoint -> verified package ``models/<product>/<version>/``; refused when the
+  checkpoint missed its acceptance criteria, unless ``--allow-failed REASON``;
 - ``evaluate``: the runtime's ``inspector evaluate`` (same code, for convenience here);
 - ``report``: ``evaluation.md`` of a package from evaluate results, with an independence check;
 - ``compare``: does a retrained checkpoint reproduce a package bit for bit (re-performance)?
@@ -192,8 +193,15 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from training.export import export
 
-    folder = export(args.checkpoint, args.models_dir, version=args.version, command=args.command_line)
-    say(f"package {folder}")
+    folder = export(
+        args.checkpoint,
+        args.models_dir,
+        version=args.version,
+        command=args.command_line,
+        allow_failed=args.allow_failed,
+    )
+    failed = " (exported although it FAILED its acceptance criteria: draft, and its record says why)"
+    say(f"package {folder}{failed if args.allow_failed else ''}")
     emit_json(args, {"package": str(folder)})
     return 0
 
@@ -428,11 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "export",
         help="checkpoint -> verified model package (parity + determinism checks)",
+        description="Checkpoint -> verified model package (parity + determinism checks). A checkpoint that missed"
+        " its acceptance criteria on validation is refused unless --allow-failed gives the reason; the record then"
+        " states what failed and why, and the package stays draft.",
         example="inspector-train export --checkpoint /tmp/tv/run/checkpoint.pt --version 1.6.1",
     )
     _checkpoint(e)
     e.add_argument("--models-dir", type=Path, default=Path("models"), help="folder of the model packages")
     e.add_argument("--version", default="1.0.0", help="package version, MAJOR.MINOR.PATCH")
+    e.add_argument(
+        "--allow-failed",
+        default=None,
+        metavar="REASON",
+        help="export a checkpoint that missed its acceptance criteria, for this reason (recorded; stays draft)",
+    )
     add_json_option(e, "the package's path")
     e.set_defaults(func=cmd_export)
 
