@@ -14,9 +14,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torchvision")
-onnx = pytest.importorskip("onnx")
+from tests.conftest import NEEDS_TRAINING_EXTRA
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+torch = pytest.importorskip("torch", reason=NEEDS_TRAINING_EXTRA)
+pytest.importorskip("torchvision", reason=NEEDS_TRAINING_EXTRA)
+onnx = pytest.importorskip("onnx", reason=NEEDS_TRAINING_EXTRA)
 
 from inspector.evaluation import evaluate  # noqa: E402
 from inspector.inference.package import load_package  # noqa: E402
@@ -46,8 +49,6 @@ from training.train import (  # noqa: E402
     reselect_thresholds,
     train,
 )
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,11 @@
-"""Without the training extra, the training commands that need torch say in one line how to install it."""
+"""The station runs and is tested without the training extra.
+
+Every test that needs torch is marked; the training commands that need it say in one line how to install it.
+"""
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -10,6 +14,33 @@ import pytest
 from training.cli import main as train_main
 
 ROOT = Path(__file__).resolve().parents[2]
+TORCH_MODULES = ("torch", "torchvision", "training.train", "training.export", "training.compare", "training.nets")
+
+
+def _imports_torch(path: Path) -> bool:
+    """At module level or in a function, or through ``pytest.importorskip("torch")``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "importorskip" and node.args:
+            arg = node.args[0]
+            names = [arg.value] if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else []
+        if any(n == m or n.startswith(m + ".") for n in names for m in TORCH_MODULES):
+            return True
+    return False
+
+
+def test_every_test_module_that_needs_torch_is_marked() -> None:
+    unmarked = [
+        str(p.relative_to(ROOT))
+        for p in sorted((ROOT / "tests").rglob("test_*.py"))
+        if _imports_torch(p) and "pytest.mark.torch" not in p.read_text(encoding="utf-8")
+    ]
+    assert unmarked == [], "mark them with pytest.mark.torch (and importorskip with NEEDS_TRAINING_EXTRA)"
 
 
 @pytest.mark.parametrize("command", ["train", "export", "compare", "thresholds", "weights"])
