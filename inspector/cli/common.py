@@ -56,13 +56,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_REFUSED, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows each option's default unless its help already says it (or there is none to show)."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default unless its help already says it (or there is none to show).
+
+    Descriptions are wrapped; the example at the end (the epilog) keeps its lines.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if (
-            action.default in (None, False, argparse.SUPPRESS)
+            action.default in (None, False, argparse.SUPPRESS, [], ())
             or action.required
             or "default" in text
             or not action.option_strings

@@ -113,7 +113,7 @@ def test_every_option_has_help_defaults_are_shown_and_help_ends_with_an_example(
                 text = formatter._get_help_string(a)
                 if not a.help or a.help == argparse.SUPPRESS:
                     problems.append(f"{name} {a.option_strings[0]}: no help")
-                elif a.default not in (None, False) and not a.required and "default" not in str(text):
+                elif a.default not in (None, False, [], ()) and not a.required and "default" not in str(text):
                     problems.append(f"{name} {a.option_strings[0]}: default {a.default!r} not shown")
             lines = [line for line in p.format_help().splitlines() if line.strip()]
             if lines[-2:-1] != ["example:"] or not lines[-1].strip().startswith(tool):
