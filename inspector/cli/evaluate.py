@@ -8,7 +8,9 @@ the Markdown file, or into ``--plots DIR``). Exit 1 when the record's acceptance
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -39,6 +41,10 @@ def picture_target(args: argparse.Namespace) -> tuple[Path, str] | None:
     return beside.parent, beside.stem
 
 
+def _load_plots() -> None:
+    importlib.import_module("inspector.plots").warm_up()
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``inspector evaluate``; raises ValueError for bad input."""
     if not Path(args.model).is_dir():
@@ -52,14 +58,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done)
 
-    ev = run_evaluation(
-        args.model, args.images, accept_minor=args.accept_minor, limit=args.limit, threads=args.threads,
-        progress=progress,
-    )  # fmt: skip
+    target = picture_target(args)
+    # matplotlib takes about a second to import and set up: done on the other core while the model runs.
+    loader = None
+    if target is not None:
+        loader = threading.Thread(target=_load_plots, name="load-plots")
+        loader.start()
+    try:
+        ev = run_evaluation(
+            args.model, args.images, accept_minor=args.accept_minor, limit=args.limit, threads=args.threads,
+            progress=progress,
+        )  # fmt: skip
+    finally:
+        if loader is not None:
+            loader.join()
     if bar is not None:
         bar.close()
     result = ev.result
-    target = picture_target(args)
     pictures: dict[str, Path] = {}
     if target is not None:
         from inspector.plots import write_evaluation_pictures
