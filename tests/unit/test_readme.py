@@ -26,6 +26,13 @@ def test_readme_gives_the_station_test_command_and_ci_runs_the_full_one() -> Non
     assert station[0] == full[0].replace(" --extra training", ""), "the same command without the extra"
 
 
+def test_readme_names_the_training_tool_one_way() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert "python -m training" not in text, "the training CLI is inspector-train"
+    train_lines = [line for line in _code_lines() if "inspector-train" in line]
+    assert train_lines and all(line.startswith("uv run --extra training inspector-train ") for line in train_lines)
+
+
 def test_readme_start_command_names_a_shipped_recipe() -> None:
     starts = [line for line in _code_lines() if line.startswith(("uv run inspector-hmi", "uv run inspector run"))]
     assert len(starts) == 1, "README gives exactly one command that starts the station"
