@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.config.roi import Roi
 from inspector.inference.package import ModelIntegrityError, ModelRecord, load_package
 from inspector.inference.session import InferenceEngine
 from inspector.inference.units import to_units
@@ -289,6 +290,16 @@ def _frame_shape(record: ModelRecord) -> tuple[int, ...]:
     return IMAGE_SPECS[record.product].shape
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation's report and what it was computed from (for the pictures)."""
+
+    result: dict[str, Any]
+    outcomes: list[ItemOutcome]
+    images_dir: Path
+    rois: list[Roi] | None  # blister pocket boxes in the frame; None for whole-frame units
+
+
 def evaluate(
     model_dir: str | os.PathLike[str],
     images_dir: str | os.PathLike[str],
@@ -296,8 +307,24 @@ def evaluate(
     accept_minor: Sequence[str] = (),
     limit: int | None = None,
     threads: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run a model package over a labelled set (folder with ``manifest.jsonl``) and report."""
+    return run_evaluation(
+        model_dir, images_dir, accept_minor=accept_minor, limit=limit, threads=threads, progress=progress
+    ).result
+
+
+def run_evaluation(
+    model_dir: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str],
+    *,
+    accept_minor: Sequence[str] = (),
+    limit: int | None = None,
+    threads: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
+    """:func:`evaluate`, keeping every item's outputs; ``progress(done, total)`` after each item."""
     try:
         package = load_package(model_dir)
     except ModelIntegrityError as exc:
@@ -322,13 +349,15 @@ def evaluate(
     shape = _frame_shape(record)
     root = Path(images_dir)
     outcomes: list[ItemOutcome] = []
-    for e in entries:
+    for i, e in enumerate(entries, 1):
         units = to_units(_read_image(root / e.file, e.sha256, shape), rois)
         t0 = time.perf_counter()
         scores, anomaly = engine.run(units)
         ms = (time.perf_counter() - t0) * 1e3
         pockets = tuple(e.pockets) if e.pockets is not None else None
         outcomes.append(ItemOutcome(e.label, scores, anomaly, pockets, ms, e.file))
+        if progress is not None:
+            progress(i, len(entries))
     result = summarize(
         record.product,
         record.classes,
@@ -353,7 +382,7 @@ def evaluate(
     }
     if record.acceptance_criteria:
         result["acceptance"] = check_acceptance(record.product, result, record.acceptance_criteria)
-    return result
+    return Evaluation(result, outcomes, root, rois)
 
 
 def _pct(x: float | None) -> str:
@@ -442,8 +471,10 @@ def _misjudged_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
-    """Short human-readable report (for ``evaluation.md`` in a model package)."""
+def format_markdown(
+    result: dict[str, Any], title: str = "Evaluation", *, pictures: Mapping[str, str] | None = None
+) -> str:
+    """Short human-readable report (for ``evaluation.md`` in a model package); ``pictures``: kind -> link."""
     m = result.get("model", {})
     out = [
         f"# {title}",
@@ -503,4 +534,17 @@ def format_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
         for key, c in acc["checks"].items():
             mark = {True: "pass", False: "FAIL", None: "n/a"}[c["passed"]]
             out.append(f"- {key}: {c['value']} (limit {c['limit']}): {mark}")
-    return "\n".join(out) + "\n"
+    if pictures:
+        out += ["", "## Pictures", ""]
+        for kind, link in pictures.items():
+            out += [f"**{PICTURE_TITLES.get(kind, kind)}**", "", f"![{kind}]({link})", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+PICTURE_TITLES = {
+    "confusion": "Confusion matrix (counts and row-normalised)",
+    "scores": "Anomaly score and confidence per class, thresholds dashed",
+    "roc_pr": "ROC and precision-recall of the anomaly score",
+    "misjudged": "Misjudged items, critical escapes first",
+    "pocket_confusion": "Confusion matrix per pocket",
+}

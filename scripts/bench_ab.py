@@ -28,12 +28,15 @@ KEYS = ("latency_ms_p50", "latency_ms_p99", "items_per_s", "bare_ms_p50", "overh
 
 def bench(tree: Path, recipe: str, frames: int, seed: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree), "INSPECTOR_HOME": str(tree)}
-    cmd = [sys.executable, "-m", "inspector", "bench", "--recipe", recipe, "--frames", str(frames)]
-    cmd += ["--seed", str(seed), "--no-torch"]
-    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=900, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{tree}: bench {recipe} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    # --json FILE: every revision writes its figures there (older ones also printed them on stdout).
+    with tempfile.TemporaryDirectory(prefix="inspector-bench-") as tmp:
+        out = Path(tmp) / "bench.json"
+        cmd = [sys.executable, "-m", "inspector", "bench", "--recipe", recipe, "--frames", str(frames)]
+        cmd += ["--seed", str(seed), "--no-torch", "--json", str(out)]
+        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=900, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{tree}: bench {recipe} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        result: dict[str, Any] = json.loads(out.read_text())
     return result
 
 

@@ -31,7 +31,14 @@ import onnxruntime as ort
 import torch
 
 from inspector.config.roi import DEFAULT_BLISTER_GRID
-from inspector.inference.package import ModelInput, ModelRecord, Thresholds, load_package, write_package
+from inspector.inference.package import (
+    FailedCriteria,
+    ModelInput,
+    ModelRecord,
+    Thresholds,
+    load_package,
+    write_package,
+)
 from inspector.inference.session import InferenceEngine
 from inspector.manifest import sha256_bytes
 from inspector.taxonomy import Product
@@ -46,6 +53,10 @@ ANOMALY_RTOL = 1e-3
 
 class ExportCheckError(RuntimeError):
     """Parity or determinism failed: the exported graph does not reproduce the trained model."""
+
+
+class CriteriaNotMetError(ValueError):
+    """The checkpoint missed its acceptance criteria: no package unless the export says why (``allow_failed``)."""
 
 
 class TorchWeightsError(ValueError):
@@ -204,6 +215,25 @@ def _intended_use(
     }
 
 
+def missed_criteria(ckpt: dict[str, Any]) -> str | None:
+    """What the checkpoint's acceptance check on validation missed, in words; ``None`` when it passed.
+
+    Training chooses the thresholds on validation so that the false reject rate stays within
+    its target with zero critical escapes (:func:`training.thresholds.select_thresholds`);
+    ``criteria_met_on_val`` says whether any choice did.
+    """
+    thresholds = ckpt["thresholds"]
+    if thresholds.get("criteria_met_on_val", True):
+        return None
+    val = ckpt["metrics"]["val"]
+    target = thresholds.get("rule", {}).get("frr_target")
+    frr = val.get("false_reject_rate")
+    return (
+        f"acceptance criteria not met on validation: false reject rate {frr if frr is None else round(frr, 4)}"
+        f" (target <= {target}), critical escapes {val.get('critical_escapes')} (target 0)"
+    )
+
+
 def export(
     checkpoint: str | os.PathLike[str],
     models_dir: str | os.PathLike[str] = "models",
@@ -211,9 +241,21 @@ def export(
     version: str = "1.0.0",
     model_id: str | None = None,
     command: str | None = None,
+    allow_failed: str | None = None,
 ) -> Path:
-    """Export a checkpoint into ``models_dir/<product>/<version>/`` after parity and determinism checks."""
+    """Export a checkpoint into ``models_dir/<product>/<version>/`` after parity and determinism checks.
+
+    A checkpoint that missed its acceptance criteria is refused (:class:`CriteriaNotMetError`)
+    unless ``allow_failed`` gives the reason; its record then says what failed and why it was
+    exported, and stays ``draft`` (the record refuses any other status).
+    """
     ckpt, net = load_checkpoint(checkpoint)
+    missed = missed_criteria(ckpt)
+    if missed is not None and not (allow_failed or "").strip():
+        raise CriteriaNotMetError(
+            f"{checkpoint}: {missed}; not exported (--allow-failed REASON exports it as a draft that says so)"
+        )
+    failed = None if missed is None else FailedCriteria(failed=missed, reason=str(allow_failed).strip())
     product = Product(ckpt["product"])
     cfg = net.cfg
     classes: list[str] = list(ckpt["classes"])
@@ -240,6 +282,7 @@ def export(
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "training": training,
         "split_hashes": dict(ckpt["splits"]["hashes"]),
+        "criteria_failed": failed,
     }
     provisional = ModelRecord(sha256="0" * 64, **base)
     onnx_bytes = with_metadata(to_onnx(net), provisional.metadata_props())
@@ -257,10 +300,13 @@ def export(
         "determinism": determinism,
         "onnx_bytes": len(onnx_bytes),
     }
+    intended_use = _intended_use(product, model_input, list(ckpt["withheld_classes"]), classes, ckpt)
+    if failed is not None:
+        intended_use["limits"].append(f"exported although it FAILED: {failed.failed}; reason: {failed.reason}")
     record = ModelRecord(
         sha256=sha256_bytes(onnx_bytes),
         metrics=metrics,
-        intended_use=_intended_use(product, model_input, list(ckpt["withheld_classes"]), classes, ckpt),
+        intended_use=intended_use,
         acceptance_criteria=dict(ckpt["acceptance_criteria"]),
         **base,
     )

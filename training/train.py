@@ -41,7 +41,11 @@ from training.data import (
 )
 from training.nets import InspectorNet, NetConfig, float_to_uint8, uint8_to_float
 from training.prefetch import BatchRecipe, batches
+from training.results import RESULTS_PNG, ResultsLog, write_curves
 from training.thresholds import ANOMALY_FRR, check_anomaly_frr, select_thresholds
+
+#: ``progress(phase, step, steps, loss)``: after every optimiser step of a phase.
+Progress = Callable[[str, int, int, float], None]
 
 THREADS = 2
 SYNTHETIC_SHARE = 0.5  # of ok units per batch that get a synthetic change for the anomaly map
@@ -252,7 +256,13 @@ def fit_anomaly(
 
 
 def train_autoencoder(
-    net: InspectorNet, ok_units: np.ndarray, plan: ProductPlan, seed: int, log: Callable[[str], None]
+    net: InspectorNet,
+    ok_units: np.ndarray,
+    plan: ProductPlan,
+    seed: int,
+    log: Callable[[str], None],
+    progress: Progress | None = None,
+    results: ResultsLog | None = None,
 ) -> dict[str, Any]:
     """Second phase: the denoising autoencoder alone, on ok units at its own (downsampled) resolution.
 
@@ -278,7 +288,7 @@ def train_autoencoder(
                 for i in range(0, len(ok_units), 512)
             ]
         )
-    loss_sum = 0.0
+    loss_sum, loss_n = 0.0, 0
     for step in range(plan.ae_steps):
         idx = torch.randint(0, len(small), (plan.batch_size,), generator=gen)
         with torch.no_grad():
@@ -295,17 +305,16 @@ def train_autoencoder(
         opt.step()
         sched.step()
         loss_sum += float(loss.detach())
+        loss_n += 1
+        if progress is not None:
+            progress("autoencoder", step + 1, plan.ae_steps, loss_sum / loss_n)
         if (step + 1) % 500 == 0 or step + 1 == plan.ae_steps:
-            log(
-                json.dumps(
-                    {
-                        "ae_step": step + 1,
-                        "loss": round(loss_sum / 500, 6),
-                        "seconds": round(time.perf_counter() - t0, 1),
-                    }
-                )
-            )
-            loss_sum = 0.0
+            seconds = round(time.perf_counter() - t0, 1)
+            mean = round(loss_sum / loss_n, 6)
+            log(json.dumps({"ae_step": step + 1, "loss": mean, "seconds": seconds}))
+            if results is not None:
+                results.add("autoencoder", step=step + 1, loss=mean, seconds=seconds)
+            loss_sum, loss_n = 0.0, 0
     ae.eval()
     return {"steps": plan.ae_steps, "batch_size": plan.batch_size, "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -410,8 +419,15 @@ def train(
     prep_workers: int = 0,
     command: str | None = None,
     log: Callable[[str], None] = print,
+    progress: Progress | None = None,
 ) -> Path:
-    """Train, fit the anomaly head, pick thresholds on validation; write ``out_dir/checkpoint.pt``."""
+    """Train, fit the anomaly head, pick thresholds on validation; write ``out_dir/checkpoint.pt``.
+
+    Beside it: ``results.csv`` (a row per epoch, written as training goes) and ``results.png``
+    (:mod:`training.results`). ``progress(phase, step, steps, loss)`` is called after every
+    optimiser step (phases ``classifier`` and ``autoencoder``); ``log`` gets a JSON line per
+    epoch and the run's milestones.
+    """
     prod = Product(product)
     plan = PLANS[prod]
     withheld = tuple(plan.withheld if withheld is None else withheld)
@@ -435,6 +451,7 @@ def train(
         raise ValueError("epochs must be >= 1 and batch size >= 2")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    results = ResultsLog(out)
     criteria = dict(ACCEPTANCE_CRITERIA[prod], fixed_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     set_determinism(seed)
     version = code_version()  # of the code as it is when training starts
@@ -543,6 +560,8 @@ def train(
             loss_sum += float(loss.detach()) * len(y)
             correct += float((logits.argmax(1) == y).sum())
             seen += len(y)
+            if progress is not None:
+                progress("classifier", epoch * steps_per_epoch + s + 1, total_steps, loss_sum / max(seen, 1))
         val_acc = val_accuracy()
         history.append(
             {
@@ -556,12 +575,24 @@ def train(
             }
         )
         log(json.dumps(history[-1]))
+        row = history[-1]
+        results.add(
+            "classifier",
+            epoch=row["epoch"],
+            step=(epoch + 1) * steps_per_epoch,
+            loss=row["loss"],
+            train_acc=row["train_acc"],
+            val_acc=row["val_acc"],
+            seconds=row["seconds"],
+        )
     batch_iter.close()  # stops the worker, if any
     torch.set_num_threads(THREADS)
     if averaged.count:
         averaged.load_into(net)
-        log(json.dumps({"averaged_steps": averaged.count, "val_acc": round(val_accuracy(), 5)}))
-    ae_info = train_autoencoder(net, data.units[ok_train_all], plan, seed, log)
+        averaged_acc = round(val_accuracy(), 5)
+        log(json.dumps({"averaged_steps": averaged.count, "val_acc": averaged_acc}))
+        results.add("averaged", epoch=epochs, step=total_steps, val_acc=averaged_acc)
+    ae_info = train_autoencoder(net, data.units[ok_train_all], plan, seed, log, progress, results)
     ad_info = fit_anomaly(
         net,
         data.units[ok_train_all],
@@ -650,7 +681,12 @@ def train(
     }
     path = out / CHECKPOINT
     torch.save(ckpt, path)
-    log(f"train seconds {train_seconds:.1f}; checkpoint {path}")
+    curves = write_curves(
+        results.rows,
+        out / RESULTS_PNG,
+        f"{prod.value}, seed {seed}: {epochs} classifier epochs, then {plan.ae_steps} autoencoder steps",
+    )
+    log(f"train seconds {train_seconds:.1f}; checkpoint {path}; {results.path.name} and {curves.name} beside it")
     return path
 
 

@@ -170,11 +170,33 @@ def _close_on_signals(window: MainWindow) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="inspector-hmi", description="Inspector operator HMI (PyQt6).")
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The HMI's options: the command-line conventions of ``inspector`` (range-checked numbers, one-line errors)."""
+    from inspector.cli.common import LINE_RATE_MAX, SEED_MAX, HelpFormatter, Parser, bounded
+
+    p = Parser(
+        prog="inspector-hmi",
+        description="Inspector operator HMI (PyQt6). Exit status 2 for bad options (one line on stderr).",
+        epilog="example:\n  inspector-hmi --product vial",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--product", default="vial", help="recipe to open: vial, tablet, blister or a recipe name")
     p.add_argument("--station", default=None, help="station file (station_configs/NAME.yaml or a path); default: demo")
-    p.add_argument("--items", type=int, default=None, help="demo batch size (default: runs until stopped)")
-    p.add_argument("--line-rate", type=float, default=None, help="items per minute (default: the recipe's)")
+    p.add_argument(
+        "--items",
+        type=bounded(int, low=1, high=100_000_000),
+        default=None,
+        help="demo batch size; default: runs until stopped",
+    )
+    p.add_argument(
+        "--line-rate",
+        type=bounded(float, above=0, high=LINE_RATE_MAX),
+        default=None,
+        help="items per minute; default: the recipe's",
+    )
     p.add_argument(
         "--plc",
         default=None,
@@ -182,27 +204,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="line PLC: none, line-sim, a URL or a plc_configs file (default: the station's)",
     )
     p.add_argument("--no-demo", action="store_true", help="use the recipe's camera and start batches by hand")
-    p.add_argument("--camera", choices=["sim", "files", "genicam"], default=None)
+    p.add_argument(
+        "--camera", choices=["sim", "files", "genicam"], default=None, help="camera kind; default: the station's"
+    )
     p.add_argument("--mode", choices=["demo", "production"], default=None, help="default: the station file's")
     p.add_argument("--root", type=Path, default=None, help="project root with recipes/ and models/")
     p.add_argument("--db", type=Path, default=None, help="record database (default: <root>/var/inspector.sqlite)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--defect-rate", type=float, default=None)
+    p.add_argument(
+        "--seed", type=bounded(int, low=0, high=SEED_MAX), default=None, help="sim: item seed; default: the station's"
+    )
+    p.add_argument(
+        "--defect-rate",
+        type=bounded(float, low=0, high=1),
+        default=None,
+        help="sim: share of defective items; default: the station's",
+    )
     p.add_argument(
         "--nuisance",
-        type=float,
+        type=bounded(float, low=0, high=MAX_NUISANCE),
         default=None,
         help="sim camera nuisance scale, 0-3.0 (the models are validated to 2.5; above it the input drift alarm)",
     )
     p.add_argument(
         "--no-auto-login", action="store_true", help="demo: do not log the demo operator in (log in on screen)"
     )
-    p.add_argument("--display-fps", type=int, default=30, help="live view refresh cap, 1-30 (inspection never skips)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--display-fps",
+        type=bounded(int, low=1, high=30),
+        default=30,
+        help="live view refresh cap (inspection never skips)",
+    )
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # a bad option (one line already printed) or --help
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = args.root or find_project_root()
     recipes = list_recipes(root)
@@ -212,12 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             " set INSPECTOR_HOME or --root to a project with recipes/ and models/",
             file=sys.stderr,
         )
-        return 2
-    if args.items is not None and args.items <= 0:
-        print("inspector-hmi: --items must be positive", file=sys.stderr)
-        return 2
-    if args.nuisance is not None and not 0.0 <= args.nuisance <= MAX_NUISANCE:
-        print(f"inspector-hmi: --nuisance must be in 0..{MAX_NUISANCE}, got {args.nuisance}", file=sys.stderr)
         return 2
     try:
         station_config(

@@ -100,7 +100,7 @@ class Camera(ABC):
     item_ids_from_one: bool = False
     #: A line source (sim, files, memory) knows its batch: how many items (``None``: until
     #: stopped) and the line period in seconds (0: as fast as they come). A free-running device
-    #: (GenICam) knows neither.
+    #: (GenICam) has no period; given a batch size it stops after that many frames.
     items: int | None = None
     period_s: float = 0.0
 
@@ -122,8 +122,16 @@ class Camera(ABC):
 
     @property
     def finished(self) -> bool:
-        """A finite line source delivered (or lost) every item of its batch; never for a device."""
+        """A finite batch was delivered (or lost) to its last item; never for an endless source."""
         return False
+
+    @property
+    def test_pattern(self) -> str | None:
+        """``None`` for a source of product images; for a test-pattern source (a GenTL simulator), what it is.
+
+        Commands name it on their first progress line: its decisions judge no product.
+        """
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Identity and settings, recorded with every batch (ALCOA+)."""
@@ -181,7 +189,8 @@ class Camera(ABC):
             self._enter_fault(str(exc))
             raise
         if frame is None:
-            self.stats.timeouts += 1
+            if not self.finished:  # the end of a finite batch is no timeout
+                self.stats.timeouts += 1
             return None
         self._count(frame)
         return frame

@@ -12,6 +12,11 @@ Behaviour the station relies on, and the Harvesters/GenTL facts behind it:
   one :class:`~harvesters.core.Harvester`; it is reset when its last user closes.
 - Any error from a fetch other than a timeout means the device is lost: ``CameraFault``.
   ``recover()`` then re-opens everything (device list, acquirer, features, start).
+- A device runs free, so a batch size (``items``) is the camera's to keep: it numbers the
+  frames of a batch 1, 2, 3... from the first one it fetched (device frame id gaps kept, a
+  recovery continuing the count) and delivers nothing after item ``items``; ``finished`` then
+  ends the batch like a line source's.
+- GenTL simulators (``viky.cti``) show a test pattern, not a product: :attr:`test_pattern` says so.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ _TO_MONO: dict[str, int | None] = {
     "BGRa8": cv2.COLOR_BGRA2GRAY,
 }
 SUPPORTED_PIXEL_FORMATS = tuple(_CHANNELS)
+
+# GenTL producers and devices known to stream a test pattern (simulators), by file name and by
+# (vendor, model): the bundled viky.cti and its "Viky" devices.
+TEST_PATTERN_PRODUCERS = frozenset({"viky.cti"})
+TEST_PATTERN_DEVICES = frozenset({("Machine Vision Games Ltd.", "Viky")})
 
 
 def _short(exc: BaseException) -> str:
@@ -313,8 +323,16 @@ class GenICamCamera(Camera):
         optional_features: Sequence[str] = (),
         pixel_format_out: Literal["mono8", "bgr8"] = "bgr8",
         num_buffers: int = 3,
+        items: int | None = None,
     ) -> None:
+        """``items``: stop after that many frames (a batch); ``None``: until stopped."""
         super().__init__()
+        if items is not None and items < 1:
+            raise CameraError(f"items must be at least 1, got {items}")
+        self.items = items
+        self._batch_first: int | None = None  # device frame id of the first frame since the last start
+        self._batch_base = 0  # items of this batch before that start (a recovery continues the count)
+        self._batch_last = 0  # the last item number delivered
         if config is None:
             try:
                 config = CameraConfig(
@@ -351,10 +369,27 @@ class GenICamCamera(Camera):
     def serial(self) -> str:
         return self._device.get("serial") or self.config.serial or self.config.model or self.config.name
 
+    @property
+    def finished(self) -> bool:
+        return self.items is not None and self._batch_last >= self.items
+
+    @property
+    def test_pattern(self) -> str | None:
+        if self._device:
+            vendor, model = self._device.get("vendor", ""), self._device.get("model", "")
+            if (vendor, model) in TEST_PATTERN_DEVICES or self._cti.name.lower() in TEST_PATTERN_PRODUCERS:
+                return f"{vendor} {model} from the GenTL producer {self._cti.name}".strip()
+            return None
+        if self._cti.name.lower() in TEST_PATTERN_PRODUCERS:
+            return f"the GenTL simulator {self._cti.name}"
+        return None
+
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(
             name=self.config.name,
+            test_pattern=self.test_pattern,
+            items=self.items,
             model=self._device.get("model", self.config.model or ""),
             vendor=self._device.get("vendor", ""),
             device_id=self._device.get("id", ""),
@@ -450,6 +485,7 @@ class GenICamCamera(Camera):
         return node if genapi.is_implemented(node) else None
 
     def _do_start(self) -> None:
+        self._batch_first, self._batch_base, self._batch_last = None, 0, 0
         acquirer = self._require_acquirer()
         try:
             # No run_as_thread: Harvesters' thread drops buffers silently (see module doc).
@@ -458,6 +494,8 @@ class GenICamCamera(Camera):
             raise CameraError(f"camera {self.serial}: cannot start acquisition: {_short(exc)}") from exc
 
     def _do_grab(self, timeout_s: float) -> Frame | None:
+        if self.finished:
+            return None
         acquirer = self._acquirer
         if acquirer is None or not acquirer.is_valid():
             raise CameraFault(f"camera {self.serial}: acquirer lost")
@@ -496,6 +534,12 @@ class GenICamCamera(Camera):
                 continue
             except Exception as exc:
                 raise CameraFault(f"camera {self.serial}: device lost while reading a buffer ({_short(exc)})") from exc
+            if self.items is not None:
+                frame_id = self._batch_number(frame_id)
+                if frame_id > self.items:  # frames lost across the batch's end
+                    self._batch_last = self.items
+                    return None
+                self._batch_last = frame_id
             return Frame(
                 item_id=frame_id,
                 frame_id=frame_id,
@@ -518,6 +562,7 @@ class GenICamCamera(Camera):
 
     def _do_recover(self) -> None:
         """Full re-open: drop acquirer and producer, enumerate again, re-apply features, start."""
+        delivered = self._batch_last
         self._teardown()
         self._do_open()
         try:
@@ -525,6 +570,13 @@ class GenICamCamera(Camera):
         except BaseException:
             self._teardown()
             raise
+        self._batch_base = self._batch_last = delivered  # the batch goes on where it stopped
+
+    def _batch_number(self, device_frame_id: int) -> int:
+        """Item number within the batch: 1 for the first frame fetched, device id gaps kept."""
+        if self._batch_first is None:
+            self._batch_first = device_frame_id
+        return self._batch_base + max(1, device_frame_id - self._batch_first + 1)
 
     # -- helpers ------------------------------------------------------------------------
     def _require_acquirer(self) -> Any:

@@ -1,8 +1,8 @@
 """``inspector cameras list | grab``: find GenICam devices and check one end to end.
 
 ``grab`` opens a camera exactly as the station does (same config, same feature writes
-and read-back), saves N frames as PNG and prints a JSON summary with the measured frame
-rate and the loss counters. Bad input raises ``ValueError`` with a clear message.
+and read-back), saves N frames as PNG and reports the measured frame rate and the loss
+counters. Bad input raises ``ValueError`` with a clear message.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def grab_frames(config: CameraConfig, frames: int, out: Path, timeout_s: float |
     return {
         "camera": description["serial"],
         "model": description.get("model", ""),
+        "test_pattern": description.get("test_pattern"),
         "requested": frames,
         "frames": n,
         "fps": round((n - 1) / span, 2) if span > 0 else 0.0,

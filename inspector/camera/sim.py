@@ -304,19 +304,24 @@ class FilesCamera(ScheduledCamera):
         *,
         line_rate_per_min: float | None,
         loop: bool = False,
+        items: int | None = None,
         serial: str | None = None,
         ready: Callable[[], bool] | None = None,
         frame_shape: tuple[int, ...] | None = None,
     ) -> None:
+        """``items``: a batch of that many (the folder replayed from its start, again if needed);
+        default: the folder once, or without end with ``loop``."""
         self.folder = Path(folder)
         self.entries = read_manifest(self.folder, verify=False)  # hashes are checked per item, as each is read
         if not self.entries:
             raise ValueError(f"{self.folder}: the manifest lists no images")
         self.max_height, self.max_width = (frame_shape[0], frame_shape[1]) if frame_shape else (MAX_SIDE, MAX_SIDE)
+        if items is not None and items < 1:
+            raise ValueError(f"items must be at least 1, got {items}")
         super().__init__(
             serial=serial or f"FILES-{self.folder.name}",
             line_rate_per_min=line_rate_per_min,
-            items=None if loop else len(self.entries),
+            items=items if items is not None else None if loop else len(self.entries),
             ready=ready,
         )
 

@@ -4,6 +4,7 @@ argparse, not typer: every command here reports bad input as one line with exit 
 (tests hold that), the station's runtime keeps its dependency list short (each dependency is
 assessed for a validated system), and the standard library's parser is stable across
 Python versions. Domain modules hold no CLI code; each group module has ``register(sub)``.
+Every command follows the output and exit-status convention in :mod:`inspector.cli.common`.
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ from inspector.cli import (
     taxonomy,
     users,
 )
-from inspector.cli.common import CliError
+from inspector.cli.common import CliError, HelpFormatter, Parser
 
 GROUPS = (samples, station, monitor, cameras, plc, evaluate, taxonomy, users, audit, records, releases, qualify)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="inspector", description="Inline machine-vision inspection station")
+    p = Parser(
+        prog="inspector",
+        description="Inline machine-vision inspection station. Exit status: 0 done and passed, 1 done and a"
+        " criterion failed, 2 refused (bad input). Human text goes to stderr, JSON to stdout only with --json.",
+        epilog="example:\n  inspector run --recipe vial --items 600",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"inspector {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
@@ -43,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad argument (its one line is printed) or --help / --version
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         code: int = args.func(args)
     except CliError as exc:

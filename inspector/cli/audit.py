@@ -10,11 +10,20 @@ named), 2 refused.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from inspector.cli.common import CliError, Subparsers, add_credentials, add_database_argument, database, gxp_errors
+from inspector.cli.common import (
+    CliError,
+    Subparsers,
+    add_command,
+    add_credentials,
+    add_database_argument,
+    add_json_option,
+    database,
+    emit_json,
+    gxp_errors,
+)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -22,8 +31,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     with RecordStore(database(args)) as store:
         result = audit.verify(store)
-    if args.json:
-        print(json.dumps(result.as_dict()))
+    emit_json(args, result.as_dict())
     if result.ok:
         print(
             f"audit trail verified: {result.entries} entries, head {result.head_seq} {result.head_hash}",
@@ -60,14 +68,29 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(sub: Subparsers) -> None:
-    a = sub.add_parser("audit", help="verify the audit trail's hash chain, or export a copy (CSV or JSON)")
+    a = add_command(
+        sub,
+        "audit",
+        help="verify the audit trail's hash chain, or export a copy (CSV or JSON)",
+        example="inspector audit export --format csv --out audit.csv --as quinn",
+    )
     asub = a.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    v = asub.add_parser("verify", help="recompute the chain; exit 1 naming the first bad entry")
-    v.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+    v = add_command(
+        asub,
+        "verify",
+        help="recompute the chain; exit 1 naming the first bad entry",
+        example="inspector audit verify --db var/inspector.sqlite --json",
+    )
+    add_json_option(v, "the verification")
     add_database_argument(v)
     v.set_defaults(func=cmd_verify)
-    e = asub.add_parser("export", help="a human- and machine-readable copy of the whole trail, with its verification")
-    e.add_argument("--format", choices=["csv", "json"], required=True)
+    e = add_command(
+        asub,
+        "export",
+        help="a human- and machine-readable copy of the whole trail, with its verification",
+        example="inspector audit export --format csv --out audit.csv --reason 'annual review' --as quinn",
+    )
+    e.add_argument("--format", choices=["csv", "json"], required=True, help="csv (one row per entry) or json")
     e.add_argument("--out", type=Path, required=True, help="file to write")
     e.add_argument("--reason", default="", help="why the copy is made (recorded)")
     add_database_argument(e)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,29 +10,28 @@ from pydantic import ValidationError
 
 from inspector.camera.base import CameraError
 from inspector.camera.grab import grab_frames
-from inspector.cli.common import Subparsers
+from inspector.cli.common import EXIT_FAILED, Subparsers, add_command, add_json_option, bounded, emit_json, say
 from inspector.config.camera import VIKY_PLACEHOLDER, CameraConfig, load_camera_config
 from inspector.config.loader import format_validation_error
 
+FRAMES_MAX = 1_000_000
+TIMEOUT_MAX_S = 3600.0
+
 
 def cmd_cameras_list(args: argparse.Namespace) -> int:
-    """Print the devices a GenTL producer offers: a table, or JSON lines with ``--json``."""
+    """The devices a GenTL producer offers: a table on stderr, a JSON list with ``--json``."""
     from inspector.camera.genicam import list_devices
 
     try:
         devices = list_devices(args.cti)
     except CameraError as exc:
         raise ValueError(str(exc)) from None
-    if args.json:
-        for d in devices:
-            print(json.dumps(d))
-        return 0
     if not devices:
-        print(f"no devices found via {args.cti or VIKY_PLACEHOLDER}")
-        return 0
-    print(f"{'serial':12} {'model':16} {'vendor':28} id")
-    for d in devices:
-        print(f"{d['serial']:12} {d['model']:16} {d['vendor']:28} {d['id']}")
+        say(f"no devices found via {args.cti or VIKY_PLACEHOLDER}")
+    else:
+        say(f"{'serial':12} {'model':16} {'vendor':28} id")
+        say(*(f"{d['serial']:12} {d['model']:16} {d['vendor']:28} {d['id']}" for d in devices))
+    emit_json(args, devices)
     return 0
 
 
@@ -58,31 +56,60 @@ def grab_config(args: argparse.Namespace) -> CameraConfig:
 
 
 def cmd_cameras_grab(args: argparse.Namespace) -> int:
-    """Grab N frames to PNG and print a JSON summary; exit 1 when fewer frames arrived."""
+    """Grab N frames to PNG; exit 1 when fewer frames arrived."""
     config = grab_config(args)
     summary = grab_frames(config, args.frames, Path(args.out), getattr(args, "timeout", None))
-    print(json.dumps(summary))
-    return 0 if summary["frames"] == summary["requested"] else 1
+    pattern = f"; TEST PATTERN: {summary['test_pattern']}" if summary.get("test_pattern") else ""
+    say(
+        f"camera {summary['camera']} ({summary['model']}{pattern}): {summary['frames']} of {summary['requested']}"
+        f" frames at {summary['fps']} fps, gaps {summary['gaps']}, timeouts {summary['timeouts']},"
+        f" incomplete {summary['incomplete']} -> {summary['out']}"
+        + (f"; fault: {summary['fault']}" if summary["fault"] else "")
+    )
+    emit_json(args, summary)
+    return 0 if summary["frames"] == summary["requested"] else EXIT_FAILED
 
 
 def register(sub: Subparsers) -> None:
     """``cameras list`` and ``cameras grab``; bad input (ValueError) is one line, exit 2."""
-    cameras = sub.add_parser("cameras", help="list GenICam devices, grab test frames")
+    cameras = add_command(
+        sub,
+        "cameras",
+        help="list GenICam devices, grab test frames",
+        example="inspector cameras grab --config camera_configs/viky.yaml --frames 10 --out /tmp/frames",
+    )
     csub = cameras.add_subparsers(dest="cameras_command", required=True, metavar="ACTION")
 
-    lst = csub.add_parser("list", help="devices offered by a GenTL producer (.cti)")
-    lst.add_argument("--cti", default=None, help="GenTL producer (default: the viky.cti bundled with genicam)")
-    lst.add_argument("--json", action="store_true", help="one JSON object per line")
+    lst = add_command(
+        csub, "list", help="devices offered by a GenTL producer (.cti)", example="inspector cameras list --json"
+    )
+    lst.add_argument("--cti", default=None, help="GenTL producer; default: the viky.cti bundled with genicam")
+    add_json_option(lst, "the devices (a list)")
     lst.set_defaults(func=cmd_cameras_list)
 
-    g = csub.add_parser("grab", help="grab N frames to PNG with a camera config; print a JSON summary")
+    g = add_command(
+        csub,
+        "grab",
+        help="grab N frames to PNG with a camera config; report frame rate and losses",
+        description="Grab N frames to PNG with a camera config; report frame rate and losses."
+        " Exit 1 when fewer frames arrived than asked for.",
+        example="inspector cameras grab --config camera_configs/viky.yaml --frames 10 --out /tmp/frames",
+    )
     g.add_argument("--config", type=Path, default=None, help="camera YAML (camera_configs/); flags below override it")
-    g.add_argument("--cti", default=None, help="GenTL producer (default: the config's, else the bundled viky.cti)")
+    g.add_argument("--cti", default=None, help="GenTL producer; default: the config's, else the bundled viky.cti")
     g.add_argument("--serial", default=None, help="device serial number")
     g.add_argument("--model", default=None, help="device model (when it names one device)")
-    g.add_argument("--frames", type=int, required=True, help="number of frames to save")
+    g.add_argument(
+        "--frames", type=bounded(int, low=1, high=FRAMES_MAX), required=True, help="number of frames to save"
+    )
     g.add_argument("--out", type=Path, required=True, help="new or empty folder for the PNGs")
-    g.add_argument("--timeout", type=float, default=None, help="seconds per grab (default: the config's)")
+    g.add_argument(
+        "--timeout",
+        type=bounded(float, above=0, high=TIMEOUT_MAX_S),
+        default=None,
+        help="seconds per grab; default: the config's",
+    )
     g.add_argument("--pixel-format", choices=["mono8", "bgr8"], default=None, help="output format")
+    add_json_option(g, "the summary")
     g.set_defaults(func=cmd_cameras_grab)
     cameras.set_defaults(value_errors_are_user_errors=True)

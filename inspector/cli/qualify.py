@@ -22,8 +22,12 @@ from typing import Any
 from inspector.cli.common import (
     CliError,
     Subparsers,
+    add_command,
     add_credentials,
     add_database_argument,
+    add_json_option,
+    bounded,
+    emit_json,
     gxp_errors,
     read_password,
     station_config,
@@ -125,8 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for c in report["result"]["checks"]:
         print(f"  {'pass' if c['passed'] else 'FAIL'}  {c['criterion']}: {c['value']} ({c['limit']})", file=sys.stderr)
     print(f"qualification {run_id}: {'PASSED' if report['passed'] else 'FAILED'}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(line))
+    emit_json(args, line)
     return 0 if report["passed"] else 1
 
 
@@ -171,8 +174,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     with RecordStore(database(args)) as store:
         runs = qualification.runs(store)
-    if args.json:
-        print(json.dumps([{k: v for k, v in r.__dict__.items() if k != "result"} for r in runs]))
+    if args.json is not None:
+        emit_json(args, [{k: v for k, v in r.__dict__.items() if k != "result"} for r in runs])
         return 0
     for r in runs:
         verdict = "-" if r.passed is None else "passed" if r.passed else "FAILED"
@@ -182,13 +185,23 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def register(sub: Subparsers) -> None:
-    q = sub.add_parser("qualify", help="run a qualification suite through the production station; sign its report")
+    q = add_command(
+        sub,
+        "qualify",
+        help="run a qualification suite through the production station; sign its report",
+        example="inspector qualify --suite qualification/vial.yaml --out reports/vial-oq --as erin",
+    )
     qs = q.add_subparsers(dest="qualify_command", metavar="ACTION")
     q.add_argument("--suite", default=None, help="suite file (qualification/NAME.yaml)")
     q.add_argument("--out", default=None, help="folder for report.json and report.pdf")
     q.add_argument("--cache", default="var/qualification-sets", help="where rendered challenge sets are kept")
-    q.add_argument("--workers", type=int, default=None, help="processes rendering the sets (default: all cores)")
-    q.add_argument("--json", action="store_true", help="one JSON line with the outcome on stdout")
+    q.add_argument(
+        "--workers",
+        type=bounded(int, low=1, high=256),
+        default=None,
+        help="processes rendering the sets (default: all cores)",
+    )
+    add_json_option(q, "the outcome")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("--db", default=None, help="station record database (default: the station file's)")
     q.add_argument("--station", default=None, help="station file (default: the demo); its camera is replaced")
@@ -200,15 +213,23 @@ def register(sub: Subparsers) -> None:
         return cmd_run(args)
 
     q.set_defaults(func=run_or_help)
-    sign = qs.add_parser("sign", help="QA signs a completed run's report: reviewed, then approved (another person)")
-    sign.add_argument("--run", required=True)
+    sign = add_command(
+        qs,
+        "sign",
+        help="QA signs a completed run's report: reviewed, then approved (another person)",
+        example="inspector qualify sign --run QUAL-20261206T040000Z-1a2b3c --report reports/vial-oq "
+        "--meaning reviewed --reason 'report reviewed' --as quinn",
+    )
+    sign.add_argument("--run", required=True, help="the run id (inspector qualify list)")
     sign.add_argument("--report", required=True, help="the folder with the run's report.json")
-    sign.add_argument("--meaning", required=True, choices=["reviewed", "approved"])
-    sign.add_argument("--reason", required=True)
+    sign.add_argument("--meaning", required=True, choices=["reviewed", "approved"], help="what the signature means")
+    sign.add_argument("--reason", required=True, help="recorded with the signature")
     add_database_argument(sign)
     add_credentials(sign, who="the QA user signing")
     sign.set_defaults(func=cmd_sign)
-    ls = qs.add_parser("list", help="every qualification run with its state and verdict")
-    ls.add_argument("--json", action="store_true")
+    ls = add_command(
+        qs, "list", help="every qualification run with its state and verdict", example="inspector qualify list --json"
+    )
+    add_json_option(ls, "the runs")
     add_database_argument(ls)
     ls.set_defaults(func=cmd_list)

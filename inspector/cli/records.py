@@ -21,9 +21,13 @@ from typing import Any
 from inspector.cli.common import (
     CliError,
     Subparsers,
+    add_command,
     add_credentials,
     add_database_argument,
+    add_json_option,
+    bounded,
     database,
+    emit_json,
     gxp_errors,
     read_password,
 )
@@ -40,8 +44,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             results = [verify_batch(store, b) for b in batches]
         except gxp_errors() as exc:
             raise CliError(str(exc)) from None
-    if args.json:
-        print(json.dumps([r.as_dict() for r in results]))
+    emit_json(args, [r.as_dict() for r in results])
     bad = [r for r in results if not r.ok]
     for r in results:
         line = f"batch {r.batch_id}: {r.items} items " + ("verified" if r.ok else f"FAILED: {r.problem}")
@@ -127,9 +130,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         sigs = batch_report.signature_views(store, args.batch, report["content_sha256"])
     print(f"batch report {args.batch}: {json_path} and {pdf_path} (content sha256 {report['content_sha256'][:12]})",
           file=sys.stderr)  # fmt: skip
-    if args.json:
-        print(json.dumps({"batch_id": args.batch, "json": str(json_path), "pdf": str(pdf_path),
-                          "content_sha256": report["content_sha256"], "signatures": sigs}))  # fmt: skip
+    emit_json(args, {"batch_id": args.batch, "json": str(json_path), "pdf": str(pdf_path),
+                     "content_sha256": report["content_sha256"], "signatures": sigs})  # fmt: skip
     return 0
 
 
@@ -154,34 +156,95 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trend(args: argparse.Namespace) -> int:
+    from inspector import plots
+    from inspector.records import RecordStore
+    from inspector.reports import trend
+
+    out = Path(args.out) if args.out else database(args).parent / "reports" / f"trend-{args.recipe}"
+    with RecordStore(database(args)) as store:
+        try:
+            report = trend.build(store, args.recipe, last=args.last)
+        except refused() as exc:
+            raise CliError(str(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trend.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    picture = plots.save(plots.trend_figure(report), out / "trend.png")
+    pdf = trend.write_pdf(report, picture, out / "trend.pdf")
+    flagged = len(report["out_of_limits"])
+    print(f"trend of {args.recipe}: {len(report['batches'])} batches, {flagged} rate(s) out of limits; {pdf}",
+          file=sys.stderr)  # fmt: skip
+    emit_json(args, {"recipe_id": args.recipe, "batches": len(report["batches"]), "out_of_limits": flagged,
+                     "json": str(out / "trend.json"), "png": str(picture), "pdf": str(pdf)})  # fmt: skip
+    return 0
+
+
 def register(sub: Subparsers) -> None:
-    r = sub.add_parser("records", help="verify a batch's item records (hash links), or export a copy")
+    r = add_command(
+        sub,
+        "records",
+        help="batch records: verify their hash links, export, report, trend and sign",
+        example="inspector records report --batch vial-20261206T040000Z-1a2b3c",
+    )
     rsub = r.add_subparsers(dest="records_command", required=True, metavar="ACTION")
-    v = rsub.add_parser("verify", help="recompute a batch's item chain; exit 1 naming the first bad item")
+    v = add_command(
+        rsub,
+        "verify",
+        help="recompute a batch's item chain; exit 1 naming the first bad item",
+        example="inspector records verify --all --json",
+    )
     target = v.add_mutually_exclusive_group(required=True)
     target.add_argument("--batch", help="batch id")
     target.add_argument("--all", action="store_true", help="every batch of the database")
-    v.add_argument("--json", action="store_true", help="the results as JSON on stdout")
+    add_json_option(v, "the results")
     add_database_argument(v)
     v.set_defaults(func=cmd_verify)
-    e = rsub.add_parser("export", help="the batch record, its items and alarms as JSON or CSV (items)")
-    e.add_argument("--batch", required=True)
-    e.add_argument("--format", choices=["csv", "json"], required=True)
-    e.add_argument("--out", type=Path, required=True)
+    e = add_command(
+        rsub,
+        "export",
+        help="the batch record, its items and alarms as JSON or CSV (items)",
+        example="inspector records export --batch vial-20261206T040000Z-1a2b3c --format json --out b.json --as quinn",
+    )
+    e.add_argument("--batch", required=True, help="batch id")
+    e.add_argument("--format", choices=["csv", "json"], required=True, help="json (everything) or csv (items)")
+    e.add_argument("--out", type=Path, required=True, help="file to write")
     e.add_argument("--reason", default="", help="why the copy is made (recorded)")
     add_database_argument(e)
     add_credentials(e, who="the QA or admin user exporting")
     e.set_defaults(func=cmd_export)
-    rp = rsub.add_parser("report", help="the batch report (JSON + PDF) from the records, with its signatures")
-    rp.add_argument("--batch", required=True)
+    rp = add_command(
+        rsub,
+        "report",
+        help="the batch report (JSON + PDF) from the records, with its signatures",
+        example="inspector records report --batch vial-20261206T040000Z-1a2b3c",
+    )
+    rp.add_argument("--batch", required=True, help="batch id")
     rp.add_argument("--out", default=None, help="folder (default: reports/BATCH beside the database)")
-    rp.add_argument("--json", action="store_true", help="where it was written, as JSON on stdout")
+    add_json_option(rp, "where it was written")
     add_database_argument(rp)
     rp.set_defaults(func=cmd_report)
-    s = rsub.add_parser("sign", help="sign the batch report: the operator authored, then QA reviewed")
-    s.add_argument("--batch", required=True)
-    s.add_argument("--meaning", choices=["authored", "reviewed"], required=True)
-    s.add_argument("--reason", required=True)
+    tr = add_command(
+        rsub,
+        "trend",
+        help="reject rate per class across a recipe's batches, with its limits (PNG, PDF)",
+        example="inspector records trend --recipe vial-10r-clear --last 30",
+    )
+    tr.add_argument("--recipe", required=True, help="recipe id (as in the batch records)")
+    tr.add_argument("--last", type=bounded(int, low=1, high=10_000), default=30, help="the newest N batches")
+    tr.add_argument("--out", default=None, help="folder (default: reports/trend-RECIPE beside the database)")
+    add_json_option(tr, "where it was written")
+    add_database_argument(tr)
+    tr.set_defaults(func=cmd_trend)
+    s = add_command(
+        rsub,
+        "sign",
+        help="sign the batch report: the operator authored, then QA reviewed",
+        example="inspector records sign --batch vial-20261206T040000Z-1a2b3c --meaning reviewed "
+        "--reason 'batch record reviewed' --as quinn",
+    )
+    s.add_argument("--batch", required=True, help="batch id")
+    s.add_argument("--meaning", choices=["authored", "reviewed"], required=True, help="what the signature means")
+    s.add_argument("--reason", required=True, help="recorded with the signature")
     s.add_argument("--out", default=None, help="folder the signed report is written to (default: reports/BATCH)")
     add_database_argument(s)
     add_credentials(s, who="the signer")

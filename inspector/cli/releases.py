@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -29,9 +28,12 @@ import yaml
 from inspector.cli.common import (
     CliError,
     Subparsers,
+    add_command,
     add_credentials,
     add_database_argument,
+    add_json_option,
     database,
+    emit_json,
     gxp_errors,
     read_password,
 )
@@ -184,8 +186,8 @@ def _listing(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     rows = _listing(args)
-    if args.json:
-        print(json.dumps(rows))
+    if args.json is not None:
+        emit_json(args, rows)
         return 0
     for r in rows:
         print(f"{r['object']:34} {r['state']:15} sha256 {r['sha256'][:12]}  {r['path']}", file=sys.stderr)
@@ -224,8 +226,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 def cmd_diff(args: argparse.Namespace) -> int:
     a, b = recipe_target(args.a), recipe_target(args.b)
     changes = recipe_diff(_load_yaml(a.path), _load_yaml(b.path))
-    if args.json:
-        print(json.dumps([{"field": k, "a": x, "b": y} for k, x, y in changes]))
+    if args.json is not None:
+        emit_json(args, [{"field": k, "a": x, "b": y} for k, x, y in changes])
     else:
         print(f"{a.object_id} ({a.sha256[:12]}) -> {b.object_id} ({b.sha256[:12]})", file=sys.stderr)
         for k, x, y in changes:
@@ -305,10 +307,23 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 def _register_group(sub: Subparsers, kind: str) -> None:
     plural = f"{kind}s"
-    g = sub.add_parser(plural, help=f"{kind} release lifecycle: list, register, review, approve, reject, retire")
+    target = {"model": "--model models/vial/1.7.0", "suite": "--suite qualification/vial.yaml"}.get(
+        kind, "--recipe vial"
+    )
+    g = add_command(
+        sub,
+        plural,
+        help=f"{kind} release lifecycle: list, register, review, approve, reject, retire",
+        example=f"inspector {plural} approve {target} --reason 'OQ passed' --as quinn",
+    )
     gs = g.add_subparsers(dest=f"{plural}_command", required=True, metavar="ACTION")
-    ls = gs.add_parser("list", help=f"every {kind} on disk with its release state and signatures")
-    ls.add_argument("--json", action="store_true", help="JSON on stdout")
+    ls = add_command(
+        gs,
+        "list",
+        help=f"every {kind} on disk with its release state and signatures",
+        example=f"inspector {plural} list --json",
+    )
+    add_json_option(ls, "the listing")
     add_database_argument(ls)
     ls.set_defaults(func=cmd_list, kind=kind)
     helps = {
@@ -319,7 +334,13 @@ def _register_group(sub: Subparsers, kind: str) -> None:
         "retire": "take an approved one out of production (QA)",
     }
     for step in (*STEPS, "retire"):
-        p = gs.add_parser(step, help=helps[step])
+        who = "erin" if step == "register" else "quinn"
+        p = add_command(
+            gs,
+            step,
+            help=helps[step],
+            example=f"inspector {plural} {step} {target} --reason 'change request CR-042' --as {who}",
+        )
         if kind == "model":
             p.add_argument("--model", required=True, help="package folder, e.g. models/vial/1.6.0")
         elif kind == "suite":
@@ -331,15 +352,26 @@ def _register_group(sub: Subparsers, kind: str) -> None:
         add_credentials(p, who="the person signing")
         p.set_defaults(func=cmd_step, kind=kind, step=step)
     if kind == "recipe":
-        d = gs.add_parser("diff", help="field-by-field differences between two recipe files")
-        d.add_argument("a")
-        d.add_argument("b")
-        d.add_argument("--json", action="store_true")
+        d = add_command(
+            gs,
+            "diff",
+            help="field-by-field differences between two recipe files",
+            example="inspector recipes diff recipes/vial.yaml /tmp/vial-new.yaml",
+        )
+        d.add_argument("a", help="the older recipe (name or path)")
+        d.add_argument("b", help="the newer recipe (name or path)")
+        add_json_option(d, "the differences")
         d.set_defaults(func=cmd_diff)
-        e = gs.add_parser("edit", help="write a new recipe version with changed fields; registered as a draft")
-        e.add_argument("--recipe", required=True)
+        e = add_command(
+            gs,
+            "edit",
+            help="write a new recipe version with changed fields; registered as a draft",
+            example="inspector recipes edit --recipe vial --set thresholds.anomaly=0.6 "
+            "--out /tmp/vial-new.yaml --reason 'CR-042' --as erin",
+        )
+        e.add_argument("--recipe", required=True, help="recipe name (recipes/NAME.yaml) or path")
         e.add_argument("--set", action="append", required=True, metavar="FIELD=VALUE", help="repeat for several")
-        e.add_argument("--reason", required=True)
+        e.add_argument("--reason", required=True, help="why (recorded with the signature)")
         e.add_argument("--out", default=None, help="where to write the new version (default: over the recipe file)")
         add_database_argument(e)
         add_credentials(e, who="the engineer editing")

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from inspector.cli.common import CliError, Subparsers, image_progress
+from inspector.cli.common import (
+    SEED_MAX,
+    CliError,
+    Subparsers,
+    add_command,
+    add_json_option,
+    bounded,
+    emit_json,
+    image_progress,
+    say,
+)
+from inspector.synth import MAX_NUISANCE
+from inspector.taxonomy import Product
+
+COUNT_MAX = 10_000_000
+PER_CLASS_MAX = 50
+WORKERS_MAX = 256
 
 
 def cmd_samples_generate(args: argparse.Namespace) -> int:
@@ -41,7 +56,11 @@ def cmd_samples_generate(args: argparse.Namespace) -> int:
         "labels": counts,
         "out": str(args.out),
     }
-    print(json.dumps(summary))
+    say(
+        f"{len(entries)} {args.product} images in {elapsed:.1f} s ({summary['images_per_s']} img/s) -> {args.out}",
+        "  " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+    )
+    emit_json(args, summary)
     return 0
 
 
@@ -57,7 +76,8 @@ def cmd_samples_sheet(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if not cv2.imwrite(str(args.out), sheet):
         raise CliError(f"cannot write {args.out}")
-    print(json.dumps({"sheet": str(args.out), "width": sheet.shape[1], "height": sheet.shape[0]}))
+    say(f"contact sheet {sheet.shape[1]}x{sheet.shape[0]} -> {args.out}")
+    emit_json(args, {"sheet": str(args.out), "width": sheet.shape[1], "height": sheet.shape[0]})
     return 0
 
 
@@ -68,41 +88,75 @@ def cmd_samples_reference(args: argparse.Namespace) -> int:
         result = build_reference_sets(Path(args.out), per_class=args.per_class, seed=args.seed)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    print(json.dumps(result))
+    say(f"reference sets ({args.per_class} per class, seed {args.seed}) -> {args.out}")
+    emit_json(args, result)
     return 0
 
 
 def register(sub: Subparsers) -> None:
-    samples = sub.add_parser("samples", help="render labelled product images")
+    samples = add_command(
+        sub,
+        "samples",
+        help="render labelled product images",
+        example="inspector samples generate --product blister --count 1000 --seed 7 --out /tmp/blisters",
+    )
     ssub = samples.add_subparsers(dest="samples_command", required=True, metavar="ACTION")
 
-    g = ssub.add_parser("generate", help="render a labelled image set (PNGs + manifest.jsonl)")
-    g.add_argument("--product", required=True, choices=["vial", "tablet", "blister"])
-    g.add_argument("--count", required=True, type=int, help="number of images")
-    g.add_argument("--seed", required=True, type=int, help="base seed (0..2^32-1); same seed, same bytes")
+    g = add_command(
+        ssub,
+        "generate",
+        help="render a labelled image set (PNGs + manifest.jsonl)",
+        example="inspector samples generate --product vial --count 5000 --seed 910001 --out /tmp/eval_vial --no-masks",
+    )
+    g.add_argument("--product", required=True, choices=[p.value for p in Product], help="product to render")
+    g.add_argument("--count", required=True, type=bounded(int, low=1, high=COUNT_MAX), help="number of images")
+    g.add_argument(
+        "--seed", required=True, type=bounded(int, low=0, high=SEED_MAX), help="base seed; same seed, same bytes"
+    )
     g.add_argument("--out", required=True, type=Path, help="new or empty folder")
-    g.add_argument("--defect-rate", type=float, default=0.5, help="share of defective items (default 0.5)")
-    g.add_argument("--nuisance", type=float, default=1.0, help="scale of nuisance variation, 0..3 (default 1)")
-    g.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    g.add_argument("--defect-rate", type=bounded(float, low=0, high=1), default=0.5, help="share of defective items")
+    g.add_argument(
+        "--nuisance", type=bounded(float, low=0, high=MAX_NUISANCE), default=1.0, help="scale of nuisance variation"
+    )
+    g.add_argument(
+        "--workers", type=bounded(int, low=1, high=WORKERS_MAX), default=None, help="processes (default: all cores)"
+    )
     g.add_argument("--no-masks", action="store_true", help="do not write ground-truth masks")
     g.add_argument(
         "--presentations",
-        type=int,
+        type=bounded(int, low=1, high=1000),
         default=None,
         metavar="K",
         help="render each of the --count items K times, only its presentation changing (qualification)",
     )
-    g.add_argument("--quiet", action="store_true", help="no progress line")
+    g.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_json_option(g, "the summary (images, seconds, labels)")
     g.set_defaults(func=cmd_samples_generate)
 
-    s = ssub.add_parser("sheet", help="contact sheet of a labelled set: every class side by side")
+    s = add_command(
+        ssub,
+        "sheet",
+        help="contact sheet of a labelled set: every class side by side",
+        example="inspector samples sheet --images /tmp/blisters --out /tmp/blisters.png",
+    )
     s.add_argument("--images", required=True, type=Path, help="folder with manifest.jsonl")
     s.add_argument("--out", required=True, type=Path, help="PNG to write")
-    s.add_argument("--per-class", type=int, default=3)
+    s.add_argument(
+        "--per-class", type=bounded(int, low=1, high=PER_CLASS_MAX), default=3, help="examples of each class"
+    )
+    add_json_option(s, "the sheet's path and size")
     s.set_defaults(func=cmd_samples_sheet)
 
-    r = ssub.add_parser("reference", help="build the small committed set of every class (sample_images/)")
-    r.add_argument("--out", type=Path, default=Path("sample_images"))
-    r.add_argument("--per-class", type=int, default=3)
-    r.add_argument("--seed", type=int, default=20261123)
+    r = add_command(
+        ssub,
+        "reference",
+        help="build the small committed set of every class (sample_images/)",
+        example="inspector samples reference --out sample_images",
+    )
+    r.add_argument("--out", type=Path, default=Path("sample_images"), help="folder for the three product sets")
+    r.add_argument(
+        "--per-class", type=bounded(int, low=1, high=PER_CLASS_MAX), default=3, help="examples of each class"
+    )
+    r.add_argument("--seed", type=bounded(int, low=0, high=SEED_MAX), default=20261123, help="base seed")
+    add_json_option(r, "what was written")
     r.set_defaults(func=cmd_samples_reference)

@@ -3,35 +3,55 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from inspector.cli.common import (
+    EXIT_FAILED,
+    LINE_RATE_MAX,
+    SEED_MAX,
+    THREADS_MAX,
     CliError,
+    Progress,
     Subparsers,
+    add_command,
     add_credentials,
+    add_json_option,
     add_station_arguments,
+    bounded,
+    emit_json,
     read_password,
+    say,
     station_config,
     station_errors,
 )
+from inspector.config.station import NUISANCE_MAX
+
+ITEMS_MAX = 100_000_000
+FRAMES_MAX = 1_000_000
 
 
-def _run_progress(label: str, total: int | None) -> Callable[[dict[str, object]], None]:
+def _run_progress(bar: Progress) -> Callable[[dict[str, object]], None]:
     def show(s: dict[str, object]) -> None:
-        of = f"/{total}" if total else ""
-        print(
-            f"\r[{label}] {s['items']}{of} items | accepted {s['accepted']} | rejected {s['rejected']}"
-            f" (not_inspected {s['not_inspected']}) | p50 {s['latency_ms_p50']} ms p99 {s['latency_ms_p99']} ms   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
+        items = s["items"]
+        bar.update(
+            items if isinstance(items, int) else 0,
+            f"accepted {s['accepted']} | rejected {s['rejected']} (not_inspected {s['not_inspected']})"
+            f" | p50 {s['latency_ms_p50']} ms p99 {s['latency_ms_p99']} ms",
         )
 
     return show
+
+
+def describe_source(kind: str, camera: Any, items: int | None) -> str:
+    """The run's first progress line: what the camera is, and a test pattern said out loud."""
+    what = camera.describe()
+    name = what.get("name") or what.get("serial")
+    line = f"camera {kind} {name}"
+    pattern = camera.test_pattern
+    if pattern:
+        line += f": TEST PATTERN ({pattern}; no product in view, decisions are meaningless)"
+    return line + (f", batch of {items} items" if items else ", until stopped (Ctrl-C)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -43,6 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         session = open_station(config, root=root)
     except station_errors() as exc:
         raise CliError(f"station refuses to start: {exc}") from None
+    bar = Progress(f"[{session.recipe.recipe.recipe_id}]", config.camera.items, "items")
+    if not args.quiet:
+        say(describe_source(config.camera.kind, session.camera, config.camera.items))
     try:
         actor = None
         if args.as_user:
@@ -50,18 +73,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.challenge:
             challenge = session.run_startup_challenge(actor=actor)
             wrong = [it for it in challenge.items if not it["right"]]
-            print(
+            say(
                 f"start-up challenge {challenge.batch_id}: {'PASSED' if challenge.passed else 'FAILED'}"
                 f" ({len(challenge.items) - len(wrong)}/{len(challenge.items)} items judged right)",
-                file=sys.stderr,
+                *(f"  {it['file']}: {it['label']} expected {it['expected']}, got {it['decided']}" for it in wrong),
             )
-            for it in wrong:
-                print(f"  {it['file']}: {it['label']} expected {it['expected']}, got {it['decided']}", file=sys.stderr)
             if not challenge.passed:
                 raise CliError("the start-up challenge failed: no batch started; call the engineer")
         result = session.run(
             duration_s=args.duration,
-            progress=None if args.quiet else _run_progress(session.recipe.recipe.recipe_id, config.camera.items),
+            progress=None if args.quiet else _run_progress(bar),
             actor=actor,
             operator=actor.username if actor else None,
             reinspection_of=args.reinspect,
@@ -70,8 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"station refuses to start: {exc}") from None
     finally:
         session.close()
-    if not args.quiet:
-        print(file=sys.stderr)
+        bar.close()
     summary = result.as_dict()
     if result.plc is not None:
         summary = positive_release_view(summary)
@@ -94,14 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary["records_reconciled"] = report.reconciled
         summary["reconciled"] = bool(summary["reconciled"]) and report.reconciled
         summary["reconciliation"] = report.as_dict()
-    _print_run_summary(summary)
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if not args.quiet:
+        _print_run_summary(summary)
+    emit_json(args, summary)
     if not summary["reconciled"]:
         failed = [c.detail for c in report.checks if not c.ok] if report is not None else []
         why = "; ".join([*failed, *([report.error] if report is not None and report.error else [])])
-        print(f"batch {summary['batch_id']} ended NOT reconciled: {why}", file=sys.stderr)
-        return 1
+        say(f"batch {summary['batch_id']} ended NOT reconciled: {why}")
+        return EXIT_FAILED
     return 0
 
 
@@ -124,28 +144,30 @@ def positive_release_view(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_run_summary(s: dict[str, object]) -> None:
-    print(f"batch {s['batch_id']}: {s['items']} items, {s['accepted']} accepted, {s['rejected']} rejected")
+    lines = [f"batch {s['batch_id']}: {s['items']} items, {s['accepted']} accepted, {s['rejected']} rejected"]
     by_reason = s.get("rejected_by_reason") or {}
     if isinstance(by_reason, dict):
         for reason, n in by_reason.items():
-            print(f"  rejected {reason:16} {n}")
-    print(f"  not_inspected      {s['not_inspected']} {s.get('not_inspected_by_cause') or ''}")
+            lines.append(f"  rejected {reason:16} {n}")
+    lines.append(f"  not_inspected      {s['not_inspected']} {s.get('not_inspected_by_cause') or ''}")
     if s.get("escapes") is not None:
-        print(f"  escapes {s['escapes']}, false rejects {s['false_rejects']} (against simulator ground truth)")
+        lines.append(f"  escapes {s['escapes']}, false rejects {s['false_rejects']} (against simulator ground truth)")
         escapes_by_class = s.get("escapes_by_class")
         if isinstance(escapes_by_class, dict) and escapes_by_class:
             by_class = ", ".join(f"{k} {v}" for k, v in escapes_by_class.items())
-            print(f"  escapes by class: {by_class}; critical escapes {s['critical_escapes']}")
+            lines.append(f"  escapes by class: {by_class}; critical escapes {s['critical_escapes']}")
     if "plc_decisions" in s:
-        print(
+        lines.append(
             f"  PLC {s['plc']}: acked {s['plc_acked']}, late {s['plc_late']}, missing {s['plc_missing']},"
             f" refused {s['plc_refused']}; round trip p99 {s['plc_rtt_ms_p99']} ms"
         )
-    print(
+    lines.append(
         f"  latency ms p50 {s['latency_ms_p50']} p99 {s['latency_ms_p99']} max {s['latency_ms_max']}"
         f" (budget {s['budget_ms']})"
     )
-    print(json.dumps(s))
+    if "records_reconciled" in s:
+        lines.append(f"  records reconciled: {'yes' if s['records_reconciled'] else 'NO'}")
+    say(*lines)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -158,33 +180,69 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     except station_errors() as exc:
         raise CliError(str(exc)) from None
-    text = json.dumps(result)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    torch = f", torch eager p50 {result['torch_ms_p50']} ms" if result.get("torch_ms_p50") is not None else ""
+    say(
+        f"bench {result['recipe']}: {result['frames']} frames, {result['items_per_s']} items/s,"
+        f" latency ms p50 {result['latency_ms_p50']} p99 {result['latency_ms_p99']} max {result['latency_ms_max']}"
+        f" (bare ONNX Runtime p50 {result['bare_ms_p50']}{torch}; budget {result['budget_ms']})"
+    )
+    emit_json(args, result)
     return 0
 
 
 def register(sub: Subparsers) -> None:
-    run = sub.add_parser("run", help="run a batch headless: camera -> model -> decisions -> PLC and records")
+    run = add_command(
+        sub,
+        "run",
+        help="run a batch headless: camera -> model -> decisions -> PLC and records",
+        description="Run a batch headless: camera -> model -> decisions -> PLC and records. Exit 1 when the"
+        " batch's records do not reconcile with the station's counts.",
+        example="inspector run --recipe vial --items 600",
+    )
     add_station_arguments(run)
-    run.add_argument("--camera", default=None, choices=["sim", "files", "genicam"], help="default: the station's")
-    run.add_argument("--items", type=int, default=None, help="items in the batch (sim, files); default: until Ctrl-C")
-    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    run.add_argument("--line-rate", type=float, default=None, help="items per minute (default: the recipe's)")
-    run.add_argument("--seed", type=int, default=None, help="sim: item seed")
-    run.add_argument("--defect-rate", type=float, default=None, help="sim: share of defective items")
-    run.add_argument("--nuisance", type=float, default=None, help="sim: nuisance scale 0..3")
+    run.add_argument(
+        "--camera", default=None, choices=["sim", "files", "genicam"], help="camera kind; default: the station's"
+    )
+    run.add_argument(
+        "--items",
+        type=bounded(int, low=1, high=ITEMS_MAX),
+        default=None,
+        help="items in the batch (a GenICam camera stops after that many frames); default: until Ctrl-C",
+    )
+    run.add_argument(
+        "--duration", type=bounded(float, above=0), default=None, help="stop after this many seconds; default: none"
+    )
+    run.add_argument(
+        "--line-rate",
+        type=bounded(float, above=0, high=LINE_RATE_MAX),
+        default=None,
+        help="items per minute; default: the recipe's",
+    )
+    run.add_argument(
+        "--seed", type=bounded(int, low=0, high=SEED_MAX), default=None, help="sim: item seed; default: the station's"
+    )
+    run.add_argument(
+        "--defect-rate",
+        type=bounded(float, low=0, high=1),
+        default=None,
+        help="sim: share of defective items; default: the station's",
+    )
+    run.add_argument(
+        "--nuisance",
+        type=bounded(float, low=0, high=NUISANCE_MAX),
+        default=None,
+        help="sim: nuisance scale (the models are validated to 2.5); default: the station's",
+    )
     run.add_argument("--images", default=None, help="files: manifest folder to replay")
-    run.add_argument("--db", default=None, help="station records database (default: the station's)")
+    run.add_argument("--db", default=None, help="station records database; default: the station's")
     run.add_argument(
         "--plc",
         default=None,
         help="line PLC: none, line-sim, opcua://HOST:PORT, s7://HOST:PORT, modbus://HOST:PORT or a plc_configs YAML"
         " (default: the station's; the demo station starts the line simulator)",
     )
-    run.add_argument("--json", default=None, help="write the summary as JSON here")
-    run.add_argument("--quiet", action="store_true")
+    add_json_option(run, "the batch summary")
+    run.add_argument("--quiet", action="store_true", help="no progress and no summary on stderr")
     run.add_argument("--mode", choices=["demo", "production"], default=None, help="default: the station file's")
     run.add_argument(
         "--reinspect",
@@ -200,12 +258,27 @@ def register(sub: Subparsers) -> None:
     add_credentials(run, who="the user running the batch (production: required)")
     run.set_defaults(func=cmd_run)
 
-    b = sub.add_parser("bench", help="pre-rendered frames through the full pipeline at the maximum rate (JSON)")
+    b = add_command(
+        sub,
+        "bench",
+        help="pre-rendered frames through the full pipeline at the maximum rate",
+        example="inspector bench --recipe blister --frames 2000 --json /tmp/bench.json",
+    )
     add_station_arguments(b)
-    b.add_argument("--frames", type=int, default=2000)
-    b.add_argument("--seed", type=int, default=1)
-    b.add_argument("--line-rate", type=float, default=None, help="paced at this rate instead of closed loop")
-    b.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: the station's)")
+    b.add_argument("--frames", type=bounded(int, low=10, high=FRAMES_MAX), default=2000, help="frames to time")
+    b.add_argument("--seed", type=bounded(int, low=0, high=SEED_MAX), default=1, help="seed of the rendered frames")
+    b.add_argument(
+        "--line-rate",
+        type=bounded(float, above=0, high=LINE_RATE_MAX),
+        default=None,
+        help="items per minute: paced at this rate instead of closed loop; default: closed loop",
+    )
+    b.add_argument(
+        "--threads",
+        type=bounded(int, low=1, high=THREADS_MAX),
+        default=None,
+        help="ONNX Runtime intra-op threads; default: the station's",
+    )
     b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
-    b.add_argument("--json", default=None)
+    add_json_option(b, "the figures")
     b.set_defaults(func=cmd_bench)

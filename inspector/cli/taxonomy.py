@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from inspector.cli.common import Subparsers
+from inspector.cli.common import Subparsers, add_command, add_json_option, emit_json, say
 
 
 def cmd_taxonomy(args: argparse.Namespace) -> int:
@@ -22,16 +21,19 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
         }
         for d in DEFECTS
     ]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            flag = "reject" if r["must_reject"] else "recipe"
-            print(f"{r['product']:8} {r['code']:17} {r['plc_code']:4} {r['criticality']:9} {flag:7} {r['description']}")
+    for r in rows:
+        flag = "reject" if r["must_reject"] else "recipe"
+        say(f"{r['product']:8} {r['code']:17} {r['plc_code']:4} {r['criticality']:9} {flag:7} {r['description']}")
+    emit_json(args, rows)
     return 0
 
 
 def register(sub: Subparsers) -> None:
-    t = sub.add_parser("taxonomy", help="list the defect classes, criticality and PLC reason codes")
-    t.add_argument("--json", action="store_true")
+    t = add_command(
+        sub,
+        "taxonomy",
+        help="list the defect classes, criticality and PLC reason codes",
+        example="inspector taxonomy --json",
+    )
+    add_json_option(t, "the classes (a list)")
     t.set_defaults(func=cmd_taxonomy)

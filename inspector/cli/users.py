@@ -10,18 +10,22 @@ one per line: the acting admin's first, then the new one), never from an argumen
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING
 
 from inspector.cli.common import (
     CliError,
     Subparsers,
+    add_command,
     add_credentials,
     add_database_argument,
+    add_json_option,
+    bounded,
     database,
+    emit_json,
     gxp_errors,
     read_password,
+    say,
 )
 from inspector.roles import Role
 
@@ -62,8 +66,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     with RecordStore(database(args)) as store:
         rows = users(store)
-    if args.json:
-        print(json.dumps([{**r.__dict__, "role": r.role.value} for r in rows]))
+    if args.json is not None:
+        emit_json(args, [{**r.__dict__, "role": r.role.value} for r in rows])
         return 0
     print(f"{'user':16} {'name':28} {'role':9} {'state':12} created", file=sys.stderr)
     for r in rows:
@@ -108,25 +112,43 @@ def cmd_settings(args: argparse.Namespace) -> int:
             values = {k: setting(store, k) for k in SETTINGS}
         except gxp_errors() as exc:
             raise CliError(str(exc)) from None
-    print(json.dumps(values))
+    if args.json is not None:
+        emit_json(args, values)
+    else:
+        say(*(f"{k}: {v}" for k, v in values.items()))
     return 0
 
 
 def register(sub: Subparsers) -> None:
-    u = sub.add_parser("users", help="user accounts of the station (admin): add, list, deactivate, unlock, ...")
+    u = add_command(
+        sub,
+        "users",
+        help="user accounts of the station (admin): add, list, deactivate, unlock, ...",
+        example="inspector users unlock olga --reason 'identity confirmed' --as ada",
+    )
     us = u.add_subparsers(dest="users_command", required=True, metavar="ACTION")
 
-    add = us.add_parser("add", help="add an account; the first one of a station is its admin")
+    add = add_command(
+        us,
+        "add",
+        help="add an account; the first one of a station is its admin",
+        example="inspector users add quinn --role qa --full-name 'Quinn Adler' --reason 'QA joined line 3' --as ada",
+    )
     add.add_argument("username", help="lower-case letters, digits, '.', '_' or '-'")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--role", required=True, choices=[r.value for r in Role], help="what the account may do")
     add.add_argument("--full-name", required=True, help="the person's full name, shown with their signatures")
     add.add_argument("--reason", default="", help="why (mandatory except for the first account)")
     add_database_argument(add)
     add_credentials(add, who="the admin adding the account (not for the first one)")
     add.set_defaults(func=cmd_add)
 
-    ls = us.add_parser("list", help="every account, active or not (accounts are never deleted)")
-    ls.add_argument("--json", action="store_true", help="JSON on stdout")
+    ls = add_command(
+        us,
+        "list",
+        help="every account, active or not (accounts are never deleted)",
+        example="inspector users list --json",
+    )
+    add_json_option(ls, "the accounts")
     add_database_argument(ls)
     ls.set_defaults(func=cmd_list)
 
@@ -136,18 +158,30 @@ def register(sub: Subparsers) -> None:
         ("reset-password", "set a new password for an account"),
         ("role", "change an account's role"),
     ):
-        p = us.add_parser(name, help=helptext)
-        p.add_argument("username")
+        extra = " --role engineer" if name == "role" else ""
+        p = add_command(
+            us,
+            name,
+            help=helptext,
+            example=f"inspector users {name} olga{extra} --reason 'change request CR-042' --as ada",
+        )
+        p.add_argument("username", help="the account")
         if name == "role":
-            p.add_argument("--role", required=True, choices=[r.value for r in Role])
+            p.add_argument("--role", required=True, choices=[r.value for r in Role], help="the new role")
         p.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
         add_database_argument(p)
         add_credentials(p, who="the admin acting")
         p.set_defaults(func=lambda a, what=name: _admin_change(a, what))
 
-    s = sub.add_parser("settings", help="station settings (lockout_after, idle_logout_s); changing one is audited")
-    s.add_argument("key", nargs="?", default=None, help="setting to change; none: print them all (JSON)")
-    s.add_argument("value", nargs="?", type=int, default=None)
+    s = add_command(
+        sub,
+        "settings",
+        help="station settings (lockout_after, idle_logout_s); changing one is audited",
+        example="inspector settings idle_logout_s 600 --reason 'SOP-17 rev 3' --as ada",
+    )
+    s.add_argument("key", nargs="?", default=None, help="setting to change; none: print them all")
+    s.add_argument("value", nargs="?", type=bounded(int, low=0), default=None, help="its new value")
+    add_json_option(s, "the settings")
     s.add_argument("--reason", default="", help="why (mandatory for a change)")
     add_database_argument(s)
     add_credentials(s, who="the admin acting")

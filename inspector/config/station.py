@@ -37,7 +37,9 @@ class CameraChoice(BaseModel):
     kind: Literal["sim", "files", "genicam"] = "sim"
     config: str | None = Field(default=None, description="genicam: camera_configs file; default: the recipe's")
     images: str | None = Field(default=None, description="files: the manifest folder to replay")
-    items: int | None = Field(default=None, ge=1, description="sim/files: items in a batch; None: until stopped")
+    items: int | None = Field(
+        default=None, ge=1, description="items in a batch; None: until stopped (files: the folder once)"
+    )
     line_rate_per_min: float | None = Field(default=None, gt=0, le=100_000, description="None: the recipe's")
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="sim: item seed")
     defect_rate: float = Field(default=0.05, ge=0.0, le=1.0, description="sim: share of defective items")

@@ -55,8 +55,22 @@ class Thresholds(BaseModel):
     anomaly: float = Field(description="anomaly score above it rejects as 'anomaly'")
 
 
+class FailedCriteria(BaseModel):
+    """A model exported although it missed its acceptance criteria (``export --allow-failed``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failed: str = Field(min_length=1, description="the criteria it missed, with the measured figures")
+    reason: str = Field(min_length=1, description="why it was exported all the same")
+
+
 class ModelRecord(BaseModel):
-    """The validated record next to a model file."""
+    """The validated record next to a model file.
+
+    ``criteria_failed`` marks a model exported although it missed its acceptance criteria: such
+    a record is refused unless its status is ``draft``, and its ONNX file carries the same
+    statement in its metadata, so the mark cannot be dropped from the record alone.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -78,9 +92,15 @@ class ModelRecord(BaseModel):
     intended_use: dict[str, Any] = Field(default_factory=dict)
     acceptance_criteria: dict[str, Any] = Field(default_factory=dict)
     evaluation: dict[str, Any] | None = None
+    criteria_failed: FailedCriteria | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelRecord:
+        if self.criteria_failed is not None and self.status != "draft":
+            raise ValueError(
+                f"status {self.status!r}: a model that missed its acceptance criteria stays draft"
+                f" ({self.criteria_failed.failed})"
+            )
         known = labels(self.product)
         if not self.classes or self.classes[0] != OK:
             raise ValueError("classes must start with 'ok'")
@@ -97,7 +117,13 @@ class ModelRecord(BaseModel):
 
     def metadata_props(self) -> dict[str, str]:
         """What the exporter writes into the ONNX file's ``metadata_props``."""
+        failed = {}
+        if self.criteria_failed is not None:
+            failed[f"{META_PREFIX}criteria_failed"] = json.dumps(
+                self.criteria_failed.model_dump(mode="json"), sort_keys=True
+            )
         return {
+            **failed,
             f"{META_PREFIX}model_id": self.model_id,
             f"{META_PREFIX}product": self.product.value,
             f"{META_PREFIX}version": self.version,
@@ -185,7 +211,9 @@ def load_package(folder: str | os.PathLike[str], expected_sha256: str | None = N
         )
     meta = onnx_metadata(data)
     want = record.metadata_props()
-    diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+    diff = [k for k, v in want.items() if meta.get(k) != v]
+    # Optional keys the file has and the record lacks count too (a failed-criteria mark dropped from the record).
+    diff += [k for k in meta if k.startswith(META_PREFIX) and k not in want]
     if diff:
         keys = ", ".join(sorted(diff))
         raise ModelIntegrityError(f"{model_path}: ONNX metadata does not match the record for {keys}")

@@ -93,7 +93,7 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
         from inspector.camera.sim import FilesCamera
 
         assert choice.images is not None  # the station file's validation says so
-        return FilesCamera(choice.images, line_rate_per_min=rate, frame_shape=rec.frame.shape)
+        return FilesCamera(choice.images, line_rate_per_min=rate, frame_shape=rec.frame.shape, items=choice.items)
     from inspector.camera.genicam import GenICamCamera
     from inspector.config.camera import CAMERA_CONFIGS_DIR, load_camera_config
 
@@ -101,7 +101,7 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
     path = Path(name)
     if not path.is_absolute() and not path.exists():
         path = root / CAMERA_CONFIGS_DIR / name
-    return GenICamCamera(load_camera_config(path))
+    return GenICamCamera(load_camera_config(path), items=choice.items)
 
 
 @dataclass(frozen=True)
@@ -288,7 +288,7 @@ class StationSession:
         if self.recorder is not None:
             try:
                 self.recorder.flush(30.0)
-            except RecordWriterError as exc:
+            except (RecordWriterError, TimeoutError) as exc:
                 refused = f"not every record was stored: {exc}"
         report = reconcile(result, self.recorder, expected_items=camera.items, source_complete=complete)
         if refused is not None:

@@ -104,3 +104,16 @@ def test_files_camera_replays_a_corrupt_file_as_an_empty_frame(tmp_path: Path) -
     assert b is not None and b.image.size == 0, "the station rejects it as not inspected"
     assert b.refused is not None and "not the file it names" in b.refused and a.refused is None
     assert cam.finished
+
+
+def test_a_files_batch_of_n_items_replays_the_folder_from_its_start(tmp_path: Path) -> None:
+    generate("tablet", 3, 8, tmp_path / "s", workers=1, masks=False)
+    assert FilesCamera(tmp_path / "s", line_rate_per_min=None).items == 3, "default: the folder once"
+    with FilesCamera(tmp_path / "s", line_rate_per_min=None, items=5) as cam:
+        cam.start()
+        frames = [cam.grab(1.0) for _ in range(5)]
+        assert cam.finished and cam.grab(0.1) is None
+    sources = [f.truth.source for f in frames if f is not None and f.truth is not None]
+    assert len(sources) == 5 and sources[3:] == sources[:2], "the folder again after its last image"
+    with pytest.raises(ValueError, match="at least 1"):
+        FilesCamera(tmp_path / "s", line_rate_per_min=None, items=0)

@@ -403,18 +403,23 @@ def _run(argv: list[str]) -> int:
 
 def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["cameras", "list", "--json"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = json.loads(capsys.readouterr().out)
     assert [r["serial"] for r in rows] == ["0", "1", "2"]
     assert _run(["cameras", "list", "--cti", str(viky_cti_path())]) == 0
-    table = capsys.readouterr().out
-    assert "serial" in table and "VikyTL_DEV_blue" in table
+    said = capsys.readouterr()
+    assert said.out == "" and "serial" in said.err and "VikyTL_DEV_blue" in said.err
 
 
 def test_cli_grab_writes_pngs_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "frames"
-    code = _run(["cameras", "grab", "--config", str(VIKY_YAML), "--serial", "1", "--frames", "5", "--out", str(out)])
+    code = _run(
+        ["cameras", "grab", "--config", str(VIKY_YAML), "--serial", "1", "--frames", "5", "--out", str(out), "--json"]
+    )
     assert code == 0
-    summary = json.loads(capsys.readouterr().out)
+    said = capsys.readouterr()
+    summary = json.loads(said.out)
+    assert "TEST PATTERN: Machine Vision Games Ltd. Viky from the GenTL producer viky.cti" in said.err
+    assert summary["test_pattern"] == "Machine Vision Games Ltd. Viky from the GenTL producer viky.cti"
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == 5
     image = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
@@ -429,7 +434,22 @@ def test_cli_grab_writes_pngs_and_summary(tmp_path: Path, capsys: pytest.Capture
 def test_cli_grab_without_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "f"
     assert (
-        _run(["cameras", "grab", "--serial", "2", "--frames", "2", "--out", str(out), "--pixel-format", "mono8"]) == 0
+        _run(
+            [
+                "cameras",
+                "grab",
+                "--serial",
+                "2",
+                "--frames",
+                "2",
+                "--out",
+                str(out),
+                "--pixel-format",
+                "mono8",
+                "--json",
+            ]
+        )
+        == 0
     )
     summary = json.loads(capsys.readouterr().out)
     assert summary["width"] == 400 and summary["pixel_format_out"] == "mono8"
@@ -441,7 +461,6 @@ def test_cli_grab_without_config(tmp_path: Path, capsys: pytest.CaptureFixture[s
     [
         (["--serial", "9"], "no GenICam device with serial '9'"),
         (["--config", str(SIM_YAML)], "cameras grab needs a genicam config"),
-        (["--serial", "0", "--frames", "0"], "--frames must be at least 1"),
         ([], "serial or model"),
         (["--serial", "0", "--cti", "/nonexistent/x.cti"], "GenTL producer not found"),
     ],
@@ -456,3 +475,65 @@ def test_cli_grab_refuses_non_empty_out(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(ValueError, match="new or empty folder"):
         _run(["cameras", "grab", "--serial", "0", "--frames", "1", "--out", str(tmp_path)])
+
+
+# -- a batch on a free-running device -----------------------------------------------------------
+def test_a_batch_size_stops_the_device_after_that_many_frames() -> None:
+    # 10 frames/s: slow enough that the producer drops none, even on a busy machine.
+    cam = GenICamCamera(_config(features={"Width": 160, "Height": 120, "AcquisitionFrameRate": 10.0}), items=5)
+    assert cam.items == 5 and not cam.finished
+    frames: list[Frame] = []
+    with cam:
+        cam.start()
+        deadline = time.monotonic() + 10 * TIMEOUT_S
+        while not cam.finished and time.monotonic() < deadline:
+            f = cam.grab(timeout_s=TIMEOUT_S)
+            if f is not None:
+                frames.append(f)
+        assert cam.finished
+        assert cam.grab(timeout_s=0.2) is None, "nothing after the batch's last item"
+    assert [f.item_id for f in frames] == [1, 2, 3, 4, 5] == [f.frame_id for f in frames]
+    assert cam.stats.timeouts == 0, "the end of a batch is no timeout"
+    assert cam.describe()["items"] == 5
+
+
+def test_frames_lost_across_the_batch_end_finish_it() -> None:
+    cam = GenICamCamera(_config(features={"Width": 160, "Height": 120, "AcquisitionFrameRate": 200.0}), items=4)
+    with cam:
+        cam.start()
+        first = _grab(cam, 2)
+        time.sleep(0.25)  # the producer drops frames: the next id jumps past item 4
+        rest = []
+        while not cam.finished:
+            f = cam.grab(timeout_s=TIMEOUT_S)
+            if f is not None:
+                rest.append(f)
+    ids = [f.frame_id for f in first + rest]
+    assert ids[:2] == [1, 2] and all(i <= 4 for i in ids), ids
+
+
+def test_a_test_pattern_producer_is_named() -> None:
+    cam = GenICamCamera(_config())
+    assert cam.test_pattern == "the GenTL simulator viky.cti"  # before open: by its producer
+    with cam:
+        assert cam.test_pattern == "Machine Vision Games Ltd. Viky from the GenTL producer viky.cti"
+        assert cam.describe()["test_pattern"] == cam.test_pattern
+
+
+def test_run_on_the_gentl_producer_honours_items_and_names_the_test_pattern(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector", "run", "--recipe", "vial", "--camera", "genicam", "--items", "5",
+         "--plc", "none", "--db", str(tmp_path / "r.sqlite"), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "INSPECTOR_HOME": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert "camera genicam viky-vial: TEST PATTERN (the GenTL simulator viky.cti" in first and "5 items" in first
+    summary = json.loads(out.read_text())
+    assert summary["items"] == 5 and summary["records_reconciled"] is True
+    assert proc.stdout == ""

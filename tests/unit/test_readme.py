@@ -1,4 +1,4 @@
-"""The README's two commands are the ones CI and users actually run."""
+"""The README's commands are the ones CI and users actually run."""
 
 from __future__ import annotations
 
@@ -14,11 +14,23 @@ def _code_lines() -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def test_readme_gives_the_station_test_command_and_ci_runs_the_full_one() -> None:
+    """Two test commands: the station's (no training extra, no torch) and the full one, which CI runs."""
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     test_cmds = [line for line in _code_lines() if "pytest" in line]
-    assert len(test_cmds) == 1, test_cmds
-    assert test_cmds[0] in ci
+    assert len(test_cmds) == 2, test_cmds
+    full = [c for c in test_cmds if "--extra training" in c]
+    station = [c for c in test_cmds if "--extra" not in c]
+    assert len(full) == 1 and len(station) == 1, test_cmds
+    assert full[0] in ci, "CI runs the README's full test command"
+    assert station[0] == full[0].replace(" --extra training", ""), "the same command without the extra"
+
+
+def test_readme_names_the_training_tool_one_way() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert "python -m training" not in text, "the training CLI is inspector-train"
+    train_lines = [line for line in _code_lines() if "inspector-train" in line]
+    assert train_lines and all(line.startswith("uv run --extra training inspector-train ") for line in train_lines)
 
 
 def test_readme_start_command_names_a_shipped_recipe() -> None:

@@ -1,14 +1,20 @@
 """Line simulator: a conveyor and a reject gate behind a real PLC protocol server.
 
-``inspector line-sim --protocol {opcua,s7,modbus} --port P --line-rate R --gate-delay-ms D``
-(also ``python -m inspector.plc.sim``) serves the station/PLC blocks of docs/plc.md on
-127.0.0.1 (:mod:`.servers`), prints ``READY <port>`` once serving (port 0 picks a free one),
-and a JSON summary when it ends (SIGTERM/SIGINT, ``--items``/``--duration`` reached, or stdin
-closed when it is a pipe: :class:`~inspector.plc.sim.process.LineSimProcess` holds that pipe,
-so the parent process's end, even by SIGKILL, ends the simulator, while a thread of the parent
-ending does not).
+Two ways to start it, one simulator:
 
-``configure_parser`` and ``cmd_line_sim`` are what ``inspector line-sim`` registers.
+- ``inspector line-sim --protocol {opcua,s7,modbus} --port P ...`` (the command, in
+  :mod:`inspector.cli.plc`): says on stderr where it serves and how the line ended; ``--json``
+  gives the summary with every item's outcome.
+- ``python -m inspector.plc.sim ...`` (this module's :func:`main`): the child process of
+  :class:`~inspector.plc.sim.process.LineSimProcess`, which talks to it over stdout: ``READY
+  <port>`` once serving (port 0 picks a free one), the summary as the last JSON line when it
+  ends, ``--json FILE`` for the per-item outcomes.
+
+It serves the station/PLC blocks of docs/plc.md on 127.0.0.1 (:mod:`.servers`) until SIGTERM or
+SIGINT, ``--items``/``--duration``, or stdin closing when it is a pipe: LineSimProcess holds that
+pipe, so the parent process's end, even by SIGKILL, ends the simulator, while a thread of the
+parent ending does not. Both share :func:`configure_parser` (the command passes its
+range-checked number type) and :func:`serve`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from inspector.plc.sim.line import INJECTIONS, PROTOCOLS, LineSimSettings
 from inspector.plc.sim.servers import StopFlag, run_line_sim
@@ -59,16 +66,57 @@ def _parse_inject(text: str) -> dict[int, str]:
     return out
 
 
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
-    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 = any free port (see READY)")
-    p.add_argument("--line-rate", type=float, default=600.0, help="items per minute (must match the station)")
-    p.add_argument("--gate-delay-ms", type=float, default=500.0, help="camera -> reject gate travel time")
-    p.add_argument("--items", type=int, default=None, help="stop after this many items reached the gate")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--json", type=Path, default=None, help="write the summary (with per-item outcomes) here")
-    p.add_argument("--heartbeat-ms", type=float, default=10.0, help="PLC heartbeat period")
-    p.add_argument("--watchdog-ms", type=float, default=100.0, help="station heartbeat watchdog")
+class NumberType(Protocol):
+    """Makes an argparse ``type`` for a number within limits (the CLI's range-checked one, or a plain one)."""
+
+    def __call__(
+        self, kind: type[int] | type[float], *, low: float | None = None, high: float | None = None,
+        above: float | None = None,
+    ) -> Callable[[str], Any]: ...  # fmt: skip
+
+
+def plain_number(
+    kind: type[int] | type[float], *, low: float | None = None, high: float | None = None, above: float | None = None
+) -> Callable[[str], Any]:
+    """The child's number type: limits are checked by :func:`settings_from_args` (its caller passes valid ones)."""
+    return kind
+
+
+def configure_parser(p: argparse.ArgumentParser, number: NumberType = plain_number) -> None:
+    p.add_argument("--protocol", required=True, choices=PROTOCOLS, help="PLC protocol the simulator serves")
+    p.add_argument("--port", type=number(int, low=0, high=65535), default=0, help="TCP port on 127.0.0.1; 0 = any free")
+    p.add_argument(
+        "--line-rate",
+        type=number(float, above=0, high=100_000),
+        default=600.0,
+        help="items per minute (must match the station)",
+    )
+    p.add_argument(
+        "--gate-delay-ms", type=number(float, low=0, high=60_000), default=500.0, help="camera -> reject gate travel"
+    )
+    p.add_argument(
+        "--items",
+        type=number(int, low=1, high=100_000_000),
+        default=None,
+        help="stop after this many items reached the gate; default: until stopped",
+    )
+    p.add_argument(
+        "--duration", type=number(float, above=0), default=None, help="stop after this many seconds; default: none"
+    )
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="FILE",
+        help="the summary with per-item outcomes as JSON: on stdout (--json), or written to FILE",
+    )
+    p.add_argument(
+        "--heartbeat-ms", type=number(float, above=0, high=10_000), default=10.0, help="PLC heartbeat period"
+    )
+    p.add_argument(
+        "--watchdog-ms", type=number(float, above=0, high=60_000), default=100.0, help="station heartbeat watchdog"
+    )
     p.add_argument("--security", choices=["none", "basic256sha256"], default="none", help="OPC UA only")
     p.add_argument("--cert", type=Path, default=None, help="OPC UA server certificate (DER/PEM)")
     p.add_argument("--key", type=Path, default=None, help="OPC UA server private key (PEM)")
@@ -97,7 +145,6 @@ def settings_from_args(args: argparse.Namespace) -> LineSimSettings:
         duration_s=args.duration,
         heartbeat_ms=args.heartbeat_ms,
         watchdog_ms=args.watchdog_ms,
-        json_out=args.json,
         security=args.security,
         certificate=args.cert,
         private_key=args.key,
@@ -121,25 +168,35 @@ def stop_on_signal(stop: StopFlag) -> Callable[[int, object], None]:
     return handler
 
 
-def cmd_line_sim(args: argparse.Namespace) -> int:
-    """Run the simulator in this process until a signal, stdin EOF (the parent gone) or the limits."""
-    settings = settings_from_args(args)
+def serve(settings: LineSimSettings, on_ready: Callable[[int], None]) -> dict[str, Any]:
+    """Run the simulator in this process until a signal, stdin EOF (the parent gone) or the limits.
+
+    Returns the summary, with ``outcomes`` (each item's fate at the gate).
+    """
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="line-sim %(levelname)s %(message)s")
     stop = threading.Event()
     handler = stop_on_signal(stop)
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     _watch_stdin(stop)
-    summary = run_line_sim(settings, stop=stop)
+    return run_line_sim(settings, stop=stop, on_ready=on_ready)
+
+
+def cmd_line_sim(args: argparse.Namespace) -> int:
+    """The child process: ``READY <port>`` on stdout, then the summary as the last JSON line."""
+    settings = settings_from_args(args)
+    summary = serve(settings, lambda port: print(f"READY {port}", flush=True))
     outcomes = summary.pop("outcomes")
     print(json.dumps(summary), flush=True)
-    if settings.json_out is not None:
-        settings.json_out.write_text(json.dumps({**summary, "outcomes": outcomes}, indent=2) + "\n", encoding="utf-8")
+    if args.json not in (None, "-"):
+        Path(args.json).write_text(json.dumps({**summary, "outcomes": outcomes}, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="inspector line-sim", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="python -m inspector.plc.sim", description="The line simulator as a child process (see the module doc)."
+    )
     configure_parser(p)
     args = p.parse_args(argv)
     try:

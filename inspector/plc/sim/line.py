@@ -86,7 +86,6 @@ class LineSimSettings:
     duration_s: float | None = None
     heartbeat_ms: float = 10.0
     watchdog_ms: float = 100.0
-    json_out: Path | None = None
     # OPC UA security: "none" (demo) or "basic256sha256" with certificate, key and a client trust folder.
     security: str = "none"
     certificate: Path | None = None

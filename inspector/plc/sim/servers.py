@@ -286,8 +286,10 @@ def _serve_s7(core: LineCore, s: LineSimSettings, stop: StopFlag, ready: ReadyCa
         server.stop()
 
 
-def run_line_sim(settings: LineSimSettings, *, stop: StopFlag | None = None) -> dict[str, Any]:
-    """Serve until stopped; prints ``READY <port>`` once serving and returns the summary."""
+def run_line_sim(
+    settings: LineSimSettings, *, stop: StopFlag | None = None, on_ready: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Serve until stopped; calls ``on_ready(port)`` once serving and returns the summary."""
     if settings.protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {settings.protocol!r}; choose {', '.join(PROTOCOLS)}")
     kinds = {k: injection_kind(v)[0] for k, v in settings.inject.items()}
@@ -310,7 +312,8 @@ def run_line_sim(settings: LineSimSettings, *, stop: StopFlag | None = None) -> 
     def ready(port: int) -> None:
         bound["port"] = port
         prepare_for_latency()  # a PLC answers in bounded time: no collector pauses over the server
-        print(f"READY {port}", flush=True)
+        if on_ready is not None:
+            on_ready(port)
 
     if settings.protocol == "s7":
         _serve_s7(core, settings, flag, ready)
