@@ -265,15 +265,23 @@ class RecordWriter:
             return self._fatal
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until everything submitted so far is committed; raise what went wrong meanwhile."""
-        deadline = time.monotonic() + timeout
+        """Wait until everything submitted so far is committed; raise what went wrong meanwhile.
+
+        ``timeout`` bounds a stall, not the wait: a writer that commits a backlog (a batch of
+        reject images at line rate) is waited for as long as it goes on committing; one that
+        commits nothing for ``timeout`` seconds raises ``TimeoutError`` (nothing queued is dropped).
+        """
         with self._cond:
             target = self._submitted
+            seen = self._done
+            deadline = time.monotonic() + timeout
             while self._done < target and self._fatal is None:
+                if self._done != seen:
+                    seen, deadline = self._done, time.monotonic() + timeout
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
-                        f"record writer: {target - self._done} of {target} messages not committed after {timeout} s"
+                        f"record writer: {target - self._done} of {target} messages not committed, none for {timeout} s"
                     )
                 self._cond.wait(remaining)
         self._raise_errors()
