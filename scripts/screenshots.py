@@ -8,7 +8,9 @@ window once it has rejects with heat maps. Meant for a display server, e.g.:
 Uses the project's recipes and models when all three exist (or --root); otherwise, and with
 --scratch, a throwaway project with the HMI test models (tests/ui/support.py), whose id
 ("test-<product>-refdiff") shows on the screen. Also writes fault.png (camera pulled,
-alarm open), review.png (the reject review tab), release.png and audit.png (QA logged in).
+alarm open), review.png (the reject review tab), release.png and audit.png (QA logged in), and
+qualification.png: an engineer runs a suite from the qualification tab (``--suite``, default the
+shipped tablet suite, 500 items x 10 presentations), then QA signs its report reviewed.
 """
 
 from __future__ import annotations
@@ -137,12 +139,48 @@ def shoot(product: Product, root: Path, out: Path, db: Path, *, extras: bool) ->
     app.processEvents()
 
 
+def shoot_qualification(root: Path, out: Path, db: Path, suite: str) -> None:
+    """The qualification tab: a run in progress, then its result signed reviewed by QA."""
+    product = suite.split("-")[0].split(".")[0]
+    w = create_app(product, root=root, demo=False, camera="sim", exec_app=False, db=db, size=SIZE, auto_login=False)
+    w.move(0, 0)
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    c, tab = w.controller, w.qualification
+    if not wait_for(app, lambda: c.phase == Phase.READY, 60):
+        raise SystemExit(f"qualification: the station did not open: {c.last_error}")
+    c.login("engineer", "engineer-demo")
+    wait_for(app, lambda: c.actor is not None, 20)
+    w.tabs.setCurrentWidget(tab)
+    tab.suite.setCurrentText(suite)
+    outcome: list[object] = []
+    tab.run_finished.connect(outcome.append)
+    tab.run(password="engineer-demo")
+    if wait_for(app, lambda: tab.bar.maximum() > 0 and tab.bar.value() > tab.bar.maximum() // 2, 900):
+        w.grab().save(str(out / "qualification-running.png"))
+        print(f"wrote {out / 'qualification-running.png'}")
+    if not wait_for(app, lambda: bool(outcome), 900) or outcome[0] is None:
+        raise SystemExit(f"qualification: the run failed: {tab.status.text()}")
+    wait_for(app, lambda: c.phase == Phase.READY and bool(tab.runs) and not tab.command.running, 120)
+    c.login("qa", "qa-demo-pass")
+    wait_for(app, lambda: c.actor is not None and c.actor.role == "qa", 20)
+    tab.sign("reviewed", password="qa-demo-pass", reason="report reviewed for the screenshot")
+    wait_for(app, lambda: "signed" in tab.status.text() and not tab.command.running, 60)
+    wait_for(app, lambda: bool(tab.runs) and tab.runs[0]["state"] == "reviewed" and not tab.command.running, 60)
+    pump(app, 0.5)
+    w.grab().save(str(out / "qualification.png"))
+    print(f"wrote {out / 'qualification.png'}")
+    w.close()
+    app.processEvents()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=None, help="project root with recipes/ and models/")
     p.add_argument("--scratch", action="store_true", help="use test models even if real ones exist")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     p.add_argument("--products", nargs="*", default=[p.value for p in Product])
+    p.add_argument("--suite", default="tablet.yaml", help="suite the qualification screenshot runs ('' for none)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     root = project_root(args)
@@ -150,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.products:
             product = Product(name)
             shoot(product, root, args.out, Path(tmp) / f"{name}.sqlite", extras=product is Product.VIAL)
+        if args.suite:
+            shoot_qualification(root, args.out, Path(tmp) / "qualification.sqlite", args.suite)
     return 0
 
 

@@ -54,6 +54,7 @@ class Phase:
     CHALLENGE = "challenge"  # the start-up challenge set is running
     RUNNING = "running"
     STOPPING = "stopping"
+    QUALIFYING = "qualifying"  # the station is closed: a qualification run has its record database
     ERROR = "error"
 
 
@@ -196,7 +197,8 @@ class StationController(QObject):
 
     def open(self, recipe: str, *, start_batch: bool = False, operator: str | None = None) -> None:
         """Open the station with ``recipe`` (model verified) in the pool; the old one is closed first."""
-        if self.phase in (Phase.LOADING, Phase.STARTING, Phase.CHALLENGE, Phase.STOPPING, Phase.RUNNING):
+        busy = (Phase.LOADING, Phase.STARTING, Phase.CHALLENGE, Phase.STOPPING, Phase.RUNNING, Phase.QUALIFYING)
+        if self.phase in busy:
             self.error.emit(f"cannot change the recipe while {self.phase}")
             return
         old, self.client = self.client, None
@@ -387,6 +389,47 @@ class StationController(QObject):
             return
         if c.status().source_finished:
             self.stop_batch(wait_finished=True)
+
+    # -- qualification: the station steps aside --------------------------------------------
+    @property
+    def record_database(self) -> Path | None:
+        """The station's record database (absolute), or None for a station that keeps no records."""
+        records = self.options.station.records
+        if records is None:
+            return None
+        path = Path(records.database)
+        return path if path.is_absolute() else self.options.root / path
+
+    def hold_for_qualification(self, then: Callable[[BaseException | None], None]) -> bool:
+        """Close the station so that a qualification run can have its record database (one writer).
+
+        Only when idle (no batch, no challenge, no load). The client closes in the pool; then
+        ``then(None)`` runs in the GUI thread, or ``then(error)`` if closing failed. The station
+        stays closed (phase QUALIFYING) until :meth:`release_qualification`.
+        """
+        if self.phase not in (Phase.READY, Phase.ERROR, Phase.NO_SESSION):
+            self.error.emit(f"cannot run a qualification while {self.phase}")
+            return False
+        client, self.client = self.client, None
+        self.bridge.detach()
+        self._set_phase(Phase.QUALIFYING)
+        self.message.emit("Qualification: the station is closed while the suite runs")
+        self.session_changed.emit()
+
+        def job() -> None:
+            if client is not None:
+                client.close()
+
+        self.jobs.submit(job, lambda _r: then(None), then)
+        return True
+
+    def release_qualification(self) -> None:
+        """The qualification run ended: open the station's recipe again (its model verified again)."""
+        if self.phase != Phase.QUALIFYING or self._closed:
+            return
+        self._set_phase(Phase.NO_SESSION)
+        if self.recipe_name is not None:
+            self.open(self.recipe_name)
 
     # -- events from the station (GUI thread, via the bridge) -----------------------------
     def _on_decisions(self, batch: list[ItemDecision]) -> None:

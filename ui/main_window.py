@@ -1,4 +1,5 @@
-"""The station screen: header, alarm banner, batch control, and the Line / Review / Alarms / Audit / Release tabs."""
+"""The station screen: header, alarm banner, batch control, and the Line / Review / Alarms / Audit / Release /
+Qualification tabs."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ui.widgets.counters import CountersPanel
 from ui.widgets.gallery import RejectList, ReviewPanel
 from ui.widgets.header import StationHeader
 from ui.widgets.live_view import DISPLAY_FPS, LastRejectView, LiveView
+from ui.widgets.qualification import QualificationView
 from ui.widgets.records_views import AuditView, ReleaseView
 
 COUNTERS_WIDTH = 470
@@ -89,6 +91,8 @@ class MainWindow(QMainWindow):
         self.release = ReleaseView(controller)
         self.tabs.addTab(self.audit, "AUDIT TRAIL")
         self.tabs.addTab(self.release, "RELEASE")
+        self.qualification = QualificationView(controller)
+        self.tabs.addTab(self.qualification, "QUALIFICATION")
         root.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self._menus()
@@ -133,6 +137,9 @@ class MainWindow(QMainWindow):
         release = QAction("&Release of model and recipe", self)
         release.triggered.connect(lambda: self.tabs.setCurrentWidget(self.release))
         users.addAction(release)
+        qualify = QAction("&Qualification", self)
+        qualify.triggered.connect(lambda: self.tabs.setCurrentWidget(self.qualification))
+        users.addAction(qualify)
         help_ = bar.addMenu("&Help")
         assert help_ is not None
         about = QAction("&About", self)
@@ -176,5 +183,6 @@ class MainWindow(QMainWindow):
             app.removeEventFilter(self)
         if self.summary_dialog is not None:
             self.summary_dialog.close()
+        self.qualification.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

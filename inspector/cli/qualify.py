@@ -13,11 +13,8 @@ signature with the signature block filled in.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from inspector.cli.common import (
     CliError,
@@ -135,35 +132,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     from inspector.cli.common import database
-    from inspector.qualification.report import write_pdf
-    from inspector.records import RecordStore, qualification
-    from inspector.records.signatures import signatures, status
+    from inspector.qualification.signing import ReportMismatchError, report_of, sign_report
+    from inspector.records import RecordStore
 
     folder = Path(args.report)
     try:
-        text = (folder / "report.json").read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"{folder}/report.json: {exc.strerror}") from None
+        report_of(folder)
+    except ReportMismatchError as exc:
+        raise CliError(str(exc)) from None
     if not args.as_user:
         raise CliError("name the QA user signing with --as USER")
     password = read_password(args, f"password of {args.as_user} (signing {args.meaning} of {args.run}): ")
+    refused: tuple[type[BaseException], ...] = (*gxp_errors(), ReportMismatchError)
     with RecordStore(database(args)) as store:
         try:
-            run = qualification.get(store, args.run)
-            sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            if sha != run.report_sha256:
-                raise CliError(f"{folder}/report.json is not the report of run {args.run} (its hash differs)")
-            qualification.sign(store, username=args.as_user, password=password, run_id=args.run,
-                               meaning=args.meaning, reason=args.reason)  # fmt: skip
-            sigs = [
-                {"manifestation": s.manifestation(), "reason": s.reason, "status": status(s, sha)}
-                for s in signatures(store, qualification.OBJECT_TYPE, args.run)
-            ]
-        except gxp_errors() as exc:
+            sign_report(store, folder, run_id=args.run, meaning=args.meaning, username=args.as_user,
+                        password=password, reason=args.reason)  # fmt: skip
+        except refused as exc:
             raise CliError(str(exc)) from None
-    report: dict[str, Any] = json.loads(text)
-    report["report_sha256"] = sha
-    write_pdf(report, folder / "report.pdf", signatures=sigs)
     print(f"qualification {args.run}: signed {args.meaning}; {folder / 'report.pdf'} written", file=sys.stderr)
     return 0
 

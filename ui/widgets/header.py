@@ -99,6 +99,8 @@ class StationHeader(QWidget):
             self.state.set("LOADING", theme.INFO)
         elif c.phase == Phase.ERROR:
             self.state.set("REFUSED", theme.REJECT)
+        elif c.phase == Phase.QUALIFYING:
+            self.state.set("QUALIFYING", theme.INFO)
         elif status is None:
             self.state.set("NO STATION", theme.IDLE)
         elif c.phase == Phase.CHALLENGE:
