@@ -11,6 +11,12 @@ Uses the project's recipes and models when all three exist (or --root); otherwis
 alarm open), review.png (the reject review tab), release.png and audit.png (QA logged in), and
 qualification.png: an engineer runs a suite from the qualification tab (``--suite``, default the
 shipped tablet suite, 500 items x 10 presentations), then QA signs its report reviewed.
+
+``--sizes 1366x768 1600x900 1920x1080`` also renders the running vial line as an operator panel
+of each size, docs/screenshots/panel-<W>x<H>.png (the screen must be at least that large):
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" uv run python scripts/screenshots.py \
+        --products --suite '' --sizes 1366x768 1600x900 1920x1080
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from PyQt6.QtCore import QSize  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
 from inspector.config.recipe import find_project_root  # noqa: E402
@@ -70,14 +77,14 @@ def project_root(args: argparse.Namespace) -> Path:
     return make_project(scratch, budget_ms=150)
 
 
-def running_window(product: Product, root: Path, db: Path) -> MainWindow:
+def running_window(product: Product, root: Path, db: Path, size: tuple[int, int] = SIZE) -> MainWindow:
     w = create_app(
         product.value,
         root=root,
         demo=True,
         exec_app=False,
         db=db,
-        size=SIZE,
+        size=size,
         line_rate=LINE_RATE[product],
         defect_rate=0.2,
         seed=11,
@@ -86,8 +93,17 @@ def running_window(product: Product, root: Path, db: Path) -> MainWindow:
     return w
 
 
-def shoot(product: Product, root: Path, out: Path, db: Path, *, extras: bool) -> None:
-    w = running_window(product, root, db)  # makes the QApplication on first use
+def shoot(
+    product: Product,
+    root: Path,
+    out: Path,
+    db: Path,
+    *,
+    extras: bool,
+    size: tuple[int, int] = SIZE,
+    name: str | None = None,
+) -> None:
+    w = running_window(product, root, db, size)  # makes the QApplication on first use
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     c = w.controller
@@ -99,7 +115,9 @@ def shoot(product: Product, root: Path, out: Path, db: Path, *, extras: bool) ->
     pump(app, 0.5)
     if has_heat:  # grab the moment the held reject has its heat map (rejects keep replacing it)
         wait_for(app, lambda: w.last_reject.entry is not None and w.last_reject.entry.heatmap is not None, 20)
-    path = out / f"{product.value}.png"
+    if w.size() != QSize(*size):
+        raise SystemExit(f"{product.value}: asked for {size[0]}x{size[1]}, the window is {w.width()}x{w.height()}")
+    path = out / f"{name or product.value}.png"
     w.grab().save(str(path))
     print(f"wrote {path}")
     if extras:
@@ -174,6 +192,14 @@ def shoot_qualification(root: Path, out: Path, db: Path, suite: str) -> None:
     app.processEvents()
 
 
+def panel_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size is WIDTHxHEIGHT, e.g. 1366x768, got {text!r}") from None
+    return width, height
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=None, help="project root with recipes/ and models/")
@@ -181,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     p.add_argument("--products", nargs="*", default=[p.value for p in Product])
     p.add_argument("--suite", default="tablet.yaml", help="suite the qualification screenshot runs ('' for none)")
+    p.add_argument(
+        "--sizes",
+        nargs="*",
+        type=panel_size,
+        default=[],
+        metavar="WxH",
+        help="also render the vial line as panel-WxH.png at each size, e.g. 1366x768 1600x900 1920x1080",
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     root = project_root(args)
@@ -188,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.products:
             product = Product(name)
             shoot(product, root, args.out, Path(tmp) / f"{name}.sqlite", extras=product is Product.VIAL)
+        for width, height in args.sizes:
+            panel = f"panel-{width}x{height}"
+            db = Path(tmp) / f"{panel}.sqlite"
+            shoot(Product.VIAL, root, args.out, db, extras=False, size=(width, height), name=panel)
         if args.suite:
             shoot_qualification(root, args.out, Path(tmp) / "qualification.sqlite", args.suite)
     return 0

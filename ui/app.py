@@ -17,18 +17,22 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from PyQt6.QtCore import QTimer
-from PyQt6.QtWidgets import QApplication
+from typing import TYPE_CHECKING
 
 from inspector.config.errors import ConfigError
 from inspector.config.recipe import find_project_root
 from inspector.config.station import StationConfig, apply_flags, load_station_config
 from inspector.station.client import DEMO_OPERATOR
 from inspector.synth import MAX_NUISANCE
-from ui.controller import StationController, StationOptions, list_recipes
-from ui.main_window import MainWindow
-from ui.theme import BASE_POINT_SIZE
+from ui.platform_check import platform_problem
+
+# Qt is imported inside the functions that use it, never at module level: main() first checks
+# that Qt's platform can load here, so a machine without its system libraries gets one line
+# naming the packages, not an ImportError or Qt's abort.
+if TYPE_CHECKING:
+    from PyQt6.QtWidgets import QApplication
+
+    from ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,10 @@ _APP: list[QApplication] = []
 
 
 def _application() -> QApplication:
+    from PyQt6.QtWidgets import QApplication
+
+    from ui.theme import BASE_POINT_SIZE
+
     app = QApplication.instance()
     if isinstance(app, QApplication):
         return app
@@ -72,6 +80,7 @@ def create_app(
     size: tuple[int, int] | None = None,
     show: bool = True,
     display_fps: int = 30,
+    quit_after: float | None = None,
 ) -> MainWindow:
     """Build the HMI for recipe ``product``; with ``exec_app`` run the event loop until the window closes.
 
@@ -79,8 +88,14 @@ def create_app(
     ``station`` is a station file (name, path or loaded config; default: the demo station).
     In demo mode the station file's camera feeds it and a batch starts as soon as the model
     is loaded; otherwise the recipe's GenICam camera is used, no line simulator is started, and
-    the operator starts batches. Raises ConfigError for a bad station file or flag.
+    the operator starts batches. ``quit_after`` closes the window after that many seconds in the
+    event loop (a smoke test of the real display). Raises ConfigError for a bad station file or flag.
     """
+    from PyQt6.QtCore import QTimer
+
+    from ui.controller import StationController, StationOptions
+    from ui.main_window import MainWindow
+
     app = _application()
     base = Path(root) if root is not None else find_project_root()
     options = StationOptions(
@@ -115,6 +130,8 @@ def create_app(
     controller.open(product, start_batch=demo)
     if exec_app:
         _close_on_signals(window)
+        if quit_after is not None:
+            QTimer.singleShot(round(quit_after * 1000), window.close)
         app.exec()
         controller.shutdown()
     return window
@@ -157,6 +174,7 @@ def station_config(
 
 def _close_on_signals(window: MainWindow) -> None:
     """Ctrl-C / SIGTERM close the window, which ends the batch and closes the records cleanly."""
+    from PyQt6.QtCore import QTimer
 
     def close(_signum: int, _frame: object) -> None:
         window.close()
@@ -234,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30,
         help="live view refresh cap (inspection never skips)",
     )
+    p.add_argument(
+        "--quit-after",
+        type=bounded(float, above=0, high=86_400),
+        default=None,
+        metavar="SECONDS",
+        help="close the window (ending the batch cleanly) after this many seconds; default: run until closed",
+    )
     return p
 
 
@@ -243,6 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # a bad option (one line already printed) or --help
         return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = platform_problem()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
+    from ui.controller import list_recipes
+
     root = args.root or find_project_root()
     recipes = list_recipes(root)
     if args.product not in recipes and not Path(args.product).suffix:
@@ -287,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mode=args.mode,
         auto_login=not args.no_auto_login,
         display_fps=args.display_fps,
+        quit_after=args.quit_after,
     )
     return 0
 

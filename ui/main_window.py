@@ -29,7 +29,9 @@ from ui.widgets.live_view import DISPLAY_FPS, LastRejectView, LiveView
 from ui.widgets.qualification import QualificationView
 from ui.widgets.records_views import AuditView, ReleaseView
 
-COUNTERS_WIDTH = 470
+# The counters column takes a quarter of the extra width, up to this; its minimum comes from its
+# contents (three tiles a row), so the window fits a 1366 x 768 panel.
+COUNTERS_MAX_WIDTH = 560
 
 
 class MainWindow(QMainWindow):
@@ -78,9 +80,9 @@ class MainWindow(QMainWindow):
         left.addWidget(strip_cap)
         left.addWidget(self.strip)
         self.counters = CountersPanel(controller)
-        self.counters.setFixedWidth(COUNTERS_WIDTH)
-        columns.addLayout(left, 1)
-        columns.addWidget(self.counters)
+        self.counters.setMaximumWidth(COUNTERS_MAX_WIDTH)
+        columns.addLayout(left, 3)
+        columns.addWidget(self.counters, 1)
         ll.addLayout(columns, 1)
         self.review = ReviewPanel(controller)
         self.alarm_log = AlarmLog(controller)

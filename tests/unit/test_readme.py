@@ -39,3 +39,15 @@ def test_readme_start_command_names_a_shipped_recipe() -> None:
     flag = "--recipe" if "--recipe" in starts[0] else "--product"
     recipe = starts[0].split(flag, 1)[1].split()[0]
     assert (ROOT / "recipes" / f"{recipe}.yaml").is_file(), f"README starts recipe {recipe!r}, not shipped"
+
+
+def test_readme_names_the_hmi_system_packages_as_the_code_and_ci_do() -> None:
+    """One line of Debian / Ubuntu packages: the HMI's startup check prints it and .ci/run installs it."""
+    from ui.platform_check import APT_PACKAGES, INSTALL_LINE
+
+    lines = [line for line in _code_lines() if "apt-get install" in line]
+    assert lines == [INSTALL_LINE], "README's package line must be ui/platform_check.py's INSTALL_LINE"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python3 ui/platform_check.py" in ci and "apt-get install" in ci, "CI installs the README's packages"
+    assert ci.index("apt-get install") < ci.index(next(c for c in _code_lines() if "--extra training pytest" in c))
+    assert INSTALL_LINE.split()[3:] == list(APT_PACKAGES)

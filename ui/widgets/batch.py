@@ -23,7 +23,9 @@ from inspector.roles import Action
 from inspector.station.reconcile import Reconciliation
 from ui import theme
 from ui.controller import Phase, StationController, valid_batch_id
-from ui.widgets.common import captioned, panel, short_sha
+from ui.widgets.common import ElidedLabel, captioned, panel, short_sha
+
+SAMPLE_BATCH_ID = "blister-20261206T163943Z-24805a"  # controller.suggest_batch_id()'s form
 
 
 class BatchControl(QWidget):
@@ -36,16 +38,17 @@ class BatchControl(QWidget):
         outer.addWidget(box)
         lay = QHBoxLayout(box)
         lay.setContentsMargins(14, 8, 14, 8)
-        lay.setSpacing(12)
+        lay.setSpacing(8)
 
         self.recipe = QComboBox()
-        self.recipe.setMinimumWidth(150)
+        self.recipe.setMinimumWidth(110)
         self.recipe.setFont(theme.font(15))
         self.recipe.addItems(controller.recipes)
         self.recipe.activated.connect(self._recipe_chosen)
         self.batch = QLineEdit()
-        self.batch.setFont(theme.font(15))
-        self.batch.setMinimumWidth(420)
+        self.batch.setFont(theme.font(14))
+        # Wide enough for a whole suggested id of the longest product name.
+        self.batch.setMinimumWidth(self.batch.fontMetrics().horizontalAdvance(SAMPLE_BATCH_ID) + 28)
         self.batch.setPlaceholderText("batch / lot id")
         self.batch.textChanged.connect(self._validate)
         self.start = QPushButton("START")
@@ -54,11 +57,11 @@ class BatchControl(QWidget):
         self.stop.setObjectName("stop")
         for b in (self.start, self.stop):
             b.setFont(theme.font(17, bold=True))
-            b.setMinimumSize(130, 50)
+            b.setMinimumHeight(48)  # the width follows the text (and the style sheet's padding)
         self.challenge = QPushButton("CHALLENGE")
         self.challenge.setObjectName("challenge")
         self.challenge.setFont(theme.font(14, bold=True))
-        self.challenge.setMinimumSize(130, 50)
+        self.challenge.setMinimumHeight(48)
         self.challenge.setToolTip("Present the recipe's start-up challenge set: every item must be judged right")
         self.challenge.clicked.connect(lambda: controller.run_challenge())
         self.start.clicked.connect(self._start)
@@ -68,15 +71,16 @@ class BatchControl(QWidget):
         lay.addWidget(self.challenge, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addWidget(self.start, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addWidget(self.stop, alignment=Qt.AlignmentFlag.AlignBottom)
-        lay.addSpacing(16)
+        lay.addSpacing(6)
 
+        # Identities of any length: cut short ("…") on a narrow panel, whole in the tooltip.
         ident = QGridLayout()
-        ident.setHorizontalSpacing(10)
+        ident.setHorizontalSpacing(8)
         ident.setVerticalSpacing(2)
-        self.recipe_info = QLabel("–")
-        self.model_info = QLabel("–")
-        self.recipe_sha = QLabel("")
-        self.model_sha = QLabel("")
+        self.recipe_info = ElidedLabel("–", min_chars=7)
+        self.model_info = ElidedLabel("–", min_chars=7)
+        self.recipe_sha = ElidedLabel("", min_chars=8)
+        self.model_sha = ElidedLabel("", min_chars=8)
         for row, (cap, info, sha) in enumerate(
             (("Recipe", self.recipe_info, self.recipe_sha), ("Model", self.model_info, self.model_sha))
         ):
@@ -89,8 +93,8 @@ class BatchControl(QWidget):
             ident.addWidget(c, row, 0)
             ident.addWidget(info, row, 1)
             ident.addWidget(sha, row, 2)
-        lay.addLayout(ident)
-        lay.addStretch(1)
+        ident.setColumnStretch(1, 1)  # the ids take the room; the short sha256 beside them stays short
+        lay.addLayout(ident, 1)
         self.status = QLabel("")
         self.status.setFont(theme.font(13))
         self.status.setWordWrap(True)
@@ -180,10 +184,11 @@ class BatchControl(QWidget):
             )
         else:
             self.recipe_info.setStyleSheet("")
-            self.recipe_info.setToolTip("")
+            self.recipe_info.setToolTip(self.recipe_info.text())
         self.recipe_sha.setText(f"sha256 {short_sha(info.recipe_sha256)}")
         self.recipe_sha.setToolTip(f"{info.recipe_path}\nsha256 {info.recipe_sha256}")
         self.model_info.setText(f"{info.model_id}  v{info.model_version}")
+        self.model_info.setToolTip(self.model_info.text())
         self.model_sha.setText(f"sha256 {short_sha(info.model_sha256)}")
         self.model_sha.setToolTip(f"{info.model_path}\nmodel.onnx sha256 {info.model_sha256} (verified at load)")
         if phase == Phase.READY and not self.batch.text():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from PyQt6.QtCore import Qt
-from PyQt6.QtGui import QImage, QPixmap
-from PyQt6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
+from PyQt6.QtCore import QSize, Qt
+from PyQt6.QtGui import QImage, QPainter, QPaintEvent, QPixmap
+from PyQt6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ui import theme
 from ui.render import to_bgr
@@ -46,6 +46,40 @@ def short_sha(sha: str, n: int = 12) -> str:
     return f"{sha[:n]}…" if len(sha) > n else sha
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that may get narrower than its text: it then ends in "…", the full text in its tooltip.
+
+    For identities (user, recipe, model) whose length the screen does not choose: the window
+    keeps fitting a 1366 x 768 panel however long they are. ``text()`` stays the full text.
+    """
+
+    def __init__(self, text: str = "", parent: QWidget | None = None, *, min_chars: int = 12) -> None:
+        super().__init__(text, parent)
+        self.min_chars = min_chars
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        room = self.fontMetrics().horizontalAdvance("M" * self.min_chars)
+        return QSize(min(hint.width(), room), hint.height())
+
+    def is_elided(self) -> bool:
+        return self.fontMetrics().horizontalAdvance(self.text()) > self.contentsRect().width()
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        if not self.is_elided():
+            super().paintEvent(event)
+            return
+        rect = self.contentsRect()
+        shown = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, rect.width())
+        p = QPainter(self)
+        style = self.style()
+        assert style is not None
+        align = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        style.drawItemText(p, rect, align, self.palette(), self.isEnabled(), shown, self.foregroundRole())
+        p.end()
+
+
 class Badge(QLabel):
     """A coloured status pill: always a word, never colour alone."""
 
@@ -62,7 +96,7 @@ class Badge(QLabel):
         if colour != getattr(self, "_colour", None):
             # Re-styling re-polishes the widget in C++ while holding the GIL: only when it changes.
             self._colour = colour
-            self.setStyleSheet(f"background: {colour}; color: white; border-radius: 6px; padding: 4px 14px;")
+            self.setStyleSheet(f"background: {colour}; color: white; border-radius: 6px; padding: 4px 10px;")
 
 
 class ValueTile(QFrame):
@@ -72,13 +106,13 @@ class ValueTile(QFrame):
         super().__init__(parent)
         self.setObjectName("panel")
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(12, 6, 12, 8)
+        lay.setContentsMargins(12, 4, 12, 4)
         lay.setSpacing(0)
         self.caption = QLabel(caption.upper())
         self.caption.setObjectName("dim")
-        self.caption.setFont(theme.font(12, bold=True))
+        self.caption.setFont(theme.font(11, bold=True))
         self.value = QLabel("–")
-        self.value.setFont(theme.font(34, bold=True))
+        self.value.setFont(theme.font(26, bold=True))
         self.value.setStyleSheet(f"color: {colour};")
         lay.addWidget(self.caption)
         lay.addWidget(self.value)

@@ -15,6 +15,7 @@ from ui.widgets.common import ValueTile, panel
 
 REFRESH_MS = 250
 REASON_ROWS = 6
+TILE_COLUMNS = 3
 
 
 def _set(label: QLabel, text: str, colour: str) -> None:
@@ -38,8 +39,8 @@ class LatencySparkline(QWidget):
         self.values: list[float] = []
         self.budget_ms: float | None = None
         self.p99_ms: float | None = None
-        self.setMinimumHeight(120)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setMinimumHeight(40)  # grows with the panel; the numbers above it carry the reading
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_data(self, values: list[float], budget_ms: float | None, p99_ms: float | None) -> None:
         values = values[-240:]
@@ -109,8 +110,10 @@ class CountersPanel(QWidget):
         self.controller = controller
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(8)
+        lay.setSpacing(6)
 
+        # Three tiles a row, reasons in two columns: the panel fits beside the live views on a
+        # 1366 x 768 panel and grows on larger ones (the sparkline takes the extra height).
         tiles = QGridLayout()
         tiles.setSpacing(8)
         self.inspected = ValueTile("Inspected")
@@ -120,9 +123,9 @@ class CountersPanel(QWidget):
         self.yield_pct = ValueTile("Yield")
         self.rate = ValueTile("Items / s")
         for i, tile in enumerate(
-            (self.inspected, self.yield_pct, self.accepted, self.rejected, self.not_inspected, self.rate)
+            (self.inspected, self.accepted, self.rejected, self.yield_pct, self.not_inspected, self.rate)
         ):
-            tiles.addWidget(tile, i // 2, i % 2)
+            tiles.addWidget(tile, i // TILE_COLUMNS, i % TILE_COLUMNS)
         lay.addLayout(tiles)
 
         reasons = panel(self)
@@ -133,16 +136,23 @@ class CountersPanel(QWidget):
         cap.setFont(theme.font(12, bold=True))
         rl.addWidget(cap)
         self.reason_grid = QGridLayout()
-        self.reason_grid.setHorizontalSpacing(16)
+        self.reason_grid.setHorizontalSpacing(12)
+        self.reason_grid.setVerticalSpacing(2)
+        rows = (REASON_ROWS + 1) // 2
         self.reason_labels: list[tuple[QLabel, QLabel]] = []
         for row in range(REASON_ROWS):
             name, count = QLabel(""), QLabel("")
-            name.setFont(theme.font(15))
-            count.setFont(theme.font(15, bold=True))
+            name.setFont(theme.font(14))
+            count.setFont(theme.font(14, bold=True))
             count.setAlignment(Qt.AlignmentFlag.AlignRight)
-            self.reason_grid.addWidget(name, row, 0)
-            self.reason_grid.addWidget(count, row, 1)
+            # Down the first column, then the second; a gap column between the two.
+            col = 3 * (row // rows)
+            self.reason_grid.addWidget(name, row % rows, col)
+            self.reason_grid.addWidget(count, row % rows, col + 1)
             self.reason_labels.append((name, count))
+        self.reason_grid.setColumnMinimumWidth(2, 8)
+        self.reason_grid.setColumnStretch(0, 1)
+        self.reason_grid.setColumnStretch(3, 1)
         rl.addLayout(self.reason_grid)
         lay.addWidget(reasons)
 
@@ -160,9 +170,8 @@ class CountersPanel(QWidget):
         ll.addWidget(cap2)
         ll.addWidget(self.latency)
         ll.addWidget(self.budget)
-        ll.addWidget(self.spark)
-        lay.addWidget(lat)
-        lay.addStretch(1)
+        ll.addWidget(self.spark, 1)
+        lay.addWidget(lat, 1)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)

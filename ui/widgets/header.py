@@ -14,7 +14,7 @@ from inspector.config.monitor import STATS
 from inspector.station.client import StationStatus
 from ui import theme
 from ui.controller import Phase, StationController
-from ui.widgets.common import Badge, captioned, panel
+from ui.widgets.common import Badge, ElidedLabel, captioned, panel
 
 REFRESH_MS = 250
 
@@ -28,30 +28,33 @@ class StationHeader(QWidget):
         box = panel(self)
         lay = QHBoxLayout(box)
         lay.setContentsMargins(14, 8, 14, 8)
-        lay.setSpacing(14)
+        lay.setSpacing(12)
         outer.addWidget(box)
 
-        title = QLabel("INSPECTOR")
-        title.setFont(theme.font(20, bold=True))
+        # Compact enough for a 1366 x 768 panel: the name is the product's caption, the camera's
+        # serial is its badge's caption, and the user's name is cut short ("…") when it must be.
         self.product = QLabel("")
         self.product.setFont(theme.font(20, bold=True))
         self.product.setStyleSheet(f"color: {theme.INFO};")
-        lay.addWidget(title)
-        lay.addWidget(self.product)
-        lay.addSpacing(12)
+        lay.addLayout(captioned("INSPECTOR", self.product))
 
         self.state = Badge("", point_size=20)
-        self.state.setMinimumWidth(220)
-        self.camera = Badge("", point_size=14)
-        self.plc = Badge("", point_size=14)
-        self.input = Badge("", point_size=14)
+        self.state.setMinimumWidth(200)
+        self.camera = Badge("", point_size=13)
+        self.plc = Badge("", point_size=13)
+        self.input = Badge("", point_size=13)
         for caption, badge in (
             ("STATION", self.state),
             ("CAMERA", self.camera),
             ("PLC", self.plc),
             ("INPUT", self.input),
         ):
-            lay.addLayout(captioned(caption, badge))
+            column = captioned(caption, badge)
+            if badge is self.camera:
+                caption_label = column.itemAt(0).widget()  # type: ignore[union-attr]
+                assert isinstance(caption_label, QLabel)
+                self.camera_caption = caption_label
+            lay.addLayout(column)
         lay.addStretch(1)
 
         # The logged-in user (21 CFR 11.10(d)): every action and record names this person.
@@ -61,7 +64,7 @@ class StationHeader(QWidget):
         self.user_caption.setObjectName("dim")
         self.user_caption.setFont(theme.font(11, bold=True))
         row = QHBoxLayout()
-        self.user = QLabel("")
+        self.user = ElidedLabel("", min_chars=7)
         self.user.setObjectName("user")
         self.user.setFont(theme.font(15, bold=True))
         self.login_button = QPushButton("LOG IN")
@@ -77,7 +80,7 @@ class StationHeader(QWidget):
         # A demo station runs drafts: said on screen all the time, as in every record it writes.
         self.release = QLabel("")
         self.release.setObjectName("releaseMarker")
-        self.release.setFont(theme.font(13, bold=True))
+        self.release.setFont(theme.font(12, bold=True))
         lay.addWidget(self.release)
         controller.user_changed.connect(self.refresh)
 
@@ -110,10 +113,15 @@ class StationHeader(QWidget):
             self.state.set(state.upper(), theme.STATE_COLOURS.get(state, theme.IDLE))
         if status is None:
             self.camera.set("–", theme.IDLE)
+            self.camera_caption.setText("CAMERA")
         else:
             cam = status.camera_state.value
             colour = {"acquiring": theme.ACCEPT, "fault": theme.REJECT}.get(cam, theme.IDLE)
-            self.camera.set(f"{status.camera_serial} · {cam.upper()}", colour)
+            self.camera.set(cam.upper(), colour)
+            caption = f"CAMERA {status.camera_serial}"
+            if self.camera_caption.text() != caption:
+                self.camera_caption.setText(caption)
+                self.camera.setToolTip(f"camera {status.camera_serial}")
         self._refresh_plc(client.info.plc_endpoint if client else None, status.plc_connected if status else None)
         self._refresh_user(client.info.mode if client else None)
         self._refresh_input(status)
@@ -126,6 +134,7 @@ class StationHeader(QWidget):
             self.login_button.setText("LOG IN")
         else:
             self.user.setText(f"{actor.full_name or actor.username} · {actor.role.upper()}")
+            self.user.setToolTip(self.user.text())
             self.user.setStyleSheet("")
             self.login_button.setText("LOG OUT")
         if mode == "demo":

@@ -83,7 +83,7 @@ class FrameCanvas(QWidget):
     def __init__(self, placeholder: str = "No frame yet", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(240, 200)
+        self.setMinimumSize(220, 140)  # scales the frame down on a 1366 x 768 panel
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # we fill every pixel: skip the parent's paint
         self.placeholder = placeholder
         self.image: np.ndarray | None = None
@@ -209,7 +209,11 @@ class FrameCanvas(QWidget):
         while size > 14 and QFontMetrics(f).horizontalAdvance(head) > frame.width() - 2 * pad:
             size -= 2
             f.setPixelSize(size)
-        band = QRect(frame.x(), frame.y(), frame.width(), int(size * 1.9))
+        # A narrow frame (a vial on a small panel): the band reaches past it, over the canvas, before
+        # the headline is cut.
+        width = min(max(frame.width(), QFontMetrics(f).horizontalAdvance(head) + 2 * pad), self.width())
+        left = max(0, min(frame.center().x() - width // 2, self.width() - width))
+        band = QRect(left, frame.y(), width, int(size * 1.9))
         p.fillRect(band, QColor(0, 0, 0, 175))
         p.setFont(f)
         p.setPen(colour if self.decision is not None else QColor(theme.TEXT))
