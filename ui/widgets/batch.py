@@ -20,9 +20,10 @@ from PyQt6.QtWidgets import (
 )
 
 from inspector.roles import Action
+from inspector.station.client import valid_batch_id
 from inspector.station.reconcile import Reconciliation
 from ui import theme
-from ui.controller import Phase, StationController, valid_batch_id
+from ui.controller import Phase, StationController
 from ui.widgets.common import ElidedLabel, captioned, panel, short_sha
 
 SAMPLE_BATCH_ID = "blister-20261206T163943Z-24805a"  # controller.suggest_batch_id()'s form
