@@ -153,11 +153,17 @@ def _listing(args: argparse.Namespace) -> list[dict[str, Any]]:
     root = _root()
     targets: list[Target] = []
     if args.kind == "model":
+        history = 0
         for record in sorted((root / "models").glob("*/*/record.json")):
+            if not (record.parent / "model.onnx").exists():
+                history += 1  # a superseded version: its record stays, its model file is in git's history
+                continue
             try:
                 targets.append(model_target(record.parent))
             except CliError as exc:
                 print(f"{record.parent}: {exc}", file=sys.stderr)
+        if history:
+            print(f"{history} superseded model version(s) kept as records only (no model file)", file=sys.stderr)
     else:
         folder, make = ("recipes", recipe_target) if args.kind == "recipe" else ("qualification", suite_target)
         for path in sorted((root / folder).glob("*.yaml")):
