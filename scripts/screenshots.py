@@ -12,6 +12,9 @@ alarm open), review.png (the reject review tab), release.png and audit.png (QA l
 qualification.png: an engineer runs a suite from the qualification tab (``--suite``, default the
 shipped tablet suite, 500 items x 10 presentations), then QA signs its report reviewed.
 
+``--registration`` also renders registration.png: a blister line that moves and turns its cards,
+each card drawn where registration found it (pockets placed, anchor and pose in words).
+
 ``--sizes 1366x768 1600x900 1920x1080`` also renders the running vial line as an operator panel
 of each size, docs/screenshots/panel-<W>x<H>.png (the screen must be at least that large):
 
@@ -77,7 +80,9 @@ def project_root(args: argparse.Namespace) -> Path:
     return make_project(scratch, budget_ms=150)
 
 
-def running_window(product: Product, root: Path, db: Path, size: tuple[int, int] = SIZE) -> MainWindow:
+def running_window(
+    product: Product, root: Path, db: Path, size: tuple[int, int] = SIZE, line: tuple[float, float] | None = None
+) -> MainWindow:
     w = create_app(
         product.value,
         root=root,
@@ -88,6 +93,8 @@ def running_window(product: Product, root: Path, db: Path, size: tuple[int, int]
         line_rate=LINE_RATE[product],
         defect_rate=0.2,
         seed=11,
+        shift=line[0] if line else None,
+        turn=line[1] if line else None,
     )
     w.move(0, 0)
     return w
@@ -102,8 +109,9 @@ def shoot(
     extras: bool,
     size: tuple[int, int] = SIZE,
     name: str | None = None,
+    line: tuple[float, float] | None = None,
 ) -> None:
-    w = running_window(product, root, db, size)  # makes the QApplication on first use
+    w = running_window(product, root, db, size, line)  # makes the QApplication on first use
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     c = w.controller
@@ -215,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="WxH",
         help="also render the vial line as panel-WxH.png at each size, e.g. 1366x768 1600x900 1920x1080",
     )
+    p.add_argument(
+        "--registration",
+        action="store_true",
+        help="also render registration.png: a blister line that shifts cards by up to 8 px and turns them by 5 deg",
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     root = project_root(args)
@@ -226,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             panel = f"panel-{width}x{height}"
             db = Path(tmp) / f"{panel}.sqlite"
             shoot(Product.VIAL, root, args.out, db, extras=False, size=(width, height), name=panel)
+        if args.registration:
+            db = Path(tmp) / "registration.sqlite"
+            shoot(Product.BLISTER, root, args.out, db, extras=False, name="registration", line=(8.0, 5.0))
         if args.suite:
             shoot_qualification(root, args.out, Path(tmp) / "qualification.sqlite", args.suite)
     return 0

@@ -74,6 +74,8 @@ def create_app(
     seed: int | None = None,
     defect_rate: float | None = None,
     nuisance: float | None = None,
+    shift: float | None = None,
+    turn: float | None = None,
     mode: str | None = None,
     login: tuple[str, str] | None = None,
     auto_login: bool = True,
@@ -112,6 +114,8 @@ def create_app(
             seed=seed,
             defect_rate=defect_rate,
             nuisance=nuisance,
+            shift=shift,
+            turn=turn,
             mode=mode,
         ),
         demo=demo,
@@ -150,6 +154,8 @@ def station_config(
     seed: int | None = None,
     defect_rate: float | None = None,
     nuisance: float | None = None,
+    shift: float | None = None,
+    turn: float | None = None,
     mode: str | None = None,
 ) -> StationConfig:
     """The station file with the HMI's flags over it; ``demo=False`` means the recipe's camera and no line sim."""
@@ -168,6 +174,8 @@ def station_config(
         seed=seed,
         defect_rate=defect_rate,
         nuisance=nuisance,
+        shift=shift,
+        turn=turn,
         mode=mode,
     )
 
@@ -244,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="sim camera nuisance scale, 0-3.0 (the models are validated to 2.5; above it the input drift alarm)",
     )
     p.add_argument(
+        "--shift",
+        type=bounded(float, low=0, high=64),
+        default=None,
+        help="sim: the line shifts each item by up to this many pixels (registration finds it)",
+    )
+    p.add_argument(
+        "--turn",
+        type=bounded(float, low=0, high=45),
+        default=None,
+        help="sim: the line turns each item by up to this many degrees (registration finds it)",
+    )
+    p.add_argument(
         "--no-auto-login", action="store_true", help="demo: do not log the demo operator in (log in on screen)"
     )
     p.add_argument(
@@ -296,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             defect_rate=args.defect_rate,
             nuisance=args.nuisance,
+            shift=args.shift,
+            turn=args.turn,
             mode=args.mode,
         )
     except ConfigError as exc:
@@ -315,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         defect_rate=args.defect_rate,
         nuisance=args.nuisance,
+        shift=args.shift,
+        turn=args.turn,
         mode=args.mode,
         auto_login=not args.no_auto_login,
         display_fps=args.display_fps,

@@ -20,6 +20,7 @@ import numpy as np
 
 from inspector.camera.base import CameraState
 from inspector.config.monitor import InputLimits
+from inspector.config.registration import RegistrationSpec
 from inspector.config.roi import Roi
 from inspector.config.station import StationConfig
 from inspector.events import Alarm, ItemDecision, StationEvent, StationState
@@ -95,6 +96,7 @@ class StationInfo:
     has_startup_challenge: bool = False  # the recipe names a start-up challenge set
     startup_alarms: tuple[Alarm, ...] = ()  # raised while the station opened (a crashed batch closed as aborted)
     looser_thresholds: str = ""  # thresholds looser than the model's validated ones (demo only), '' when none
+    registration: RegistrationSpec | None = None  # where the nominal item lies; None: units cut at fixed places
 
     @property
     def pocket_count(self) -> int | None:
@@ -246,6 +248,7 @@ class InProcessClient:
             has_startup_challenge=rec.startup_challenge is not None,
             startup_alarms=tuple(session.startup_alarms),
             looser_thresholds=station.looser_text(),
+            registration=rec.registration,
         )
 
     @property

@@ -229,7 +229,10 @@ class ReviewPanel(QWidget):
         client = self.controller.client
         rois = client.info.rois if client is not None else None
         limit = client.info.anomaly_threshold if client is not None else None
-        self.canvas.show_frame(entry.image, entry.decision, rois=rois, heat=entry.heatmap, anomaly_limit=limit)
+        registration = client.info.registration if client is not None else None
+        self.canvas.show_frame(
+            entry.image, entry.decision, rois=rois, heat=entry.heatmap, anomaly_limit=limit, registration=registration
+        )
         d = entry.decision
         if d.label and d.label != OK and self.label.findText(d.label) >= 0:
             self.label.setCurrentText(d.label)

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from PyQt6.QtCore import QRect, QRectF, Qt, QTimer
-from PyQt6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPaintEvent, QPen
+from PyQt6.QtCore import QPointF, QRect, QRectF, Qt, QTimer
+from PyQt6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPaintEvent, QPen, QPolygonF
 from PyQt6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from inspector.config.registration import RegistrationSpec, pose_matrix
 from inspector.config.roi import Roi
 from inspector.events import ItemDecision, StationState
 from ui import theme
@@ -53,6 +54,8 @@ def describe(d: ItemDecision | None, anomaly_limit: float | None = None) -> tupl
         return "ACCEPT", f"confidence {d.confidence:.2f}" if d.confidence is not None else ""
     if d.reason == "not_inspected":
         cause = d.not_inspected.value.replace("_", " ") if d.not_inspected else ""
+        if d.not_inspected is not None and d.not_inspected.value == "pose" and d.detail:
+            cause = f"pose · {d.detail}"  # not located, or where the model was not validated
         return "NOT INSPECTED", cause
     head = f"REJECT · {d.reason.replace('_', ' ')}"
     parts = []
@@ -89,6 +92,7 @@ class FrameCanvas(QWidget):
         self.image: np.ndarray | None = None
         self.decision: ItemDecision | None = None
         self.rois: Sequence[Roi] | None = None
+        self.registration: RegistrationSpec | None = None  # draws where the item was found (decision.pose)
         self.heat: np.ndarray | None = None
         self.anomaly_limit: float | None = None  # the station's anomaly threshold, shown beside the value
         self.stale: str | None = None  # shown over the frame when it is not live any more
@@ -103,9 +107,11 @@ class FrameCanvas(QWidget):
         rois: Sequence[Roi] | None = None,
         heat: np.ndarray | None = None,
         anomaly_limit: float | None = None,
+        registration: RegistrationSpec | None = None,
     ) -> None:
         self.image, self.decision, self.rois, self.heat = image, decision, rois, heat
         self.anomaly_limit = anomaly_limit
+        self.registration = registration
         self.update()
 
     def set_stale(self, text: str | None) -> None:
@@ -159,7 +165,9 @@ class FrameCanvas(QWidget):
             colour = QColor(theme.IDLE)  # an old decision must not glow green or red as if it were live
         frame_rect = QRect(x0, y0, qimg.width(), qimg.height())
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self._paint_rois(p, x0, y0, s)
+        matrix = self._pose_matrix()
+        self._paint_rois(p, x0, y0, s, matrix)
+        self._paint_pose(p, x0, y0, s, matrix, QRect(x0, y0, qimg.width(), qimg.height()))
         if self.heat is not None:
             hx, hy = hot_spot(self.heat)
             p.setPen(QPen(QColor("white"), 4))
@@ -178,7 +186,51 @@ class FrameCanvas(QWidget):
             p.drawText(frame_rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.stale)
         p.end()
 
-    def _paint_rois(self, p: QPainter, x0: int, y0: int, s: float) -> None:
+    def _pose_matrix(self) -> np.ndarray | None:
+        """Reference -> frame coordinates of the shown item, where registration found it."""
+        spec, d = self.registration, self.decision
+        if spec is None or d is None or d.pose is None:
+            return None
+        turn = d.pose["angle_deg"] if spec.align_rotation else 0.0
+        return pose_matrix(spec.reference, d.pose["dx"], d.pose["dy"], turn)
+
+    def _paint_pose(self, p: QPainter, x0: int, y0: int, s: float, matrix: np.ndarray | None, frame: QRect) -> None:
+        """The located anchor with its axis, and the pose in words (dx, dy, turn, match score)."""
+        spec, d = self.registration, self.decision
+        if spec is None or d is None or d.pose is None or matrix is None:
+            return
+        ref = spec.reference
+        ax, ay = matrix @ np.array([ref.x, ref.y, 1.0])
+        vertical = spec.reference.height > spec.reference.width  # a vial: its axis runs down the frame
+        reach = 0.25 * (ref.height if vertical else ref.width)
+        direction = np.array([0.0, -reach]) if vertical else np.array([reach, 0.0])
+        tx, ty = matrix[:, :2] @ direction
+        refused = d.not_inspected is not None and d.not_inspected.value == "pose"
+        colour = QColor(theme.NOT_INSPECTED if refused else "#7fd1ff")
+        cx, cy = x0 + ax * s, y0 + ay * s
+        p.setPen(QPen(colour, 3))
+        p.drawLine(QPointF(cx, cy), QPointF(cx + tx * s, cy + ty * s))
+        r = 9.0
+        p.drawLine(QPointF(cx - r, cy), QPointF(cx + r, cy))
+        p.drawLine(QPointF(cx, cy - r), QPointF(cx, cy + r))
+        pose = d.pose
+        text = f"Δ {pose['dx']:+.1f}, {pose['dy']:+.1f} px  {pose['angle_deg']:+.1f}°  match {pose['score']:.2f}"
+        if not spec.align_rotation:
+            text = f"Δ {pose['dx']:+.1f}, {pose['dy']:+.1f} px  match {pose['score']:.2f}"
+        f = theme.font(10, bold=True)
+        f.setPixelSize(max(12, min(18, int(self.height() * 0.028))))
+        p.setFont(f)
+        fm = QFontMetrics(f)
+        w, h = fm.horizontalAdvance(text) + 12, fm.height() + 6
+        # Top right, under the headline's band (its height as _paint_caption makes it): clear of the pockets.
+        band = int(max(18, min(40, int(frame.height() * 0.075))) * 1.9)
+        bx = max(frame.right() - w - 6, frame.x())
+        by = frame.y() + band + 6
+        p.fillRect(QRectF(bx, by, w, h), QColor(0, 0, 0, 170))
+        p.setPen(colour)
+        p.drawText(QRectF(bx, by, w, h), Qt.AlignmentFlag.AlignCenter, text)
+
+    def _paint_rois(self, p: QPainter, x0: int, y0: int, s: float, matrix: np.ndarray | None = None) -> None:
         if not self.rois:
             return
         d = self.decision
@@ -193,7 +245,14 @@ class FrameCanvas(QWidget):
             colour = QColor(theme.ACCEPT if ok else theme.REJECT) if reasons is not None else QColor("#c8d2dc")
             p.setPen(QPen(colour, 6 if deciding else (2 if ok else 4)))
             p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawRect(rect)
+            if matrix is None:
+                p.drawRect(rect)
+            else:  # the pocket where registration placed it: moved and turned with the card
+                corners = np.array([[roi.x, roi.y, 1.0], [roi.x + roi.w, roi.y, 1.0],
+                                    [roi.x + roi.w, roi.y + roi.h, 1.0], [roi.x, roi.y + roi.h, 1.0]])  # fmt: skip
+                placed = corners @ matrix.T
+                p.drawPolygon(QPolygonF([QPointF(x0 + px * s, y0 + py * s) for px, py in placed]))
+                rect = QRectF(x0 + placed[0][0] * s, y0 + placed[0][1] * s, roi.w * s, roi.h * s)
             tag = QRectF(rect.x(), rect.y(), label_font.pixelSize() * 1.6, label_font.pixelSize() * 1.3)
             p.fillRect(tag, QColor(0, 0, 0, 170))
             p.setPen(colour)
@@ -310,7 +369,10 @@ class LiveView(QWidget):
             return
         self._shown, self._shown_at = (latest.token, decision), now
         self._changed_at = now
-        self.canvas.show_frame(latest.image, decision, rois=info.rois, anomaly_limit=info.anomaly_threshold)
+        self.canvas.show_frame(
+            latest.image, decision, rois=info.rois, anomaly_limit=info.anomaly_threshold,
+            registration=info.registration,
+        )  # fmt: skip
         self.frames_shown += 1
         self._adapt_rate(now, latest.item_id)
 
@@ -378,7 +440,10 @@ class LastRejectView(QWidget):
         client = self.controller.client
         rois = client.info.rois if client is not None else None
         limit = client.info.anomaly_threshold if client is not None else None
-        self.canvas.show_frame(entry.image, entry.decision, rois=rois, heat=entry.heatmap, anomaly_limit=limit)
+        registration = client.info.registration if client is not None else None
+        self.canvas.show_frame(
+            entry.image, entry.decision, rois=rois, heat=entry.heatmap, anomaly_limit=limit, registration=registration
+        )
         heat = " · heat map" if entry.heatmap is not None else ""
         self.title.setText(f"LAST REJECT · item {entry.decision.item_id}{heat}")
 
