@@ -21,8 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.config.registration import RegistrationSpec
 from inspector.config.roi import Roi
 from inspector.inference.package import ModelIntegrityError, ModelRecord, load_package
+from inspector.inference.registration import register
 from inspector.inference.session import InferenceEngine
 from inspector.inference.units import to_units
 from inspector.manifest import ManifestError, read_manifest, sha256_bytes
@@ -42,6 +44,8 @@ class ItemOutcome:
     pockets: tuple[str, ...] | None = None
     infer_ms: float | None = None
     file: str | None = None  # manifest path, for the list of misjudged items
+    pose: dict[str, float] | None = None  # where registration found the item (None: no registration, or not found)
+    refused: str | None = None  # why the pose guard refused the item (rejected not_inspected, no model outputs)
 
 
 MISJUDGED_LISTED = 200  # items listed per kind; the counts are always complete
@@ -124,10 +128,16 @@ def summarize(
     accept_minor: frozenset[str] = frozenset(),
     withheld: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Decide every item with :func:`decide` and compute the report's figures."""
+    """Decide every item with :func:`decide` and compute the report's figures.
+
+    An item the pose guard refused (``refused``) is rejected ``not_inspected``, as on the line; it
+    has no model outputs, so it counts in the rates and the confusion matrix but in no score.
+    """
     prod = Product(product)
     all_labels = list(labels(prod))
-    columns = [*classes, *STATION_REASONS]
+    outcomes = list(outcomes)
+    refused_any = any(o.refused is not None for o in outcomes)
+    columns = [*classes, *STATION_REASONS, *([RejectReason.NOT_INSPECTED.value] if refused_any else [])]
     col_index = {c: i for i, c in enumerate(columns)}
     confusion = np.zeros((len(all_labels), len(columns)), np.int64)
     rejected: dict[str, int] = dict.fromkeys(all_labels, 0)
@@ -142,6 +152,16 @@ def summarize(
     wrong_accepts: list[dict[str, Any]] = []
     wrong_rejects: list[dict[str, Any]] = []
     for item in outcomes:
+        lab = item.label
+        count[lab] += 1
+        if item.refused is not None:
+            confusion[all_labels.index(lab), col_index[RejectReason.NOT_INSPECTED.value]] += 1
+            rejected[lab] += 1
+            if lab == OK:
+                entry = {"file": item.file, "label": lab, "decision": "not_inspected", "top_class": "",
+                         "confidence": 0.0, "anomaly": 0.0, "pose": item.refused}  # fmt: skip
+                wrong_rejects.append(entry)
+            continue
         v = decide(
             prod,
             list(classes),
@@ -152,8 +172,6 @@ def summarize(
             accept_minor=accept_minor,
         )
         verdicts.append(v)
-        lab = item.label
-        count[lab] += 1
         # An accepted item shows as "ok" in the matrix, whatever its top class was.
         confusion[all_labels.index(lab), col_index[OK if v.accept else v.reason]] += 1
         rejected[lab] += int(not v.accept)
@@ -228,6 +246,8 @@ def summarize(
             "counts": [pocket_confusion[all_labels.index(lab)].tolist() for lab in rows],
         }
         result["pocket_index_correct"] = _rate(pocket_hits, pocket_rejects)
+    if any(o.pose is not None or o.refused is not None for o in outcomes):
+        result["registration"] = pose_distribution(outcomes)
     if times:
         t = np.asarray(times)
         result.update(
@@ -237,6 +257,28 @@ def summarize(
             infer_ms_max=float(t.max()),
         )
     return result
+
+
+def pose_distribution(outcomes: Sequence[ItemOutcome]) -> dict[str, Any]:
+    """How the set's items lay (percentiles of dx, dy, angle and match score) and how many the guard refused."""
+    poses = [o.pose for o in outcomes if o.pose is not None]
+    refused = [o for o in outcomes if o.refused is not None]
+    spread: dict[str, Any] = {}
+    for key in ("dx", "dy", "angle_deg", "score"):
+        v = np.asarray([p[key] for p in poses], np.float64)
+        if v.size:
+            spread[key] = {q: round(float(np.percentile(v, pct)), 3)
+                           for q, pct in (("min", 0), ("p1", 1), ("p50", 50), ("p99", 99), ("max", 100))}  # fmt: skip
+    by_label: dict[str, int] = {}
+    for o in refused:
+        by_label[o.label] = by_label.get(o.label, 0) + 1
+    return {
+        "located": len(poses),
+        "refused": len(refused),
+        "refused_per_class": by_label,
+        "refused_first": [{"file": o.file, "label": o.label, "why": o.refused} for o in refused[:20]],
+        "pose": spread,
+    }
 
 
 def check_acceptance(product: Product | str, result: dict[str, Any], criteria: dict[str, Any]) -> dict[str, Any]:
@@ -308,10 +350,20 @@ def evaluate(
     limit: int | None = None,
     threads: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    registration: RegistrationSpec | None = None,
 ) -> dict[str, Any]:
-    """Run a model package over a labelled set (folder with ``manifest.jsonl``) and report."""
+    """Run a model package over a labelled set (folder with ``manifest.jsonl``) and report.
+
+    ``registration``: the recipe's, so that the items are located and guarded as on the line.
+    """
     return run_evaluation(
-        model_dir, images_dir, accept_minor=accept_minor, limit=limit, threads=threads, progress=progress
+        model_dir,
+        images_dir,
+        accept_minor=accept_minor,
+        limit=limit,
+        threads=threads,
+        progress=progress,
+        registration=registration,
     ).result
 
 
@@ -323,6 +375,7 @@ def run_evaluation(
     limit: int | None = None,
     threads: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    registration: RegistrationSpec | None = None,
 ) -> Evaluation:
     """:func:`evaluate`, keeping every item's outputs; ``progress(done, total)`` after each item."""
     try:
@@ -350,12 +403,27 @@ def run_evaluation(
     root = Path(images_dir)
     outcomes: list[ItemOutcome] = []
     for i, e in enumerate(entries, 1):
-        units = to_units(_read_image(root / e.file, e.sha256, shape), rois)
+        image = _read_image(root / e.file, e.sha256, shape)
+        pockets = tuple(e.pockets) if e.pockets is not None else None
+        pose = None
+        if registration is not None:
+            reg = register(record.product, image, registration, rois)
+            pose = reg.pose.as_dict() if reg.pose is not None else None
+            if reg.units is None:
+                empty = np.zeros((0, len(record.classes)), np.float32)
+                outcomes.append(
+                    ItemOutcome(e.label, empty, np.zeros(0, np.float32), pockets, None, e.file, pose, reg.refused)
+                )
+                if progress is not None:
+                    progress(i, len(entries))
+                continue
+            units = reg.units
+        else:
+            units = to_units(image, rois)
         t0 = time.perf_counter()
         scores, anomaly = engine.run(units)
         ms = (time.perf_counter() - t0) * 1e3
-        pockets = tuple(e.pockets) if e.pockets is not None else None
-        outcomes.append(ItemOutcome(e.label, scores, anomaly, pockets, ms, e.file))
+        outcomes.append(ItemOutcome(e.label, scores, anomaly, pockets, ms, e.file, pose))
         if progress is not None:
             progress(i, len(entries))
     result = summarize(
@@ -382,7 +450,8 @@ def run_evaluation(
     }
     if record.acceptance_criteria:
         result["acceptance"] = check_acceptance(record.product, result, record.acceptance_criteria)
-    return Evaluation(result, outcomes, root, rois)
+    # The pictures show model outputs: an item the pose guard refused has none.
+    return Evaluation(result, [o for o in outcomes if o.refused is None], root, rois)
 
 
 def _pct(x: float | None) -> str:
@@ -437,6 +506,15 @@ def format_report(result: dict[str, Any]) -> str:
     for lab, row in zip(cm["rows"], cm["counts"], strict=True):
         lines.append(f"  {lab:16}" + "".join(str(v).rjust(width) for v in row))
     lines.extend(_misjudged_lines(result))
+    reg = result.get("registration")
+    if reg:
+        spread = reg["pose"]
+        parts = [f"{k} {v['p1']:+.1f}..{v['p99']:+.1f}" for k, v in spread.items() if k != "score"]
+        score = f", score p1 {spread['score']['p1']:.2f}" if "score" in spread else ""
+        lines.append(
+            f"registration: {reg['located']} located, {reg['refused']} refused by the pose guard"
+            f" {reg['refused_per_class'] or ''}; pose p1..p99: {', '.join(parts)}{score}"
+        )
     acc = result.get("acceptance")
     if acc:
         lines.append(f"acceptance criteria: {'PASS' if acc['passed'] else 'FAIL'}")

@@ -54,6 +54,7 @@ class NotInspected(enum.StrEnum):
     CAMERA_FAULT = "camera_fault"
     IMAGE_REFUSED = "image_refused"  # the source's image for the item is unusable (a replayed file)
     PLC_FAULT = "plc_fault"  # judged ok while the PLC link was down: no accept could reach the line
+    POSE = "pose"  # not located, or its pose outside the range the model is validated for
     STOPPED = "stopped"
 
 
@@ -82,6 +83,7 @@ class StageTimes:
     t_dequeued: float | None = None
     t_inferred: float | None = None
     t_decided: float | None = None
+    t_registered: float | None = None  # registration done (between dequeue and inference); None: no registration
 
     def ms(self) -> dict[str, float]:
         def d(a: float | None, b: float | None) -> float | None:
@@ -89,7 +91,8 @@ class StageTimes:
 
         out = {
             "queue_ms": d(self.t_queued, self.t_dequeued),
-            "infer_ms": d(self.t_dequeued, self.t_inferred),
+            "register_ms": d(self.t_dequeued, self.t_registered),
+            "infer_ms": d(self.t_registered if self.t_registered is not None else self.t_dequeued, self.t_inferred),
             "decide_ms": d(self.t_inferred, self.t_decided),
             "total_ms": d(self.t_acquired, self.t_decided),
         }
@@ -123,6 +126,7 @@ class ItemDecision:
     detail: str = ""
     truth: GroundTruth | None = None
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    pose: dict[str, float] | None = None  # registration: dx, dy, angle_deg, score (None: not located)
 
     def __post_init__(self) -> None:
         # Typed by construction: a stray string is refused here, not found in the records later.

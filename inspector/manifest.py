@@ -77,6 +77,7 @@ class ManifestEntry(BaseModel):
     nuisance: float | None = Field(default=None, ge=0)
     item_key: str | None = Field(default=None, min_length=1, max_length=128)
     presentation: int | None = Field(default=None, ge=0)
+    line: dict[str, float] | None = None  # the line's presentation drawn on top (inspector.synth.line)
 
     @field_validator("file")
     @classmethod

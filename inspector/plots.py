@@ -263,8 +263,8 @@ def roc_pr_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], threshol
 
 def anomaly_curves(ev: Evaluation) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Item max anomaly (good vs defective items), and unit anomaly (good vs withheld-class units)."""
-    item_max = np.array([float(np.max(o.anomaly)) for o in ev.outcomes])
-    is_ok = np.array([o.label == OK for o in ev.outcomes])
+    item_max = np.array([float(np.max(o.anomaly)) for o in ev.outcomes], np.float64)
+    is_ok = np.array([o.label == OK for o in ev.outcomes], bool)  # empty when the pose guard refused every item
     curves = [("items, all defects", item_max[is_ok], item_max[~is_ok])]
     withheld = list(ev.result.get("withheld_classes", []))
     if withheld:

@@ -1,9 +1,11 @@
 """Labelled sets -> model units, hash-based splits and nuisance augmentation.
 
 Units are what the model sees: the whole item (vial, tablet) or one crop per blister pocket,
-cut with :func:`inspector.inference.units.to_units` so training and the station see the same
-pixels. Every item lands in train, val or test by its image sha256 alone, so the same image
-always lands in the same split whatever folder it comes from (draft Annex 22 §6).
+located and cut with :func:`inspector.inference.registration.register` (the recipe's
+registration, as the station runs it) so training and the station see the same pixels; an item
+the pose guard refuses is left out, as the station would not inspect it. Every item lands in
+train, val or test by its image sha256 alone, so the same image always lands in the same split
+whatever folder it comes from (draft Annex 22 §6).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from inspector.config.recipe import load_recipe
+from inspector.config.registration import RegistrationSpec
 from inspector.config.roi import DEFAULT_BLISTER_GRID, Roi
+from inspector.inference.registration import register
 from inspector.inference.units import to_units, unit_shape
 from inspector.manifest import MANIFEST_NAME, ManifestEntry, read_manifest, sha256_bytes, sha256_file
 from inspector.taxonomy import IMAGE_SPECS, OK, Product, labels
@@ -38,6 +43,11 @@ class SplitLeakError(RuntimeError):
 def unit_rois(product: Product) -> list[Roi] | None:
     """Pocket ROIs of the station's recipe for blisters, ``None`` (whole frame) otherwise."""
     return DEFAULT_BLISTER_GRID.rois() if product is Product.BLISTER else None
+
+
+def recipe_registration(product: Product) -> RegistrationSpec | None:
+    """The registration of the product's shipped recipe: training cuts its units as the station does."""
+    return load_recipe(product.value).recipe.registration
 
 
 def split_of(sha256: str) -> str:
@@ -92,6 +102,7 @@ class ItemSet:
     item_split: list[str]
     item_nuisance: list[float | None]
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    pose_refused: list[str] = field(default_factory=list)  # files the pose guard refused (left out)
 
     def unit_split(self) -> np.ndarray:
         return np.array([self.item_split[i] for i in self.unit_item])
@@ -114,8 +125,18 @@ def _decode(path: Path, want_sha: str, shape: tuple[int, ...]) -> np.ndarray:
     return img
 
 
-def load_sets(product: Product | str, folders: Sequence[str | os.PathLike[str]], *, workers: int = 2) -> ItemSet:
-    """Read one or more manifest folders of ``product`` into units; duplicates (same sha256) count once."""
+def load_sets(
+    product: Product | str,
+    folders: Sequence[str | os.PathLike[str]],
+    *,
+    workers: int = 2,
+    registration: RegistrationSpec | None = None,
+) -> ItemSet:
+    """Read one or more manifest folders of ``product`` into units; duplicates (same sha256) count once.
+
+    ``registration``: locate each item and cut its units in its own frame (the station's path); an
+    item the pose guard refuses is left out and listed in ``pose_refused``. None: fixed cuts.
+    """
     prod = Product(product)
     if not folders:
         raise ValueError("no data folders given")
@@ -162,12 +183,32 @@ def load_sets(product: Product | str, folders: Sequence[str | os.PathLike[str]],
             raise ValueError(f"{e.file}: {per_item} units but pocket labels {pocket_labels}")
         unit_labels.extend(pocket_labels)
 
+    refused: set[int] = set()
+
     def fill(i: int) -> None:
         root, e = todo[i]
-        units[i * per_item : (i + 1) * per_item] = to_units(_decode(root / e.file, e.sha256, frame_shape), rois)
+        image = _decode(root / e.file, e.sha256, frame_shape)
+        if registration is None:
+            units[i * per_item : (i + 1) * per_item] = to_units(image, rois)
+            return
+        reg = register(prod, image, registration, rois)
+        if reg.units is None:
+            refused.add(i)
+        else:
+            units[i * per_item : (i + 1) * per_item] = reg.units
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(fill, range(len(todo))))
+    refused_files = [str(todo[i][0] / todo[i][1].file) for i in sorted(refused)]
+    if refused:
+        # Compact in place (a copy of a blister set would need gigabytes more): refused items leave no units.
+        kept = [i for i in range(len(todo)) if i not in refused]
+        for new, old_i in enumerate(kept):
+            if new != old_i:
+                units[new * per_item : (new + 1) * per_item] = units[old_i * per_item : (old_i + 1) * per_item]
+        units = units[: len(kept) * per_item]
+        unit_labels = [lab for i in kept for lab in unit_labels[i * per_item : (i + 1) * per_item]]
+        todo = [todo[i] for i in kept]
     unit_item = np.repeat(np.arange(len(todo), dtype=np.int64), per_item)
     return ItemSet(
         product=prod,
@@ -179,6 +220,7 @@ def load_sets(product: Product | str, folders: Sequence[str | os.PathLike[str]],
         item_split=[split_of(e.sha256) for _, e in todo],
         item_nuisance=[e.nuisance for _, e in todo],
         datasets=datasets,
+        pose_refused=refused_files,
     )
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import torchvision
 
 import inspector
+from inspector.config.registration import RegistrationSpec
 from inspector.evaluation import ItemOutcome, summarize
 from inspector.inference.units import unit_shape
 from inspector.taxonomy import OK, Product
@@ -38,6 +39,7 @@ from training.data import (
     check_disjoint,
     load_sets,
     model_classes,
+    recipe_registration,
 )
 from training.nets import InspectorNet, NetConfig, float_to_uint8, uint8_to_float
 from training.prefetch import BatchRecipe, batches
@@ -458,7 +460,10 @@ def train(
     t_start = time.perf_counter()
     cpu_start = time.process_time()
 
-    data = load_sets(prod, folders, workers=THREADS)
+    registration = recipe_registration(prod)
+    data = load_sets(prod, folders, workers=THREADS, registration=registration)
+    if data.pose_refused:
+        log(f"{len(data.pose_refused)} items refused by the recipe's pose guard, left out: {data.pose_refused[:3]} ...")
     splits = check_disjoint(data.split_shas())
     classes = model_classes(prod, withheld)
     log(f"{prod.value}: {len(data.item_sha)} items, {len(data.units)} units, splits {splits['counts']}")
@@ -635,6 +640,9 @@ def train(
         "splits": splits,
         "test_units": test_idx.size,
         "datasets": data.datasets,
+        # The station's registration the units were cut with (the recipe's); None: fixed cuts.
+        "registration": registration.model_dump(mode="json") if registration is not None else None,
+        "pose_refused": len(data.pose_refused),
         "acceptance_criteria": criteria,
         "metrics": {"val": val_metrics, "test_internal": test_metrics, "history": history, "anomaly": ad_info},
         "training": {
@@ -672,6 +680,8 @@ def train(
             "machine": f"{platform.machine()} {os.cpu_count()} cores",
             **cpu_provenance(),
             "datasets": data.datasets,
+            "registration": registration.model_dump(mode="json") if registration is not None else None,
+            "pose_refused": len(data.pose_refused),
             "units": {"train": int(train_idx.size), "val": int(val_idx.size), "test": int(test_idx.size)},
             "steps": total_steps,
             "seconds_per_step": round((time.perf_counter() - t_train) / max(total_steps, 1), 4),
@@ -794,7 +804,10 @@ def reselect_thresholds(
     prod = Product(ckpt["product"])
     classes = list(ckpt["classes"])
     withheld = list(ckpt["withheld_classes"])
-    data = load_sets(prod, [d["folder"] for d in ckpt["datasets"]], workers=THREADS)
+    # The registration the checkpoint was trained with (None: fixed cuts, before registration existed).
+    registered = ckpt.get("registration")
+    registration = RegistrationSpec.model_validate(registered) if registered is not None else None
+    data = load_sets(prod, [d["folder"] for d in ckpt["datasets"]], workers=THREADS, registration=registration)
     splits = check_disjoint(data.split_shas())
     if splits["hashes"] != ckpt["splits"]["hashes"]:
         raise ValueError("the data sets no longer give the checkpoint's splits")

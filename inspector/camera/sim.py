@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from inspector.events import GroundTruth
 from inspector.manifest import read_manifest
 from inspector.synth import derive_seed, render
 from inspector.synth.generate import choose_label
+from inspector.synth.line import LinePresentation, present_on_line
 from inspector.taxonomy import Product
 
 Item = tuple[np.ndarray, GroundTruth | None]
@@ -199,9 +201,11 @@ class SimCamera(ScheduledCamera):
         serial: str = "SIM-0",
         ahead: int = 8,
         labels: Sequence[str] | None = None,
+        line: LinePresentation | None = None,
     ) -> None:
         super().__init__(serial=serial, line_rate_per_min=line_rate_per_min, items=items)
         self.product = Product(product)
+        self.line = line if line is not None and line.active else None  # where and how the line presents items
         self.seed = seed
         self.defect_rate = defect_rate
         self.nuisance = nuisance
@@ -220,6 +224,7 @@ class SimCamera(ScheduledCamera):
             "seed": self.seed,
             "defect_rate": self.defect_rate,
             "nuisance": self.nuisance,
+            **({"line": asdict(self.line)} if self.line is not None else {}),
             "line_rate_per_min": 60.0 / self.period_s if self.period_s else None,
         }
 
@@ -230,8 +235,10 @@ class SimCamera(ScheduledCamera):
 
     def render_item(self, index: int) -> Item:
         label = self.label_of(index)
-        r = render(self.product, label, derive_seed(self.seed, index), self.nuisance)
-        return r.image, GroundTruth(label=r.label, pockets=r.pockets, source="sim")
+        seed = derive_seed(self.seed, index)
+        r = render(self.product, label, seed, self.nuisance)
+        image = r.image if self.line is None else present_on_line(r.image, self.line, seed)[0]
+        return image, GroundTruth(label=r.label, pockets=r.pockets, source="sim")
 
     def _do_start(self) -> None:
         # Render the first item before the line clock starts: the first render builds the

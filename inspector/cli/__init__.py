@@ -22,6 +22,7 @@ from inspector.cli import (
     plc,
     qualify,
     records,
+    registration,
     releases,
     samples,
     station,
@@ -30,7 +31,21 @@ from inspector.cli import (
 )
 from inspector.cli.common import CliError, HelpFormatter, Parser
 
-GROUPS = (samples, station, monitor, cameras, plc, evaluate, taxonomy, users, audit, records, releases, qualify)
+GROUPS = (
+    samples,
+    station,
+    monitor,
+    registration,
+    cameras,
+    plc,
+    evaluate,
+    taxonomy,
+    users,
+    audit,
+    records,
+    releases,
+    qualify,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

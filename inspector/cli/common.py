@@ -337,6 +337,8 @@ def station_config(args: argparse.Namespace) -> tuple[StationConfig, Path]:
             seed=flags.get("seed"),
             defect_rate=flags.get("defect_rate"),
             nuisance=flags.get("nuisance"),
+            shift=flags.get("shift"),
+            turn=flags.get("turn"),
             plc=flags.get("plc"),
             db=flags.get("db"),
             threads=flags.get("threads"),

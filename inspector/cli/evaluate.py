@@ -26,7 +26,10 @@ from inspector.cli.common import (
     json_path,
     say,
 )
+from inspector.config.recipe import load_recipe
+from inspector.config.registration import RegistrationSpec
 from inspector.evaluation import format_markdown, format_report, run_evaluation
+from inspector.inference.package import ModelIntegrityError, load_package
 
 
 def picture_target(args: argparse.Namespace) -> tuple[Path, str] | None:
@@ -43,6 +46,18 @@ def picture_target(args: argparse.Namespace) -> tuple[Path, str] | None:
 
 def _load_plots() -> None:
     importlib.import_module("inspector.plots").warm_up()
+
+
+def recipe_registration(model: Path, recipe: str | None) -> RegistrationSpec | None:
+    """The registration the station runs for this model: ``recipe``'s, else the model product's shipped recipe."""
+    try:
+        product = load_package(model).record.product
+    except ModelIntegrityError as exc:
+        raise ValueError(f"cannot use model package {model}: {exc}") from None
+    loaded = load_recipe(recipe or product.value)
+    if loaded.recipe.product is not product:
+        raise ValueError(f"--recipe {recipe}: a {loaded.recipe.product.value} recipe, the model is for {product.value}")
+    return loaded.recipe.registration
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -64,10 +79,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if target is not None:
         loader = threading.Thread(target=_load_plots, name="load-plots")
         loader.start()
+    registration = None if args.no_registration else recipe_registration(args.model, args.recipe)
     try:
         ev = run_evaluation(
             args.model, args.images, accept_minor=args.accept_minor, limit=args.limit, threads=args.threads,
-            progress=progress,
+            progress=progress, registration=registration,
         )  # fmt: skip
     finally:
         if loader is not None:
@@ -120,6 +136,17 @@ def register(sub: Subparsers, tool: str = "inspector") -> None:
         help="folder for the pictures (STEM.KIND.png); default: beside --json FILE, else beside --markdown FILE",
     )
     p.add_argument("--no-plots", action="store_true", help="write no pictures")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help="recipe whose registration locates and guards the items, as the station does"
+        " (default: the shipped recipe of the model's product)",
+    )
+    p.add_argument(
+        "--no-registration",
+        action="store_true",
+        help="cut the units at the fixed places instead (to compare; not the deployed path)",
+    )
     p.add_argument("--accept-minor", nargs="*", default=[], metavar="CODE", help="minor defects the recipe accepts")
     p.add_argument(
         "--limit", type=bounded(int, low=1), default=None, help="only the first N items; default: all of them"

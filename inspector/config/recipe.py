@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from inspector.config.errors import ConfigError
 from inspector.config.loader import load_yaml_model
 from inspector.config.monitor import InputLimits
+from inspector.config.registration import RegistrationSpec
 from inspector.config.roi import PocketGrid
 from inspector.config.trending import TrendLimits
 from inspector.taxonomy import Criticality, Product, defect
@@ -94,6 +95,9 @@ class Recipe(BaseModel):
     thresholds: RecipeThresholds | None = Field(default=None, description="None: the model record's thresholds")
     accept_minor: list[str] = Field(default_factory=list, description="minor defect codes accepted by this recipe")
     pocket_grid: PocketGrid | None = None
+    registration: RegistrationSpec | None = Field(
+        default=None, description="None: the units are cut at fixed places and the pose is not guarded"
+    )
     latency_budget_ms: float = Field(gt=0, le=10_000)
     line_rate_per_min: float = Field(gt=0, le=100_000)
     queue_depth: int = Field(default=8, ge=1, le=1024)

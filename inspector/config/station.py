@@ -44,6 +44,8 @@ class CameraChoice(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="sim: item seed")
     defect_rate: float = Field(default=0.05, ge=0.0, le=1.0, description="sim: share of defective items")
     nuisance: float = Field(default=1.0, ge=0.0, le=NUISANCE_MAX, description="sim: nuisance scale")
+    shift_px: float = Field(default=0.0, ge=0.0, le=64.0, description="sim: the line shifts items up to this (dx, dy)")
+    turn_deg: float = Field(default=0.0, ge=0.0, le=45.0, description="sim: the line turns items up to this")
 
     @model_validator(mode="after")
     def _fits_kind(self) -> CameraChoice:
@@ -184,6 +186,8 @@ def apply_flags(
     seed: int | None = None,
     defect_rate: float | None = None,
     nuisance: float | None = None,
+    shift: float | None = None,
+    turn: float | None = None,
     plc: str | None = None,
     db: str | None = None,
     threads: int | None = None,
@@ -202,6 +206,8 @@ def apply_flags(
             "seed": seed,
             "defect_rate": defect_rate,
             "nuisance": nuisance,
+            "shift_px": shift,
+            "turn_deg": turn,
         },
         plc=plc,
         records=None if db is None else {"database": db},

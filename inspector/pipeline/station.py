@@ -46,6 +46,7 @@ from inspector.events import (
     StationState,
     utc_now,
 )
+from inspector.inference.registration import Registered, register
 from inspector.inference.session import InferenceEngine, ModelError
 from inspector.inference.units import to_units
 from inspector.pipeline.decision import decide
@@ -142,6 +143,8 @@ class Station:
         self.accept_minor = frozenset(recipe.accept_minor)
         self.budget_s = recipe.latency_budget_ms / 1e3
         self._rois = recipe.pocket_grid.rois() if recipe.pocket_grid is not None else None
+        self._registration = recipe.registration
+        self._pose_refusals = 0  # in a row; POSE_GUARD at the recipe's alarm_after
         self._expected_shape = recipe.frame.shape
 
         self._state = StationState.IDLE
@@ -571,11 +574,25 @@ class Station:
         if t_deq >= deadline:
             self._late(frame, "deadline passed before inference", times)
             return
+        pose: dict[str, float] | None = None
+        t_reg: float | None = None
+        if self._registration is not None:
+            reg = register(self.recipe.product, frame.image, self._registration, self._rois)
+            t_reg = time.monotonic()
+            times = StageTimes(frame.t_acquired, t_queued, t_deq, t_registered=t_reg)
+            if reg.units is None:
+                self._pose_refused(frame, reg, times)
+                return
+            self._pose_refusals = 0
+            units = reg.units
+            pose = reg.pose.as_dict() if reg.pose is not None else None
+        else:
+            units = self._units(frame.image)
         try:
-            scores, anomaly = self.engine.run(self._units(frame.image))
+            scores, anomaly = self.engine.run(units)
         except ModelError as exc:
             self.raise_alarm("MODEL_ERROR", f"item {frame.item_id}: {exc}", "model", AlarmSeverity.FAULT)
-            self._not_inspected(frame.item_id, frame, NotInspected.MODEL_ERROR, str(exc), times)
+            self._not_inspected(frame.item_id, frame, NotInspected.MODEL_ERROR, str(exc), times, pose=pose)
             return
         t_inf = time.monotonic()
         verdict = decide(
@@ -588,9 +605,9 @@ class Station:
             accept_minor=self.accept_minor,
         )
         t_dec = time.monotonic()
-        times = StageTimes(frame.t_acquired, t_queued, t_deq, t_inf, t_dec)
+        times = StageTimes(frame.t_acquired, t_queued, t_deq, t_inf, t_dec, t_reg)
         if t_dec > deadline:
-            self._late(frame, f"decided {(t_dec - deadline) * 1e3:.1f} ms after the deadline", times)
+            self._late(frame, f"decided {(t_dec - deadline) * 1e3:.1f} ms after the deadline", times, pose)
             return
         if verdict.accept and "plc" in self._fault_sources:
             self._not_inspected(
@@ -607,6 +624,7 @@ class Station:
                     unit_reasons=verdict.unit_reasons,
                 ),
                 deadline_met=True,
+                pose=pose,
             )
             self._watch_input(frame.image)
             return
@@ -626,14 +644,33 @@ class Station:
             unit_reasons=verdict.unit_reasons,
             truth=frame.truth,
             image=frame.image if self.keep_images else None,
+            pose=pose,
         )
         self._deliver(decision, frame)
         self._watch_input(frame.image)
 
-    def _late(self, frame: Frame, detail: str, times: StageTimes) -> None:
+    def _pose_refused(self, frame: Frame, reg: Registered, times: StageTimes) -> None:
+        """Not located, or outside the validated pose range: rejected not_inspected (pose), never accepted.
+        ``alarm_after`` of them in a row raise POSE_GUARD once (the feeder or the camera mount moved)."""
+        pose = reg.pose.as_dict() if reg.pose is not None else None
+        self._not_inspected(frame.item_id, frame, NotInspected.POSE, reg.refused or "pose", times, pose=pose)
+        self._pose_refusals += 1
+        spec = self._registration
+        if spec is not None and self._pose_refusals == spec.alarm_after:
+            self.raise_alarm(
+                "POSE_GUARD",
+                f"item {frame.item_id}: {self._pose_refusals} items in a row not located or outside the validated"
+                f" pose range (last: {reg.refused}); check the feeder and the camera mount",
+                "registration",
+                AlarmSeverity.FAULT,
+                refused=self._pose_refusals,
+                last_pose=pose,
+            )
+
+    def _late(self, frame: Frame, detail: str, times: StageTimes, pose: dict[str, float] | None = None) -> None:
         """A late item is rejected (not_inspected); the first of a batch raises LATE_DECISIONS, then at most
         one alarm per LATE_ALARM_INTERVAL_S, counting the late items since the last one."""
-        self._not_inspected(frame.item_id, frame, NotInspected.LATE, detail, times)
+        self._not_inspected(frame.item_id, frame, NotInspected.LATE, detail, times, pose=pose)
         self._late_since_alarm += 1
         now = time.monotonic()
         if now < self._next_late_alarm:
@@ -684,6 +721,7 @@ class Station:
         times: StageTimes,
         outputs: dict[str, Any] | None = None,
         deadline_met: bool = False,
+        pose: dict[str, float] | None = None,
     ) -> None:
         """Reject ``item_id`` as not inspected; ``outputs``: the model's, where it ran (label, scores ...)."""
         decision = ItemDecision(
@@ -699,6 +737,7 @@ class Station:
             detail=detail,
             truth=frame.truth if frame is not None else None,
             image=frame.image if frame is not None and self.keep_images else None,
+            pose=pose,
         )
         self._deliver(decision, frame)
 

@@ -36,7 +36,10 @@ ITEM_FIELDS = (
     "image_sha256",
     "truth_label",
     "alarm",
+    # Added with schema 5; hashed only when set, so the chains of items written before stay valid.
+    "pose",
 )
+_ITEM_FIELDS_ALWAYS = 18
 
 #: Batch columns the anchor covers: everything fixed when the batch opens.
 BATCH_FIELDS = (
@@ -75,8 +78,12 @@ def batch_anchor(values: Sequence[Any]) -> str:
 
 
 def row_hash(prev_hash: str, values: Sequence[Any]) -> str:
-    """Hash of an item row's values (in :data:`ITEM_FIELDS` order) linked to the previous hash."""
-    return _digest([prev_hash, *values])
+    """Hash of an item row's values (in :data:`ITEM_FIELDS` order; trailing unset later fields left out)
+    linked to the previous hash."""
+    parts = list(values)
+    while len(parts) > _ITEM_FIELDS_ALWAYS and parts[-1] is None:
+        parts.pop()
+    return _digest([prev_hash, *parts])
 
 
 def ack_hash(item_row_hash: str, plc_ack: str, plc_ack_utc: str) -> str:

@@ -133,6 +133,7 @@ def item_record(batch_id: str, d: ItemDecision) -> ItemRecord:
         latency=d.times.ms(),
         truth_label=d.truth.label if d.truth is not None else None,
         alarm=d.not_inspected.value if d.not_inspected is not None else None,
+        pose=d.pose,
     )
 
 

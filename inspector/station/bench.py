@@ -11,7 +11,8 @@ decision, an accept when the recorder reports its row durable), ``hold_ms_*`` th
 from decision to durable row, and ``release_over_decision_p50`` the ratio of the release p50 to
 the decision latency p50.
 In the same run, the bare ``session.run`` on the same frames gives the floor, so the
-pipeline's overhead reads as a difference; the same model in torch eager mode is measured
+pipeline's overhead (registration included) reads as a difference; registration is also timed
+alone on the same frames and as the pipeline's stage; the same model in torch eager mode is measured
 in a separate process when the training extra is installed (the runtime never imports torch).
 """
 
@@ -34,6 +35,7 @@ from inspector.camera.sim import MemoryCamera, SimCamera
 from inspector.config.recipe import find_project_root, load_recipe
 from inspector.config.station import StationConfig, override
 from inspector.events import GroundTruth, ItemDecided, StationEvent
+from inspector.inference.registration import register
 from inspector.inference.units import to_units
 from inspector.pipeline.station import Station
 from inspector.pipeline.summary import percentile
@@ -98,9 +100,20 @@ def bench(
         if not finished:
             raise RuntimeError("benchmark did not finish in time")
 
-    # Bare session.run on the same frames, same process, same thread settings.
+    # Registration alone on the same frames (one core, as in the station's inference thread).
+    rois = rec.pocket_grid.rois() if rec.pocket_grid else None
+    registration: list[float] = []
+    units = []
+    for img, _ in pre:
+        if rec.registration is None:
+            units.append(to_units(img, rois))
+            continue
+        t = time.perf_counter()
+        reg = register(rec.product, img, rec.registration, rois)
+        registration.append((time.perf_counter() - t) * 1e3)
+        units.append(reg.units if reg.units is not None else to_units(img, rois))
+    # Bare session.run on the same units, same process, same thread settings.
     bare: list[float] = []
-    units = [to_units(img, rec.pocket_grid.rois() if rec.pocket_grid else None) for img, _ in pre]
     feed = engine.input_name
     for i in range(frames):
         u = units[i % len(units)]
@@ -122,6 +135,12 @@ def bench(
         "bare_ms_p50": _r(percentile(bare, 50)),
         "bare_ms_p99": _r(percentile(bare, 99)),
         "overhead_ms_p50": None,
+        # Registration: alone on the frames, and as the pipeline's stage (both included in latency_ms_*).
+        "registration_ms_p50": _r(percentile(registration, 50)),
+        "registration_ms_p99": _r(percentile(registration, 99)),
+        "registration_stage_ms_p50": _r(percentile(durability.registered, 50)),
+        "registration_stage_ms_p99": _r(percentile(durability.registered, 99)),
+        "pose_refused": summary["not_inspected_by_cause"].get("pose", 0),
         "torch_ms_p50": None,
         "not_inspected": summary["not_inspected"],
         "not_inspected_by_cause": summary["not_inspected_by_cause"],
@@ -146,10 +165,13 @@ class _Durability:
         self._lock = threading.Lock()
         self._decided: dict[int, tuple[float, float, bool]] = {}  # item -> (frame, decision, accept)
         self._durable: dict[int, float] = {}
+        self.registered: list[float] = []  # ms of the registration stage per item
 
     def on_event(self, event: StationEvent) -> None:
         if isinstance(event, ItemDecided):
             t = event.decision.times
+            if t.t_registered is not None and t.t_dequeued is not None:
+                self.registered.append((t.t_registered - t.t_dequeued) * 1e3)
             if t.t_acquired is not None and t.t_decided is not None:
                 with self._lock:
                     self._decided[event.decision.item_id] = (t.t_acquired, t.t_decided, event.decision.accept)

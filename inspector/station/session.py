@@ -80,6 +80,7 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
     rate = choice.line_rate_per_min or rec.line_rate_per_min
     if choice.kind == "sim":
         from inspector.camera.sim import SimCamera
+        from inspector.synth.line import LinePresentation
 
         return SimCamera(
             rec.product,
@@ -88,6 +89,7 @@ def make_camera(choice: CameraChoice, loaded: LoadedRecipe, root: Path) -> Camer
             seed=choice.seed,
             defect_rate=choice.defect_rate,
             nuisance=choice.nuisance,
+            line=LinePresentation(shift_px=choice.shift_px, turn_deg=choice.turn_deg),
         )
     if choice.kind == "files":
         from inspector.camera.sim import FilesCamera

@@ -16,6 +16,7 @@ import numpy as np
 from inspector.manifest import MANIFEST_NAME, ManifestEntry, sha256_bytes, write_manifest
 from inspector.synth import MAX_NUISANCE, derive_seed, render
 from inspector.synth.base import MAX_SEED
+from inspector.synth.line import LinePresentation, present_on_line
 from inspector.taxonomy import OK, Product, defects
 
 # Camera-like images carry sensor noise, which deflate cannot squeeze: Huffman-only coding
@@ -44,6 +45,7 @@ class Job:
     masks: bool
     presentation: int | None = None
     item: int | None = None
+    line: LinePresentation | None = None
 
 
 def choose_label(product: Product, base_seed: int, index: int, defect_rate: float) -> str:
@@ -68,9 +70,14 @@ def _run_job(job: Job) -> str:
         name = f"{job.product}_{job.index:06d}.png"
     else:
         name = f"{job.product}_{job.item:06d}_p{job.presentation:02d}.png"
-    data = encode_png(r.image)
+    image, drawn = r.image, None
+    if job.line is not None and job.line.active:
+        image, drawn = present_on_line(image, job.line, job.seed, job.presentation)
+    data = encode_png(image)
     Path(job.out, name).write_bytes(data)
     mask_name = None
+    if job.masks and drawn is not None:
+        raise ValueError("masks are drawn in the renderer's frame: render a line presentation without masks")
     if job.masks:
         mask_name = f"masks/{name}"
         Path(job.out, mask_name).write_bytes(encode_png(r.mask, MASK_PNG_PARAMS))
@@ -87,6 +94,7 @@ def _run_job(job: Job) -> str:
         nuisance=job.nuisance,
         item_key=None if job.item is None else f"{job.product}-{job.seed}",
         presentation=job.presentation,
+        line=drawn,
     )
     return entry.to_json()
 
@@ -135,6 +143,7 @@ def generate(
     workers: int | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     presentations: int | None = None,
+    line: LinePresentation | None = None,
 ) -> list[ManifestEntry]:
     """Render ``count`` images (``count`` items x ``presentations`` with that option) into ``out``.
 
@@ -143,12 +152,16 @@ def generate(
     each item is rendered that many times, its presentation (pose jitter, lighting, blur,
     noise) changing and the item staying the same; the manifest names the item and the
     presentation of each image (qualification by the Knapp method), listed round by round.
+    ``line``: a line's presentation drawn on top of each image (shift, turn, gain, gamma,
+    vignetting, defocus; see :mod:`inspector.synth.line`), recorded per image in the manifest.
     """
     prod = validate_args(product, count, seed, defect_rate, nuisance)
     if presentations is not None and not 1 <= presentations <= 1000:
         raise ValueError(f"--presentations must be in 1..1000, got {presentations}")
     if labels is not None and len(labels) != count:
         raise ValueError(f"got {len(labels)} labels for {count} images")
+    if line is not None and line.active and masks:
+        raise ValueError("a line presentation moves the image but not the renderer's masks: use --no-masks")
     root = Path(out)
     prepare_out(root)
     if masks:
@@ -168,6 +181,7 @@ def generate(
             masks=masks,
             presentation=p,
             item=None if p is None else i,
+            line=line,
         )
         for k, p in enumerate(reps)
         for i in range(count)

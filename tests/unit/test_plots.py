@@ -60,6 +60,7 @@ def test_evaluate_writes_every_picture_beside_the_json_and_exits_1_on_failed_cri
     out = tmp_path / "report" / "vial.json"
     md = tmp_path / "md" / "vial.md"
     argv = ["evaluate", "--model", str(failing_vial_package), "--images", str(vial_set), "--json", str(out)]
+    argv.append("--no-registration")  # flat frames stand in for vials: nothing to locate
     code = main([*argv, "--markdown", str(md)])
     said = capsys.readouterr()
     assert code == 1, "done, and a criterion failed"
@@ -83,7 +84,7 @@ def test_evaluate_writes_every_picture_beside_the_json_and_exits_1_on_failed_cri
 def test_pictures_only_where_a_file_is_written_or_a_folder_named(
     tmp_path: Path, failing_vial_package: Path, vial_set: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["evaluate", "--model", str(failing_vial_package), "--images", str(vial_set), "--quiet"]
+    argv = ["evaluate", "--model", str(failing_vial_package), "--images", str(vial_set), "--quiet", "--no-registration"]
     assert main([*argv, "--json"]) == 1
     said = capsys.readouterr()
     assert json.loads(said.out)["n"] == 20 and said.err == "" and "pictures" not in json.loads(said.out)

@@ -455,7 +455,7 @@ def test_schema_2_database_migrates_keeping_every_record(tmp_path: Path) -> None
     path = tmp_path / "old.db"
     _schema_2_database(path)
     with RecordStore(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 4
+        assert s.schema_version == SCHEMA_VERSION == 5
         assert s.batch("OLD-PLC")["release_status"] == "NOT RELEASED - DEMO", "the GxP step ran before"
         assert s.integrity_check() == "ok" and s.pragma("foreign_keys") == 1
         old = s.batch("OLD-PLC")
@@ -577,3 +577,30 @@ def test_writer_reports_which_item_rows_each_commit_made_durable(tmp_path: Path)
     assert w.commits >= 2
     with RecordStore(db) as s:
         assert [i.item_id for i in s.items(BATCH)] == [1, 2] and s.item(BATCH, 1).decision == "accept"
+
+
+def test_the_pose_is_kept_with_its_item_write_once_and_hashed(store: RecordStore) -> None:
+    """Schema 5: registration's pose is part of the item's record, and of its hash once set."""
+    from inspector.records.chain import verify_batch
+    from inspector.records.hashing import ITEM_FIELDS, row_hash
+
+    pose = {"dx": 3.25, "dy": -1.5, "angle_deg": 2.125, "score": 0.985}
+    store.insert_items([item(1), item(2, pose=pose)])
+    got = {i.item_id: i.pose for i in store.items(BATCH)}
+    assert got == {1: None, 2: pose}
+    # An item without a pose hashes as it did before schema 5: chains written before stay valid.
+    before = ITEM_FIELDS[: ITEM_FIELDS.index("pose")]
+    row = store.execute(f"SELECT prev_hash, row_hash, {', '.join(before)} FROM items WHERE item_id = 1").fetchone()
+    assert row[1] == row_hash(row[0], list(row[2:]))
+    assert verify_batch(store, BATCH).ok
+    conn = sqlite3.connect(store.path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="write-once"):
+            conn.execute("UPDATE items SET pose = '{\"dx\": 0}' WHERE item_id = 2")
+        conn.execute("DROP TRIGGER items_write_once")  # what someone with the file and a SQL tool can do
+        conn.execute("UPDATE items SET pose = json_set(pose, '$.dx', 0.0) WHERE item_id = 2")
+        conn.commit()
+    finally:
+        conn.close()
+    check = verify_batch(store, BATCH)
+    assert not check.ok and check.first_bad_item == 2

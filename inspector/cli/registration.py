@@ -1,0 +1,81 @@
+"""``inspector registration-reference``: where the nominal item lies, for a recipe's registration block."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from inspector.cli.common import Subparsers, add_command, add_json_option, bounded, emit_json, say
+from inspector.taxonomy import Product
+
+IMAGES_MAX = 100_000
+
+
+def cmd_registration_reference(args: argparse.Namespace) -> int:
+    from inspector.camera.imagefile import ImageRefused, read_image_file
+    from inspector.inference.registration import locate, measure_reference
+    from inspector.manifest import ManifestError, read_manifest
+    from inspector.taxonomy import OK
+
+    images: list[np.ndarray] = []
+    products: set[Product] = set()
+    for folder in args.images:
+        root = Path(folder)
+        try:
+            entries = read_manifest(root)
+        except ManifestError as exc:
+            raise ValueError(str(exc)) from None
+        for e in entries:
+            if e.label != OK or len(images) >= args.limit:
+                continue
+            try:
+                images.append(read_image_file(root / e.file, sha256=e.sha256))
+            except ImageRefused as exc:
+                raise ValueError(f"{root / e.file}: {exc}") from None
+            products.add(e.product)
+    if not images:
+        raise ValueError("the sets hold no good (ok) items: the reference is measured on good product")
+    if len(products) != 1:
+        raise ValueError(f"the sets mix products {sorted(p.value for p in products)}; give one product's sets")
+    product = products.pop()
+    ref = measure_reference(product, images)
+    found = [f for f in (locate(product, img) for img in images) if f is not None]
+    spread = {}
+    for key, ref_value in (("dx", ref.x), ("dy", ref.y), ("angle_deg", ref.angle_deg)):
+        attr = {"dx": "x", "dy": "y", "angle_deg": "angle_deg"}[key]
+        v = np.asarray([getattr(f, attr) - ref_value for f in found])
+        spread[key] = {"p1": round(float(np.percentile(v, 1)), 3), "p99": round(float(np.percentile(v, 99)), 3)}
+    result = {
+        "product": product.value,
+        "reference": ref.model_dump(mode="json"),
+        "images": len(images),
+        "not_located": len(images) - len(found),
+        "spread": spread,
+        "sets": [str(f) for f in args.images],
+    }
+    say(
+        f"{len(images)} good {product.value} images, {result['not_located']} not located;"
+        f" spread around the reference (p1..p99): "
+        + ", ".join(f"{k} {v['p1']:+.2f}..{v['p99']:+.2f}" for k, v in spread.items())
+    )
+    say("registration.reference block for the recipe (YAML accepts this JSON):", json.dumps(result["reference"]))
+    emit_json(args, result)
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    rr = add_command(
+        sub,
+        "registration-reference",
+        help="where the nominal item lies (median over good items), for a recipe's registration block",
+        example="inspector registration-reference --images /tmp/tv/blister_seed4000_n0.5",
+    )
+    rr.add_argument("--images", nargs="+", required=True, help="manifest folders; their good (ok) items are measured")
+    rr.add_argument(
+        "--limit", type=bounded(int, low=1, high=IMAGES_MAX), default=2000, help="good images measured at most"
+    )
+    add_json_option(rr, "the reference with the spread of the measured poses")
+    rr.set_defaults(func=cmd_registration_reference, value_errors_are_user_errors=True)

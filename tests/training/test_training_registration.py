@@ -1,0 +1,47 @@
+"""Training cuts its units through the station's registration: what the model learns from is what it sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import NEEDS_TRAINING_EXTRA
+
+pytestmark = [pytest.mark.torch]
+pytest.importorskip("torch", reason=NEEDS_TRAINING_EXTRA)
+pytest.importorskip("torchvision", reason=NEEDS_TRAINING_EXTRA)
+
+from inspector.config.recipe import load_recipe  # noqa: E402
+from inspector.inference.registration import register  # noqa: E402
+from inspector.manifest import read_manifest  # noqa: E402
+from inspector.synth.generate import generate  # noqa: E402
+from inspector.synth.line import LinePresentation  # noqa: E402
+from inspector.taxonomy import Product  # noqa: E402
+from training.data import load_sets, recipe_registration  # noqa: E402
+
+
+def test_training_units_are_the_station_s_registered_units(tmp_path: Path) -> None:
+    spec = recipe_registration(Product.BLISTER)
+    assert spec is not None and spec == load_recipe("blister").recipe.registration
+    near, far = tmp_path / "near", tmp_path / "far"
+    generate("blister", 6, 960001, near, defect_rate=0.3, masks=False, workers=1, line=LinePresentation(8.0, 5.0))
+    generate("blister", 6, 961001, far, defect_rate=0.3, masks=False, workers=1, line=LinePresentation(40.0))
+    data = load_sets(Product.BLISTER, [near, far], workers=1, registration=spec)
+    rois = load_recipe("blister").recipe.pocket_grid.rois()  # type: ignore[union-attr]
+    expected, refused = [], []
+    for folder in (near, far):
+        for e in read_manifest(folder):
+            reg = register(Product.BLISTER, cv2.imread(str(folder / e.file), cv2.IMREAD_UNCHANGED), spec, rois)
+            if reg.units is None:
+                refused.append(str(folder / e.file))
+            else:
+                expected.append(reg.units)
+    assert refused, "cards moved 40 px lie outside the recipe's pose range"
+    assert sorted(data.pose_refused) == sorted(refused), "the guard's refusals are left out, as on the line"
+    assert data.units.shape[0] == 10 * len(expected) == len(data.unit_labels)
+    # Items come in manifest order per folder; refused ones leave no units.
+    assert np.array_equal(data.units, np.concatenate(expected))
+    assert len(data.item_sha) == len(expected) == 12 - len(refused)
