@@ -26,8 +26,7 @@ from inspector.cli.common import (
     json_path,
     say,
 )
-from inspector.config.recipe import load_recipe
-from inspector.config.registration import RegistrationSpec
+from inspector.config.recipe import Recipe, load_recipe
 from inspector.evaluation import format_markdown, format_report, run_evaluation
 from inspector.inference.package import ModelIntegrityError, load_package
 
@@ -48,8 +47,8 @@ def _load_plots() -> None:
     importlib.import_module("inspector.plots").warm_up()
 
 
-def recipe_registration(model: Path, recipe: str | None) -> RegistrationSpec | None:
-    """The registration the station runs for this model: ``recipe``'s, else the model product's shipped recipe."""
+def deployed_recipe(model: Path, recipe: str | None) -> Recipe:
+    """The recipe the station runs this model with: ``recipe``, else the model product's shipped recipe."""
     try:
         product = load_package(model).record.product
     except ModelIntegrityError as exc:
@@ -57,7 +56,7 @@ def recipe_registration(model: Path, recipe: str | None) -> RegistrationSpec | N
     loaded = load_recipe(recipe or product.value)
     if loaded.recipe.product is not product:
         raise ValueError(f"--recipe {recipe}: a {loaded.recipe.product.value} recipe, the model is for {product.value}")
-    return loaded.recipe.registration
+    return loaded.recipe
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -79,10 +78,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if target is not None:
         loader = threading.Thread(target=_load_plots, name="load-plots")
         loader.start()
-    registration = None if args.no_registration else recipe_registration(args.model, args.recipe)
+    # The deployed path: the recipe's registration and the minor defects it accepts, unless told otherwise.
+    recipe = deployed_recipe(args.model, args.recipe)
+    registration = None if args.no_registration else recipe.registration
+    accept_minor = recipe.accept_minor if args.accept_minor is None else args.accept_minor
     try:
         ev = run_evaluation(
-            args.model, args.images, accept_minor=args.accept_minor, limit=args.limit, threads=args.threads,
+            args.model, args.images, accept_minor=accept_minor, limit=args.limit, threads=args.threads,
             progress=progress, registration=registration,
         )  # fmt: skip
     finally:
@@ -91,6 +93,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     result = ev.result
+    result["recipe"] = {
+        "recipe_id": recipe.recipe_id,
+        "version": recipe.version,
+        "registration": registration is not None,
+        "accept_minor": list(accept_minor),
+    }
     pictures: dict[str, Path] = {}
     if target is not None:
         from inspector.plots import write_evaluation_pictures
@@ -147,7 +155,13 @@ def register(sub: Subparsers, tool: str = "inspector") -> None:
         action="store_true",
         help="cut the units at the fixed places instead (to compare; not the deployed path)",
     )
-    p.add_argument("--accept-minor", nargs="*", default=[], metavar="CODE", help="minor defects the recipe accepts")
+    p.add_argument(
+        "--accept-minor",
+        nargs="*",
+        default=None,
+        metavar="CODE",
+        help="minor defects accepted (default: the recipe's accept_minor; give none to reject every defect)",
+    )
     p.add_argument(
         "--limit", type=bounded(int, low=1), default=None, help="only the first N items; default: all of them"
     )

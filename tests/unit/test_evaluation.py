@@ -257,3 +257,22 @@ def test_evaluate_command_writes_json_and_markdown(tmp_path: Path, vial_package:
     bad = parser.parse_args(["evaluate", "--model", str(tmp_path / "none"), "--images", str(vial_set)])
     with pytest.raises(ValueError, match="not a folder"):
         bad.func(bad)
+
+
+def test_evaluate_judges_with_the_recipe_s_accepted_minor_defects(
+    tmp_path: Path, vial_package: Path, vial_set: Path
+) -> None:
+    """The deployed path: the vial recipe accepts cosmetic scratches, so evaluate does too, unless told."""
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    register_evaluate(sub)
+    common = ["evaluate", "--model", str(vial_package), "--images", str(vial_set), "--no-registration", "--quiet"]
+    deployed, strict = tmp_path / "deployed.json", tmp_path / "strict.json"
+    args = parser.parse_args([*common, "--json", str(deployed), "--no-plots"])
+    args.func(args)
+    args = parser.parse_args([*common, "--json", str(strict), "--no-plots", "--accept-minor"])
+    args.func(args)
+    a, b = json.loads(deployed.read_text()), json.loads(strict.read_text())
+    assert a["accept_minor"] == ["cosmetic_scratch"] and a["recipe"]["accept_minor"] == ["cosmetic_scratch"]
+    assert a["recipe"]["recipe_id"] and a["recipe"]["registration"] is False
+    assert b["accept_minor"] == [] and b["recipe"]["accept_minor"] == []
