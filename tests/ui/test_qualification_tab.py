@@ -69,7 +69,7 @@ def test_the_qualification_tab_runs_a_suite_and_qa_signs_its_report(
     assert outcome is not None, tab.status.text()
     assert outcome["passed"] is True and outcome["formal"] is False  # the suite was never approved
     assert outcome["run_id"] in tab.status.text() and "PASSED" in tab.status.text()
-    assert tab.bar.value() == tab.bar.maximum()
+    assert tab.bar.value() == tab.bar.maximum() and tab.bar.format() == "run complete"
     # The station opens again and the run is listed, completed, with its report.
     qtbot.waitUntil(lambda: c.phase == Phase.READY and c.client is not None, timeout=START_TIMEOUT_MS)
     qtbot.waitUntil(lambda: bool(tab.runs) and not tab.command.running, timeout=30_000)

@@ -333,6 +333,7 @@ class QualificationView(QWidget):
         return True
 
     def _progress(self, name: str, done: int, total: int) -> None:
+        self.bar.setFormat("%v / %m presentations")
         self.bar.setRange(0, max(total, 1))
         self.bar.setValue(done)
         self._say(f"Presenting challenge set {name}: {done}/{total}", theme.INFO)
@@ -354,8 +355,10 @@ class QualificationView(QWidget):
                 f"pipeline p99 {outcome['latency_ms_p99']} ms · {'formal' if outcome['formal'] else 'informal'}",
                 theme.ACCEPT if passed else theme.REJECT,
             )
+        # Full when the run completed, empty when it did not; the text says which, not "1 / 1".
         self.bar.setRange(0, 1)
         self.bar.setValue(1 if outcome else 0)
+        self.bar.setFormat("run complete" if outcome else "not run")
         self.run_finished.emit(outcome)
         self.refresh()
 
