@@ -1,4 +1,4 @@
-"""The committed qualification results belong to the shipped suites, recipes and models, and say what the README says."""
+"""The committed qualification results are of the shipped suites, recipes and models, as the README says."""
 
 from __future__ import annotations
 
