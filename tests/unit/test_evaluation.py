@@ -262,17 +262,31 @@ def test_evaluate_command_writes_json_and_markdown(tmp_path: Path, vial_package:
 def test_evaluate_judges_with_the_recipe_s_accepted_minor_defects(
     tmp_path: Path, vial_package: Path, vial_set: Path
 ) -> None:
-    """The deployed path: the vial recipe accepts cosmetic scratches, so evaluate does too, unless told."""
+    """The deployed path: evaluate accepts the minor defects the recipe accepts, unless told."""
+    from inspector.config.recipe import load_recipe
+
+    shipped = load_recipe("vial")
+    accepting = tmp_path / "vial-accepting.yaml"
+    text = shipped.path.read_text()
+    assert "\naccept_minor: []" in text
+    accepting.write_text(text.replace("\naccept_minor: []", "\naccept_minor: [cosmetic_scratch]"))
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     register_evaluate(sub)
     common = ["evaluate", "--model", str(vial_package), "--images", str(vial_set), "--no-registration", "--quiet"]
-    deployed, strict = tmp_path / "deployed.json", tmp_path / "strict.json"
-    args = parser.parse_args([*common, "--json", str(deployed), "--no-plots"])
-    args.func(args)
-    args = parser.parse_args([*common, "--json", str(strict), "--no-plots", "--accept-minor"])
-    args.func(args)
-    a, b = json.loads(deployed.read_text()), json.loads(strict.read_text())
-    assert a["accept_minor"] == ["cosmetic_scratch"] and a["recipe"]["accept_minor"] == ["cosmetic_scratch"]
-    assert a["recipe"]["recipe_id"] and a["recipe"]["registration"] is False
-    assert b["accept_minor"] == [] and b["recipe"]["accept_minor"] == []
+    runs = {
+        "shipped": [],
+        "recipe": ["--recipe", str(accepting)],
+        "none": ["--recipe", str(accepting), "--accept-minor"],
+    }
+    results = {}
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.json"
+        args = parser.parse_args([*common, *extra, "--json", str(out), "--no-plots"])
+        args.func(args)
+        results[name] = json.loads(out.read_text())
+    assert results["shipped"]["accept_minor"] == list(shipped.recipe.accept_minor) == []
+    assert results["shipped"]["recipe"]["recipe_id"] == shipped.recipe.recipe_id
+    assert results["recipe"]["accept_minor"] == ["cosmetic_scratch"], "the recipe's accepted minor defects"
+    assert results["recipe"]["recipe"]["registration"] is False
+    assert results["none"]["accept_minor"] == [], "--accept-minor with no class rejects every defect"
