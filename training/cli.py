@@ -40,6 +40,7 @@ from inspector.cli.common import (
     emit_json,
     say,
 )
+from inspector.cli.samples import add_line_presentation
 from inspector.inference.package import ModelIntegrityError
 from inspector.synth import MAX_NUISANCE
 from inspector.taxonomy import Product
@@ -55,13 +56,17 @@ def _command_line(argv: Sequence[str] | None) -> str:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from inspector.cli.samples import line_presentation
     from inspector.synth.generate import generate
 
     out = Path(args.out)
+    line = line_presentation(args)
+    # A set with a line's presentation says so in its name (and each image in its manifest entry).
+    suffix = "" if line is None else f"_s{line.shift_px:g}t{line.turn_deg:g}"
     made = []
     for i, nuisance in enumerate(args.nuisance):
         seed = args.seed + i
-        folder = out / f"{args.product}_seed{seed}_n{nuisance:.1f}"
+        folder = out / f"{args.product}_seed{seed}_n{nuisance:.1f}{suffix}"
         start = time.perf_counter()
         entries = generate(
             args.product,
@@ -72,6 +77,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             nuisance=nuisance,
             masks=False,
             workers=args.workers,
+            line=line,
         )
         made.append(
             {
@@ -345,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--defect-rate", type=bounded(float, low=0, high=1), default=0.5, help="share of defective items")
     pr.add_argument("--workers", type=bounded(int, low=1, high=256), default=None, help="processes; default: all cores")
+    add_line_presentation(pr, "train on how a line presents items; the station's registration takes it out again")
     add_json_option(pr, "the sets made (a list)")
     pr.set_defaults(func=cmd_prepare, needs_torch=False)
 

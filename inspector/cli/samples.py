@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspector.cli.common import (
     SEED_MAX,
@@ -20,25 +21,57 @@ from inspector.cli.common import (
 from inspector.synth import MAX_NUISANCE
 from inspector.taxonomy import Product
 
+if TYPE_CHECKING:
+    from inspector.synth.line import LinePresentation
+
 COUNT_MAX = 10_000_000
 PER_CLASS_MAX = 50
 WORKERS_MAX = 256
 
 
+LINE_FLAGS = (
+    ("shift", 64.0, "pixels, each of dx and dy"),
+    ("turn", 45.0, "degrees about the frame's centre"),
+    ("gain", 0.5, "relative brightness change"),
+    ("gamma", 0.5, "relative change of the response exponent"),
+    ("vignette", 0.8, "darkening of the corners"),
+    ("defocus", 5.0, "Gaussian blur sigma in pixels"),
+)
+
+
+def add_line_presentation(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--shift --turn --gain --gamma --vignette --defocus``: a line's presentation on top of each image."""
+    group = parser.add_argument_group(
+        "line presentation",
+        "drawn uniformly up to these limits on top of each image, as a real line presents items"
+        + (f" ({note})" if note else ""),
+    )
+    for name, high, unit in LINE_FLAGS:
+        group.add_argument(
+            f"--{name}", type=bounded(float, low=0, high=high), default=0.0, help=f"largest {unit} (default 0)"
+        )
+
+
+def line_presentation(args: argparse.Namespace) -> LinePresentation | None:
+    """The presentation the flags of :func:`add_line_presentation` ask for; None when they ask for none."""
+    from inspector.synth.line import LinePresentation
+
+    line = LinePresentation(
+        shift_px=args.shift,
+        turn_deg=args.turn,
+        gain=args.gain,
+        gamma=args.gamma,
+        vignette=args.vignette,
+        defocus=args.defocus,
+    )
+    return line if line.active else None
+
+
 def cmd_samples_generate(args: argparse.Namespace) -> int:
     from inspector.synth.generate import generate
-    from inspector.synth.line import LinePresentation
 
     start = time.perf_counter()
     try:
-        line = LinePresentation(
-            shift_px=args.shift,
-            turn_deg=args.turn,
-            gain=args.gain,
-            gamma=args.gamma,
-            vignette=args.vignette,
-            defocus=args.defocus,
-        )
         entries = generate(
             args.product,
             args.count,
@@ -50,7 +83,7 @@ def cmd_samples_generate(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=None if args.quiet else image_progress(args.product),
             presentations=args.presentations,
-            line=line if line.active else None,
+            line=line_presentation(args),
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -139,19 +172,7 @@ def register(sub: Subparsers) -> None:
         metavar="K",
         help="render each of the --count items K times, only its presentation changing (qualification)",
     )
-    line = g.add_argument_group(
-        "line presentation",
-        "drawn uniformly up to these limits on top of each image, as a real line presents items (needs --no-masks)",
-    )
-    for flag, high, unit in (
-        ("--shift", 64.0, "pixels, each of dx and dy"),
-        ("--turn", 45.0, "degrees about the frame's centre"),
-        ("--gain", 0.5, "relative brightness change"),
-        ("--gamma", 0.5, "relative change of the response exponent"),
-        ("--vignette", 0.8, "darkening of the corners"),
-        ("--defocus", 5.0, "Gaussian blur sigma in pixels"),
-    ):
-        line.add_argument(flag, type=bounded(float, low=0, high=high), default=0.0, help=f"largest {unit} (default 0)")
+    add_line_presentation(g, "needs --no-masks")
     g.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_json_option(g, "the summary (images, seconds, labels)")
     g.set_defaults(func=cmd_samples_generate)

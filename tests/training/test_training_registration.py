@@ -45,3 +45,19 @@ def test_training_units_are_the_station_s_registered_units(tmp_path: Path) -> No
     # Items come in manifest order per folder; refused ones leave no units.
     assert np.array_equal(data.units, np.concatenate(expected))
     assert len(data.item_sha) == len(expected) == 12 - len(refused)
+
+
+def test_prepare_renders_a_line_s_presentation_when_asked(tmp_path: Path) -> None:
+    import json
+
+    from training.cli import main as train_main
+
+    out = tmp_path / "sets"
+    argv = ["prepare", "--product", "tablet", "--out", str(out), "--count", "6", "--seed", "5", "--nuisance", "1.0"]
+    assert train_main([*argv, "--shift", "8", "--turn", "5", "--workers", "1", "--json", str(tmp_path / "m.json")]) == 0
+    made = json.loads((tmp_path / "m.json").read_text())
+    folder = Path(made[0]["folder"])
+    assert folder.name == "tablet_seed5_n1.0_s8t5", "the set's name says how it was presented"
+    entries = read_manifest(folder)
+    assert len(entries) == 6 and all(e.line is not None and abs(e.line["dx"]) <= 8 for e in entries)
+    assert any(abs(e.line["turn_deg"]) > 0.5 for e in entries if e.line is not None)
