@@ -201,7 +201,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def build_parser() -> argparse.ArgumentParser:
     """The HMI's options: the command-line conventions of ``inspector`` (range-checked numbers, one-line errors)."""
-    from inspector.cli.common import LINE_RATE_MAX, SEED_MAX, HelpFormatter, Parser, bounded
+    from inspector.cli.common import LINE_RATE_MAX, SEED_MAX, HelpFormatter, Parser, add_sim_line_options, bounded
 
     p = Parser(
         prog="inspector-hmi",
@@ -251,18 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="sim camera nuisance scale, 0-3.0 (the models are validated to 2.5; above it the input drift alarm)",
     )
-    p.add_argument(
-        "--shift",
-        type=bounded(float, low=0, high=64),
-        default=None,
-        help="sim: the line shifts each item by up to this many pixels (registration finds it)",
-    )
-    p.add_argument(
-        "--turn",
-        type=bounded(float, low=0, high=45),
-        default=None,
-        help="sim: the line turns each item by up to this many degrees (registration finds it)",
-    )
+    add_sim_line_options(p)
     p.add_argument(
         "--no-auto-login", action="store_true", help="demo: do not log the demo operator in (log in on screen)"
     )

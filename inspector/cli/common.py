@@ -317,6 +317,22 @@ def add_station_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default=None, help="recipe name (recipes/NAME.yaml) or path; default: the station's")
 
 
+def add_sim_line_options(parser: argparse.ArgumentParser) -> None:
+    """``--shift`` and ``--turn``: the simulated line moves and turns its items (registration finds them)."""
+    parser.add_argument(
+        "--shift",
+        type=bounded(float, low=0, high=64),
+        default=None,
+        help="sim: the line shifts each item by up to this many pixels (dx and dy); default: the station's (0)",
+    )
+    parser.add_argument(
+        "--turn",
+        type=bounded(float, low=0, high=45),
+        default=None,
+        help="sim: the line turns each item by up to this many degrees; default: the station's (0)",
+    )
+
+
 def station_config(args: argparse.Namespace) -> tuple[StationConfig, Path]:
     """The station file named by ``--station`` (default: the demo), with the command's flags over it."""
     from inspector.config.errors import ConfigError

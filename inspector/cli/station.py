@@ -17,6 +17,7 @@ from inspector.cli.common import (
     add_command,
     add_credentials,
     add_json_option,
+    add_sim_line_options,
     add_station_arguments,
     bounded,
     emit_json,
@@ -233,18 +234,7 @@ def register(sub: Subparsers) -> None:
         default=None,
         help="sim: nuisance scale (the models are validated to 2.5); default: the station's",
     )
-    run.add_argument(
-        "--shift",
-        type=bounded(float, low=0, high=64),
-        default=None,
-        help="sim: the line shifts each item by up to this many pixels (dx and dy); default: the station's (0)",
-    )
-    run.add_argument(
-        "--turn",
-        type=bounded(float, low=0, high=45),
-        default=None,
-        help="sim: the line turns each item by up to this many degrees; default: the station's (0)",
-    )
+    add_sim_line_options(run)
     run.add_argument("--images", default=None, help="files: manifest folder to replay")
     run.add_argument("--db", default=None, help="station records database; default: the station's")
     run.add_argument(

@@ -120,3 +120,27 @@ def test_evaluate_locates_moved_cards_as_the_station_does(tmp_path: Path) -> Non
     assert "registration" not in b and b["false_reject_rate"] > 0.1, "the fixed cut misses moved pockets"
     shift = a["registration"]["pose"]["dx"]
     assert shift["max"] - shift["min"] > 8, "the set spreads over the line's shifts"
+
+
+def test_the_demo_line_moves_its_cards_and_the_station_finds_every_one(tmp_path: Path) -> None:
+    """`inspector run --shift 8 --turn 5`: the shipped blister recipe and package on a line that moves its cards."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    db, out = tmp_path / "line.sqlite", tmp_path / "line.json"
+    argv = ["run", "--recipe", "blister", "--items", "24", "--line-rate", "600", "--defect-rate", "0.3"]
+    argv += ["--shift", "8", "--turn", "5", "--plc", "none", "--db", str(db), "--json", str(out), "--quiet"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector", *argv], cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(out.read_text())
+    assert summary["items"] == 24 and summary["not_inspected"] == 0
+    assert summary["escapes"] == 0 and summary["false_rejects"] == 0
+    with sqlite3.connect(db) as conn:
+        poses = [
+            json.loads(p) for (p,) in conn.execute("SELECT pose FROM items WHERE batch_id = ?", (summary["batch_id"],))
+        ]
+    assert len(poses) == 24 and all(p is not None for p in poses), "every item's pose is in its record"
+    assert max(abs(p["angle_deg"]) for p in poses) > 1.5, "the line turned some cards past the renderer's own jitter"
