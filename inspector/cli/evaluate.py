@@ -28,7 +28,7 @@ from inspector.cli.common import (
 )
 from inspector.config.recipe import Recipe, load_recipe
 from inspector.evaluation import format_markdown, format_report, run_evaluation
-from inspector.inference.package import ModelIntegrityError, load_package
+from inspector.inference.package import ModelIntegrityError, read_record
 
 
 def picture_target(args: argparse.Namespace) -> tuple[Path, str] | None:
@@ -50,7 +50,7 @@ def _load_plots() -> None:
 def deployed_recipe(model: Path, recipe: str | None) -> Recipe:
     """The recipe the station runs this model with: ``recipe``, else the model product's shipped recipe."""
     try:
-        product = load_package(model).record.product
+        product = read_record(model).product  # the package itself is verified when the evaluation loads it
     except ModelIntegrityError as exc:
         raise ValueError(f"cannot use model package {model}: {exc}") from None
     loaded = load_recipe(recipe or product.value)

@@ -16,7 +16,7 @@ IMAGES_MAX = 100_000
 
 def cmd_registration_reference(args: argparse.Namespace) -> int:
     from inspector.camera.imagefile import ImageRefused, read_image_file
-    from inspector.inference.registration import locate, measure_reference
+    from inspector.inference.registration import locate, reference_of
     from inspector.manifest import ManifestError, read_manifest
     from inspector.taxonomy import OK
 
@@ -41,11 +41,10 @@ def cmd_registration_reference(args: argparse.Namespace) -> int:
     if len(products) != 1:
         raise ValueError(f"the sets mix products {sorted(p.value for p in products)}; give one product's sets")
     product = products.pop()
-    ref = measure_reference(product, images)
     found = [f for f in (locate(product, img) for img in images) if f is not None]
+    ref = reference_of(found)
     spread = {}
-    for key, ref_value in (("dx", ref.x), ("dy", ref.y), ("angle_deg", ref.angle_deg)):
-        attr = {"dx": "x", "dy": "y", "angle_deg": "angle_deg"}[key]
+    for key, attr, ref_value in (("dx", "x", ref.x), ("dy", "y", ref.y), ("angle_deg", "angle_deg", ref.angle_deg)):
         v = np.asarray([getattr(f, attr) - ref_value for f in found])
         spread[key] = {"p1": round(float(np.percentile(v, 1)), 3), "p99": round(float(np.percentile(v, 99)), 3)}
     result = {

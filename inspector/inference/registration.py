@@ -78,7 +78,6 @@ class Registered:
     pose: Pose | None
     units: np.ndarray | None
     refused: str | None = None
-    matrix: np.ndarray | None = None  # 2x3: reference (canonical) coordinates -> frame coordinates
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -189,28 +188,33 @@ def match_score(found: Located, ref: ItemReference) -> float:
     return agree(found.width, ref.width) * agree(found.height, ref.height) * min(found.fill, 1.0)
 
 
-def warp_units(image: np.ndarray, matrix: np.ndarray, rois: Sequence[Roi] | None) -> np.ndarray:
-    """uint8 ``[U, H, W, C]``: each ROI (or the whole frame) cut in the reference frame."""
+def _boxes(image: np.ndarray, rois: Sequence[Roi] | None) -> list[Roi]:
     h, w = image.shape[:2]
-    boxes = list(rois) if rois else [Roi(0, 0, w, h)]
-    # A whole-pixel shift (no turn) copies the pixels; anything else interpolates.
-    whole = np.array_equal(matrix[:, :2], np.eye(2)) and np.array_equal(matrix[:, 2], np.round(matrix[:, 2]))
-    flags = (cv2.INTER_NEAREST if whole else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
+    return list(rois) if rois else [Roi(0, 0, w, h)]
+
+
+def _stack(units: list[np.ndarray]) -> np.ndarray:
+    """uint8 ``[U, H, W, C]``, a mono frame given its channel axis."""
+    stacked = np.stack(units)
+    return stacked[..., None] if stacked.ndim == 3 else stacked
+
+
+def warp_units(image: np.ndarray, matrix: np.ndarray, rois: Sequence[Roi] | None) -> np.ndarray:
+    """uint8 ``[U, H, W, C]``: each ROI (or the whole frame) warped upright into the reference frame."""
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     out = []
-    for r in boxes:
+    for r in _boxes(image, rois):
         m = matrix.copy()
         m[:, 2] += matrix[:, :2] @ np.array([r.x, r.y], dtype=np.float64)
         out.append(cv2.warpAffine(image, m, (r.w, r.h), flags=flags, borderMode=cv2.BORDER_REPLICATE))
-    units = np.stack(out)
-    return units[..., None] if units.ndim == 3 else units
+    return _stack(out)
 
 
 def cut_units(image: np.ndarray, matrix: np.ndarray, rois: Sequence[Roi] | None) -> np.ndarray:
     """uint8 ``[U, H, W, C]``: each ROI (or the whole frame) cut unturned, by whole pixels, at its placed centre."""
     h, w = image.shape[:2]
-    boxes = list(rois) if rois else [Roi(0, 0, w, h)]
     out = []
-    for r in boxes:
+    for r in _boxes(image, rois):
         centre = np.array([r.x + r.w / 2, r.y + r.h / 2])
         ox, oy = (round(float(v)) for v in matrix[:, :2] @ centre + matrix[:, 2] - centre)
         x, y = r.x + ox, r.y + oy
@@ -220,8 +224,7 @@ def cut_units(image: np.ndarray, matrix: np.ndarray, rois: Sequence[Roi] | None)
             shift = np.array([[1.0, 0.0, float(x)], [0.0, 1.0, float(y)]])
             flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
             out.append(cv2.warpAffine(image, shift, (r.w, r.h), flags=flags, borderMode=cv2.BORDER_REPLICATE))
-    units = np.stack(out)
-    return units[..., None] if units.ndim == 3 else units
+    return _stack(out)
 
 
 def register(
@@ -242,15 +245,19 @@ def register(
         return Registered(pose, None, f"turned {turn:+.1f} deg, more than {spec.max_turn_deg:g} deg")
     matrix = pose_matrix(ref, pose.dx, pose.dy, turn if spec.align_rotation else 0.0)
     if spec.align_rotation and abs(turn) > spec.rotate_above_deg:
-        return Registered(pose, warp_units(image, matrix, rois), None, matrix)
+        return Registered(pose, warp_units(image, matrix, rois))
     # A small turn is left in (the models were trained on it): each unit is cut by whole pixels
     # around where its centre lies, which copies the pixels as they are, thin cracks included.
-    return Registered(pose, cut_units(image, matrix, rois), None, matrix)
+    return Registered(pose, cut_units(image, matrix, rois))
 
 
 def measure_reference(product: Product, images: Sequence[np.ndarray]) -> ItemReference:
-    """The median located pose and size over images of nominal items (``inspector registration-reference``)."""
-    found = [f for f in (locate(product, img) for img in images) if f is not None]
+    """The median located pose and size over images of nominal items."""
+    return reference_of([f for f in (locate(product, img) for img in images) if f is not None])
+
+
+def reference_of(found: Sequence[Located]) -> ItemReference:
+    """The median of located nominal items (``inspector registration-reference``)."""
     if not found:
         raise ValueError("registration found no item in any reference image")
     med = {k: float(np.median([getattr(f, k) for f in found])) for k in ("x", "y", "angle_deg", "width", "height")}

@@ -80,6 +80,16 @@ def fit_detail(detail: str, item: str, font: QFont, width: int) -> str:
     return fm.elidedText(detail, Qt.TextElideMode.ElideRight, max(room, 0))
 
 
+def _headline_size(frame: QRect) -> int:
+    """Pixel size of the headline over a frame of this size (before it shrinks to fit its width)."""
+    return max(18, min(40, int(frame.height() * 0.075)))
+
+
+def _band_height(size: int) -> int:
+    """Height of the dark band behind a headline of ``size`` pixels."""
+    return int(size * 1.9)
+
+
 class FrameCanvas(QWidget):
     """Paints one frame scaled to fit, with the decision overlays on top."""
 
@@ -222,10 +232,9 @@ class FrameCanvas(QWidget):
         p.setFont(f)
         fm = QFontMetrics(f)
         w, h = fm.horizontalAdvance(text) + 12, fm.height() + 6
-        # Top right, under the headline's band (its height as _paint_caption makes it): clear of the pockets.
-        band = int(max(18, min(40, int(frame.height() * 0.075))) * 1.9)
+        # Top right, under the headline's band: clear of the pockets.
         bx = max(frame.right() - w - 6, frame.x())
-        by = frame.y() + band + 6
+        by = frame.y() + _band_height(_headline_size(frame)) + 6
         p.fillRect(QRectF(bx, by, w, h), QColor(0, 0, 0, 170))
         p.setPen(colour)
         p.drawText(QRectF(bx, by, w, h), Qt.AlignmentFlag.AlignCenter, text)
@@ -260,7 +269,7 @@ class FrameCanvas(QWidget):
 
     def _paint_caption(self, p: QPainter, frame: QRect, colour: QColor) -> None:
         head, detail = describe(self.decision, self.anomaly_limit)
-        size = max(18, min(40, int(frame.height() * 0.075)))
+        size = _headline_size(frame)
         pad = int(size * 0.4)
         f = theme.font(10, bold=True)
         f.setPixelSize(size)
@@ -272,7 +281,7 @@ class FrameCanvas(QWidget):
         # the headline is cut.
         width = min(max(frame.width(), QFontMetrics(f).horizontalAdvance(head) + 2 * pad), self.width())
         left = max(0, min(frame.center().x() - width // 2, self.width() - width))
-        band = QRect(left, frame.y(), width, int(size * 1.9))
+        band = QRect(left, frame.y(), width, _band_height(size))
         p.fillRect(band, QColor(0, 0, 0, 175))
         p.setFont(f)
         p.setPen(colour if self.decision is not None else QColor(theme.TEXT))
