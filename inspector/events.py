@@ -372,12 +372,43 @@ class BatchEnded:
     result: BatchResult
 
 
+@dataclass(frozen=True)
+class BatchInProgress:
+    """Where the running batch stands, for a user interface that attaches while it runs.
+
+    Counts since the batch started and the latest decisions (oldest first; rejects keep their
+    image), so a reopened HMI shows the batch it left instead of starting its counters at zero.
+    """
+
+    batch_id: str
+    inspected: int
+    accepted: int
+    by_reason: dict[str, int]
+    recent: tuple[ItemDecision, ...] = ()
+
+
 StationEvent: TypeAlias = (
-    StateChanged | BatchStarted | ItemDecided | AlarmRaised | AlarmAcknowledged | PlcAcked | BatchEnded
+    StateChanged
+    | BatchStarted
+    | ItemDecided
+    | AlarmRaised
+    | AlarmAcknowledged
+    | PlcAcked
+    | BatchEnded
+    | BatchInProgress
 )
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (StateChanged, BatchStarted, ItemDecided, AlarmRaised, AlarmAcknowledged, PlcAcked, BatchEnded)
+    for cls in (
+        StateChanged,
+        BatchStarted,
+        ItemDecided,
+        AlarmRaised,
+        AlarmAcknowledged,
+        PlcAcked,
+        BatchEnded,
+        BatchInProgress,
+    )
 }
 
 
@@ -398,9 +429,14 @@ def event_to_dict(event: StationEvent) -> dict[str, Any]:
     """A JSON-ready dict with the event's type under ``"type"``; decision images are dropped."""
     if isinstance(event, ItemDecided):
         event = replace(event, decision=replace(event.decision, image=None))
+    if isinstance(event, BatchInProgress):
+        event = replace(event, recent=tuple(replace(d, image=None) for d in event.recent))
     body = asdict(event)
     if isinstance(event, ItemDecided):
         body["decision"].pop("image", None)
+    if isinstance(event, BatchInProgress):
+        for d in body["recent"]:
+            d.pop("image", None)
     return {"type": type(event).__name__, **_plain(body)}
 
 
@@ -458,4 +494,7 @@ def event_from_dict(data: Mapping[str, Any]) -> StationEvent:
         return PlcAcked(**body)
     if kind == "BatchEnded":
         return BatchEnded(_result(body["result"]))
+    if kind == "BatchInProgress":
+        recent = tuple(_decision(d) for d in body["recent"])
+        return BatchInProgress(body["batch_id"], body["inspected"], body["accepted"], dict(body["by_reason"]), recent)
     raise ValueError(f"unknown station event type {kind!r}")

@@ -12,6 +12,7 @@ simulator, and the operator starts batches.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
@@ -83,6 +84,8 @@ def create_app(
     show: bool = True,
     display_fps: int = 30,
     quit_after: float | None = None,
+    isolated: bool = False,
+    run_dir: Path | None = None,
 ) -> MainWindow:
     """Build the HMI for recipe ``product``; with ``exec_app`` run the event loop until the window closes.
 
@@ -92,6 +95,9 @@ def create_app(
     is loaded; otherwise the recipe's GenICam camera is used, no line simulator is started, and
     the operator starts batches. ``quit_after`` closes the window after that many seconds in the
     event loop (a smoke test of the real display). Raises ConfigError for a bad station file or flag.
+    ``isolated``: the station runs in its own process (attached to when it already runs, see
+    :mod:`inspector.station.remote`; ``run_dir`` is where it publishes its address), so this
+    window's event loop cannot stall inspection; otherwise it runs in this process.
     """
     from PyQt6.QtCore import QTimer
 
@@ -122,6 +128,10 @@ def create_app(
         # A demo station logs its demo operator in (documented demo account, demo database only).
         auto_login=login or (DEMO_OPERATOR if demo and auto_login else None),
     )
+    if isolated:
+        from inspector.station.remote import open_remote
+
+        options.open_client = functools.partial(open_remote, run_dir=run_dir)
     controller = StationController(options)
     window = MainWindow(controller, display_fps=display_fps)
     controller.setParent(window)  # the window owns the controller, its pool and its timers
@@ -262,11 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="live view refresh cap (inspection never skips)",
     )
     p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the station inside the HMI's process (default: its own process, which the HMI attaches to)",
+    )
+    p.add_argument(
         "--quit-after",
         type=bounded(float, above=0, high=86_400),
         default=None,
         metavar="SECONDS",
-        help="close the window (ending the batch cleanly) after this many seconds; default: run until closed",
+        help="close the window after this many seconds (a demo ends its batch and station cleanly);"
+        " default: run until closed",
     )
     return p
 
@@ -332,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         auto_login=not args.no_auto_login,
         display_fps=args.display_fps,
         quit_after=args.quit_after,
+        isolated=not args.in_process,
     )
     return 0
 

@@ -30,6 +30,7 @@ from inspector.events import (
     AlarmAcknowledged,
     AlarmRaised,
     BatchEnded,
+    BatchInProgress,
     ItemDecided,
     StateChanged,
     StationEvent,
@@ -48,6 +49,7 @@ class StationBridge(QObject):
     alarm = pyqtSignal(object)  # Alarm
     alarm_acknowledged = pyqtSignal(object)  # AlarmAcknowledged
     batch_ended = pyqtSignal(object)  # BatchResult
+    batch_in_progress = pyqtSignal(object)  # BatchInProgress: attached to a station mid-batch
 
     # Emitted from pipeline threads; queued into the GUI thread.
     _wake = pyqtSignal()
@@ -116,6 +118,8 @@ class StationBridge(QObject):
                 self.alarm_acknowledged.emit(event)
             elif isinstance(event, BatchEnded):
                 self.batch_ended.emit(event.result)
+            elif isinstance(event, BatchInProgress):
+                self.batch_in_progress.emit(event)
         self._flush(batch)
 
     def _flush(self, batch: list[Any]) -> None:

@@ -22,10 +22,11 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from inspector.config.recipe import RECIPES_DIR
 from inspector.config.station import StationConfig, override
-from inspector.events import Alarm, AlarmAcknowledged, ItemDecision, StationState
+from inspector.events import Alarm, AlarmAcknowledged, BatchInProgress, ItemDecision, StationState
 from inspector.roles import Action, allowed
 from inspector.station import new_batch_id
 from inspector.station.client import (
+    STATION_LOST,
     Actor,
     AlarmAck,
     ReviewRequest,
@@ -134,6 +135,7 @@ class StationController(QObject):
         self.bridge.state_changed.connect(self._on_state)
         self.bridge.alarm.connect(self._on_alarm)
         self.bridge.alarm_acknowledged.connect(self._on_alarm_acknowledged)
+        self.bridge.batch_in_progress.connect(self._on_batch_in_progress)
         self._monitor = QTimer(self)
         self._monitor.setInterval(MONITOR_MS)
         self._monitor.timeout.connect(self._watch_batch_end)
@@ -242,8 +244,15 @@ class StationController(QObject):
             self.idle_logout_s = client.idle_logout_s()
         except Exception:
             self.idle_logout_s = None
-        self._set_phase(Phase.READY)
-        self.message.emit(f"Recipe {info.recipe_id} {info.recipe_version} ready")
+        if self.state in (StationState.RUNNING, StationState.FAULT, StationState.STARTING):
+            # Attached to a station whose batch runs (this HMI was closed or crashed and reopened):
+            # follow that batch; its counters come with the first event (BatchInProgress).
+            self._auto_start = False
+            self._set_phase(Phase.RUNNING)
+            self.message.emit(f"Attached to the running station: recipe {info.recipe_id} {info.recipe_version}")
+        else:
+            self._set_phase(Phase.READY)
+            self.message.emit(f"Recipe {info.recipe_id} {info.recipe_version} ready")
         self.session_changed.emit()
         if self.options.auto_login is not None and self.actor is None:
             self.login(*self.options.auto_login)  # the demo batch starts once the demo operator is in
@@ -445,6 +454,18 @@ class StationController(QObject):
             # Only the newest reject of a burst gets a heat map: it is the one on screen.
             self.request_heatmap(newest)
 
+    def _on_batch_in_progress(self, progress: BatchInProgress) -> None:
+        """Attached mid-batch: the counters so far, and the latest rejects for the strip."""
+        self.batch_id = progress.batch_id
+        self.tally.resume(progress.batch_id, progress.inspected, progress.accepted, progress.by_reason)
+        self.batch_started.emit(progress.batch_id)  # views reset for this batch before the rejects come
+        if self.rejects is not None:
+            for d in progress.recent:
+                if not d.accept and d.image is not None:
+                    entry = self.rejects.offer(progress.batch_id, d)
+                    if entry is not None:
+                        self.reject_added.emit(entry)
+
     def _on_state(self, state: StationState) -> None:
         self.state = state
         self.session_changed.emit()
@@ -452,6 +473,11 @@ class StationController(QObject):
     def _on_alarm(self, alarm: Alarm) -> None:
         self.alarms.add(AlarmEntry(alarm=alarm))
         self.alarms_changed.emit()
+        if alarm.code == STATION_LOST:
+            self.last_error = alarm.message
+            self._set_phase(Phase.ERROR)
+            self.session_changed.emit()
+            self.error.emit(alarm.message)
 
     def _on_alarm_acknowledged(self, ack: AlarmAcknowledged) -> None:
         if self.alarms.acknowledged(ack.alarm_id, ack.by, ack.at_utc):
@@ -572,9 +598,17 @@ class StationController(QObject):
                     client.logout(actor)
                 except Exception:
                     log.exception("logout at exit failed")
-            clients.append(client)  # closing a client ends its running batch (records reconciled)
+            if self.options.demo:
+                # A demo's station and its simulated line end with the demo's window (batch reconciled).
+                # A production station's batch goes on without the screen; reopening attaches to it.
+                try:
+                    client.shutdown()
+                except Exception:
+                    log.exception("ending the demo station failed")
+            else:
+                clients.append(client)
         for c in clients:
             try:
-                c.close()
+                c.close()  # in-process: ends a running batch (reconciled); a station process stays if busy
             except Exception:
                 log.exception("closing the station failed")

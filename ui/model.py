@@ -64,6 +64,14 @@ class LiveTally:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
 
+    def resume(self, batch_id: str, inspected: int, accepted: int, by_reason: dict[str, int]) -> None:
+        """Counters of a batch that ran before this HMI attached (its latency window refills from
+        the decisions that follow)."""
+        self.reset(batch_id)
+        self.inspected = inspected
+        self.accepted = accepted
+        self.by_reason.update(by_reason)
+
     def add(self, d: ItemDecision) -> None:
         self.inspected += 1
         if d.accept:

@@ -36,10 +36,14 @@ from inspector.taxonomy import Product, Reason
 
 Listener = Callable[[StationEvent], None]
 
+#: The alarm a client raises to its listeners when its station's process is gone or hangs.
+STATION_LOST = "STATION_LOST"
+
 #: The demo operator account (demo databases only; README): user name and password.
 DEMO_OPERATOR: tuple[str, str] = next((u, pw) for u, _name, role, pw in users.DEMO_ACCOUNTS if role == "operator")
 
 __all__ = [
+    "STATION_LOST",
     "Actor",
     "AlarmAck",
     "AuditEntry",
@@ -211,7 +215,15 @@ class StationClient(Protocol):
 
     def heatmap(self, image: np.ndarray, unit_reasons: Sequence[Reason] | None) -> np.ndarray | None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> object:
+        """Leave the station. In-process the station closes with it (a running batch ends and
+        reconciles); a station in its own process goes on while a batch runs or another client is
+        attached (:mod:`inspector.station.remote`)."""
+        ...
+
+    def shutdown(self) -> object:
+        """End the station: a running batch ends and reconciles, the records close."""
+        ...
 
 
 class InProcessClient:
@@ -401,6 +413,9 @@ class InProcessClient:
         return self.session.heatmap(image, unit_reasons)
 
     def close(self) -> None:
+        self.session.close()
+
+    def shutdown(self) -> None:
         self.session.close()
 
 

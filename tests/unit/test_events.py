@@ -15,6 +15,7 @@ from inspector.events import (
     AlarmSeverity,
     BatchContext,
     BatchEnded,
+    BatchInProgress,
     BatchResult,
     BatchStarted,
     GroundTruth,
@@ -102,6 +103,7 @@ EVENTS: list[StationEvent] = [
     AlarmAcknowledged("abc123", "Operator", "2026-12-06T03:00:00.000000+00:00"),
     PlcAcked("B-1", 7, "acked", "acked rtt_ms=0.200", True, 0.2),
     BatchEnded(_result()),
+    BatchInProgress("B-1", 12, 10, {"crack": 1, "not_inspected": 1}, (_decision(),)),
 ]
 
 
