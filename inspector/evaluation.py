@@ -21,15 +21,27 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.config.identity import IdentitySpec
 from inspector.config.registration import RegistrationSpec
 from inspector.config.roi import Roi
+from inspector.inference.identity import check_units, unit_reasons
 from inspector.inference.package import ModelIntegrityError, ModelRecord, load_package
 from inspector.inference.registration import register
 from inspector.inference.session import InferenceEngine
 from inspector.inference.units import to_units
 from inspector.manifest import ManifestError, read_manifest, sha256_bytes
 from inspector.pipeline.decision import Verdict, decide
-from inspector.taxonomy import IMAGE_SPECS, OK, Criticality, Product, RejectReason, criticality, defect, labels
+from inspector.taxonomy import (
+    IMAGE_SPECS,
+    OK,
+    Criticality,
+    Product,
+    Reason,
+    RejectReason,
+    criticality,
+    defect,
+    labels,
+)
 
 STATION_REASONS = (RejectReason.UNDECIDED.value, RejectReason.ANOMALY.value)
 
@@ -46,6 +58,8 @@ class ItemOutcome:
     file: str | None = None  # manifest path, for the list of misjudged items
     pose: dict[str, float] | None = None  # where registration found the item (None: no registration, or not found)
     refused: str | None = None  # why the pose guard refused the item (rejected not_inspected, no model outputs)
+    identity: tuple[Reason | None, ...] | None = None  # per unit: the failed identity check's reason, or None
+    foreign: dict[str, Any] | None = None  # a random foreign tablet's margins (inspector.synth.foreign)
 
 
 MISJUDGED_LISTED = 200  # items listed per kind; the counts are always complete
@@ -118,6 +132,62 @@ def wilson_interval(k: int, n: int, z: float = Z_95) -> list[float] | None:
     return [low, high]
 
 
+#: The identity issue's margins: a foreign tablet this far from the product must never be accepted.
+FOREIGN_DELTA_E = 10.0
+FOREIGN_SIZE = 0.10
+
+
+def _paired(outcomes: Sequence[ItemOutcome], verdicts: Sequence[Verdict]) -> list[tuple[ItemOutcome, Verdict | None]]:
+    """Each outcome with its verdict (``None`` for an item the pose guard refused: no model outputs)."""
+    it = iter(verdicts)
+    return [(o, None if o.refused is not None else next(it)) for o in outcomes]
+
+
+def beyond_margins(f: Mapping[str, Any]) -> bool:
+    """Colour delta E >= 10, or area or length >= 10 % off the product's."""
+    return bool(
+        f["delta_e"] >= FOREIGN_DELTA_E
+        or abs(f["area_ratio"] - 1.0) >= FOREIGN_SIZE
+        or abs(f["length_ratio"] - 1.0) >= FOREIGN_SIZE
+    )
+
+
+def foreign_detection(items: Sequence[tuple[Mapping[str, Any], bool]]) -> dict[str, Any]:
+    """How many random foreign tablets were rejected: in all, beyond the margins, and by margin band."""
+    beyond = [rej for f, rej in items if beyond_margins(f)]
+    within = [rej for f, rej in items if not beyond_margins(f)]
+
+    def band(sel: Sequence[bool]) -> dict[str, Any]:
+        n, k = len(sel), int(sum(sel))
+        return {
+            "n": n,
+            "rejected": k,
+            "accepted": n - k,
+            "detection": _rate(k, n),
+            "interval_95": wilson_interval(k, n),
+        }
+
+    def closest(f: Mapping[str, Any]) -> float:
+        # How far from the product on its nearest measure, in units of the margin (1 = on the margin).
+        size = max(abs(float(f["area_ratio"]) - 1.0), abs(float(f["length_ratio"]) - 1.0)) / FOREIGN_SIZE
+        return max(float(f["delta_e"]) / FOREIGN_DELTA_E, size)
+
+    bands: dict[str, Any] = {}
+    for lo, hi in ((0.0, 0.5), (0.5, 0.75), (0.75, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, float("inf"))):
+        sel = [rej for f, rej in items if lo <= closest(f) < hi]
+        if sel:
+            bands[f"{lo:g}-{hi:g}" if hi != float("inf") else f">={lo:g}"] = band(sel)
+    accepted = [dict(f) for f, rej in items if not rej]
+    return {
+        "margins": {"delta_e": FOREIGN_DELTA_E, "size": FOREIGN_SIZE},
+        "all": band([rej for _, rej in items]),
+        "beyond_margins": band(beyond),
+        "within_margins": band(within),
+        "by_distance_in_margins": bands,
+        "accepted": accepted[:MISJUDGED_LISTED],
+    }
+
+
 def summarize(
     product: Product | str,
     classes: Sequence[str],
@@ -170,6 +240,7 @@ def summarize(
             confidence_threshold=confidence_threshold,
             anomaly_threshold=anomaly_threshold,
             accept_minor=accept_minor,
+            identity=item.identity,
         )
         verdicts.append(v)
         # An accepted item shows as "ok" in the matrix, whatever its top class was.
@@ -248,6 +319,9 @@ def summarize(
         result["pocket_index_correct"] = _rate(pocket_hits, pocket_rejects)
     if any(o.pose is not None or o.refused is not None for o in outcomes):
         result["registration"] = pose_distribution(outcomes)
+    judged = [(o, v is None or not v.accept) for o, v in _paired(outcomes, verdicts)]
+    if any(o.foreign is not None for o, _ in judged):
+        result["foreign"] = foreign_detection([(o.foreign, rejected) for o, rejected in judged if o.foreign])
     if times:
         t = np.asarray(times)
         result.update(
@@ -351,10 +425,12 @@ def evaluate(
     threads: int = 1,
     progress: Callable[[int, int], None] | None = None,
     registration: RegistrationSpec | None = None,
+    identity: IdentitySpec | None = None,
 ) -> dict[str, Any]:
     """Run a model package over a labelled set (folder with ``manifest.jsonl``) and report.
 
-    ``registration``: the recipe's, so that the items are located and guarded as on the line.
+    ``registration``: the recipe's, so that the items are located and guarded as on the line;
+    ``identity``: the recipe's deterministic identity check, judged beside the model as on the line.
     """
     return run_evaluation(
         model_dir,
@@ -364,6 +440,7 @@ def evaluate(
         threads=threads,
         progress=progress,
         registration=registration,
+        identity=identity,
     ).result
 
 
@@ -376,6 +453,7 @@ def run_evaluation(
     threads: int = 1,
     progress: Callable[[int, int], None] | None = None,
     registration: RegistrationSpec | None = None,
+    identity: IdentitySpec | None = None,
 ) -> Evaluation:
     """:func:`evaluate`, keeping every item's outputs; ``progress(done, total)`` after each item."""
     try:
@@ -412,7 +490,17 @@ def run_evaluation(
             if reg.units is None:
                 empty = np.zeros((0, len(record.classes)), np.float32)
                 outcomes.append(
-                    ItemOutcome(e.label, empty, np.zeros(0, np.float32), pockets, None, e.file, pose, reg.refused)
+                    ItemOutcome(
+                        e.label,
+                        empty,
+                        np.zeros(0, np.float32),
+                        pockets,
+                        None,
+                        e.file,
+                        pose,
+                        reg.refused,
+                        foreign=e.foreign,
+                    )
                 )
                 if progress is not None:
                     progress(i, len(entries))
@@ -420,10 +508,15 @@ def run_evaluation(
             units = reg.units
         else:
             units = to_units(image, rois)
+        failed = None
+        if identity is not None:
+            failed = unit_reasons(record.product, check_units(units, identity))
         t0 = time.perf_counter()
         scores, anomaly = engine.run(units)
         ms = (time.perf_counter() - t0) * 1e3
-        outcomes.append(ItemOutcome(e.label, scores, anomaly, pockets, ms, e.file, pose))
+        outcomes.append(
+            ItemOutcome(e.label, scores, anomaly, pockets, ms, e.file, pose, identity=failed, foreign=e.foreign)
+        )
         if progress is not None:
             progress(i, len(entries))
     result = summarize(

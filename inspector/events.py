@@ -84,15 +84,19 @@ class StageTimes:
     t_inferred: float | None = None
     t_decided: float | None = None
     t_registered: float | None = None  # registration done (between dequeue and inference); None: no registration
+    t_identity: float | None = None  # identity check done (after registration, before inference); None: no check
 
     def ms(self) -> dict[str, float]:
         def d(a: float | None, b: float | None) -> float | None:
             return None if a is None or b is None else round((b - a) * 1e3, 4)
 
+        before_identity = self.t_registered if self.t_registered is not None else self.t_dequeued
+        before_inference = self.t_identity if self.t_identity is not None else before_identity
         out = {
             "queue_ms": d(self.t_queued, self.t_dequeued),
             "register_ms": d(self.t_dequeued, self.t_registered),
-            "infer_ms": d(self.t_registered if self.t_registered is not None else self.t_dequeued, self.t_inferred),
+            "identity_ms": d(before_identity, self.t_identity),
+            "infer_ms": d(before_inference, self.t_inferred),
             "decide_ms": d(self.t_inferred, self.t_decided),
             "total_ms": d(self.t_acquired, self.t_decided),
         }
@@ -127,6 +131,8 @@ class ItemDecision:
     truth: GroundTruth | None = None
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     pose: dict[str, float] | None = None  # registration: dx, dy, angle_deg, score (None: not located)
+    # The identity check per unit (measured tablet, the tolerances it broke); None: no check ran.
+    identity: tuple[dict[str, Any], ...] | None = None
 
     def __post_init__(self) -> None:
         # Typed by construction: a stray string is refused here, not found in the records later.
@@ -463,6 +469,8 @@ def _decision(d: Mapping[str, Any]) -> ItemDecision:
         not_inspected=None if d.get("not_inspected") is None else NotInspected(d["not_inspected"]),
         detail=d.get("detail", ""),
         truth=None if truth is None else GroundTruth(truth["label"], _tuple(truth.get("pockets")), truth["source"]),
+        pose=d.get("pose"),
+        identity=None if d.get("identity") is None else tuple(d["identity"]),
     )
 
 

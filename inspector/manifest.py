@@ -28,7 +28,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -78,6 +78,8 @@ class ManifestEntry(BaseModel):
     item_key: str | None = Field(default=None, min_length=1, max_length=128)
     presentation: int | None = Field(default=None, ge=0)
     line: dict[str, float] | None = None  # the line's presentation drawn on top (inspector.synth.line)
+    # A random foreign tablet drawn in place of the product's (inspector.synth.foreign): evaluation only.
+    foreign: dict[str, Any] | None = None
 
     @field_validator("file")
     @classmethod

@@ -148,6 +148,10 @@ def load_sets(
     for folder in folders:
         root = Path(folder)
         entries = read_manifest(root)
+        if any(e.foreign is not None for e in entries):
+            raise ValueError(
+                f"{root}: holds random foreign tablets (samples generate --foreign): evaluation only, never trained on"
+            )
         wrong = {e.product.value for e in entries if e.product is not prod}
         if wrong:
             raise ValueError(f"{root}: holds {sorted(wrong)} items, expected only {prod.value}")

@@ -81,11 +81,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # The deployed path: the recipe's registration and the minor defects it accepts, unless told otherwise.
     recipe = deployed_recipe(args.model, args.recipe)
     registration = None if args.no_registration else recipe.registration
+    identity = None if args.no_identity else recipe.identity
     accept_minor = recipe.accept_minor if args.accept_minor is None else args.accept_minor
     try:
         ev = run_evaluation(
             args.model, args.images, accept_minor=accept_minor, limit=args.limit, threads=args.threads,
-            progress=progress, registration=registration,
+            progress=progress, registration=registration, identity=identity,
         )  # fmt: skip
     finally:
         if loader is not None:
@@ -97,6 +98,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "recipe_id": recipe.recipe_id,
         "version": recipe.version,
         "registration": registration is not None,
+        "identity": identity is not None,
         "accept_minor": list(accept_minor),
     }
     pictures: dict[str, Path] = {}
@@ -154,6 +156,11 @@ def register(sub: Subparsers, tool: str = "inspector") -> None:
         "--no-registration",
         action="store_true",
         help="cut the units at the fixed places instead (to compare; not the deployed path)",
+    )
+    p.add_argument(
+        "--no-identity",
+        action="store_true",
+        help="leave out the recipe's deterministic identity check (to see the model alone; not the deployed path)",
     )
     p.add_argument(
         "--accept-minor",

@@ -84,6 +84,7 @@ def cmd_samples_generate(args: argparse.Namespace) -> int:
             progress=None if args.quiet else image_progress(args.product),
             presentations=args.presentations,
             line=line_presentation(args),
+            foreign_tablets=args.foreign,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -173,6 +174,12 @@ def register(sub: Subparsers) -> None:
         help="render each of the --count items K times, only its presentation changing (qualification)",
     )
     add_line_presentation(g, "needs --no-masks")
+    g.add_argument(
+        "--foreign",
+        action="store_true",
+        help="tablet, blister: every item a random foreign tablet (any colour, size, shape; margins in the"
+        " manifest); for evaluating the identity check, never for training",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_json_option(g, "the summary (images, seconds, labels)")
     g.set_defaults(func=cmd_samples_generate)

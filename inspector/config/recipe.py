@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inspector.config.errors import ConfigError
+from inspector.config.identity import IdentitySpec
 from inspector.config.loader import load_yaml_model
 from inspector.config.monitor import InputLimits
 from inspector.config.registration import RegistrationSpec
@@ -98,6 +99,11 @@ class Recipe(BaseModel):
     registration: RegistrationSpec | None = Field(
         default=None, description="None: the units are cut at fixed places and the pose is not guarded"
     )
+    identity: IdentitySpec | None = Field(
+        default=None,
+        description="the product's tablet (colour, size, shape): a deterministic check beside the model (tablet,"
+        " blister); None: the model alone judges identity",
+    )
     latency_budget_ms: float = Field(gt=0, le=10_000)
     line_rate_per_min: float = Field(gt=0, le=100_000)
     queue_depth: int = Field(default=8, ge=1, le=1024)
@@ -118,6 +124,10 @@ class Recipe(BaseModel):
                 raise ValueError(f"accept_minor: {code!r} is {d.criticality.value}; only minor defects may be accepted")
         if (self.product is Product.BLISTER) != (self.pocket_grid is not None):
             raise ValueError("pocket_grid is required for blisters and only for blisters")
+        if self.identity is not None and self.product not in (Product.TABLET, Product.BLISTER):
+            raise ValueError(f"identity: the identity check is for tablets and blister cards, not {self.product.value}")
+        if self.identity is not None and self.frame.channels != 3:
+            raise ValueError("identity: the identity check measures colour; the frame must have 3 channels")
         if self.pocket_grid is not None and self.pocket_grid.image_size != (self.frame.width, self.frame.height):
             raise ValueError("pocket_grid.image_size must equal the frame size")
         period_ms = 60_000.0 / self.line_rate_per_min

@@ -5,12 +5,17 @@ Per unit (the item, or each blister pocket):
 - a defect class -> reject with that reason code, unless it is a minor defect the recipe accepts;
 - ``ok`` but anomaly score above its threshold -> ``anomaly`` (reject);
 - otherwise ``ok``.
+The deterministic identity check (the recipe's ``identity``) comes on top: a unit whose tablet
+failed it takes the check's critical reason (``wrong_tablet``, ``foreign_tablet``,
+``empty_pocket``) unless the model already named a critical defect there. It only adds rejects:
+no model output turns a failed identity check into an accept.
 A card takes its worst pocket, reporting which pocket. The single place that can set
 ``accept=True`` is :func:`decide`, and only for an all-``ok`` outcome.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,10 +67,14 @@ def decide(
     confidence_threshold: float,
     anomaly_threshold: float,
     accept_minor: frozenset[str] = frozenset(),
+    identity: Sequence[Reason | None] | None = None,
 ) -> Verdict:
-    """Decide from ``scores [U, K]`` and ``anomaly [U]`` for U units of one item."""
+    """Decide from ``scores [U, K]`` and ``anomaly [U]`` for U units of one item; ``identity``: per unit,
+    the critical reason its failed identity check rejects with, or ``None`` where it passed."""
     if scores.ndim != 2 or scores.shape[1] != len(classes) or anomaly.shape != (scores.shape[0],):
         raise ValueError(f"scores {scores.shape} / anomaly {anomaly.shape} do not fit {len(classes)} classes")
+    if identity is not None and len(identity) != scores.shape[0]:
+        raise ValueError(f"identity has {len(identity)} units, the model judged {scores.shape[0]}")
     top = scores.argmax(axis=1)
     reasons: list[Reason] = []
     ranks: list[int] = []
@@ -82,8 +91,12 @@ def decide(
             reason = RejectReason.ANOMALY
         else:
             reason = OK
+        rank = _rank(product, reason, reason in accept_minor)
+        failed = identity[u] if identity is not None else None
+        if failed is not None and rank < _rank(product, failed, False):
+            reason, rank = failed, _rank(product, failed, False)  # critical: only a critical model reason stays
         reasons.append(reason)
-        ranks.append(_rank(product, reason, reason in accept_minor))
+        ranks.append(rank)
     worst = int(np.argmax(ranks))
     reason = reasons[worst]
     accept = ranks[worst] == 0

@@ -46,6 +46,7 @@ from inspector.events import (
     StationState,
     utc_now,
 )
+from inspector.inference.identity import check_units, unit_reasons
 from inspector.inference.registration import Registered, register
 from inspector.inference.session import InferenceEngine, ModelError
 from inspector.inference.units import to_units
@@ -54,7 +55,7 @@ from inspector.pipeline.monitor import InputMonitor
 from inspector.pipeline.summary import RunSummary
 from inspector.pipeline.trending import RejectTrend
 from inspector.realtime import prepare_for_latency, raise_thread_priority
-from inspector.taxonomy import RejectReason
+from inspector.taxonomy import Reason, RejectReason
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class Station:
         self.budget_s = recipe.latency_budget_ms / 1e3
         self._rois = recipe.pocket_grid.rois() if recipe.pocket_grid is not None else None
         self._registration = recipe.registration
+        self._identity = recipe.identity  # the deterministic identity check beside the model (tablet, blister)
         self._pose_refusals = 0  # in a row; POSE_GUARD at the recipe's alarm_after
         self._expected_shape = recipe.frame.shape
 
@@ -588,6 +590,15 @@ class Station:
             pose = reg.pose.as_dict() if reg.pose is not None else None
         else:
             units = self._units(frame.image)
+        identity_reasons: tuple[Reason | None, ...] | None = None
+        identity_record: tuple[dict[str, Any], ...] | None = None
+        t_id: float | None = None
+        if self._identity is not None:
+            checks = check_units(units, self._identity)
+            identity_reasons = unit_reasons(self.recipe.product, checks)
+            identity_record = tuple(c.as_record() for c in checks)
+            t_id = time.monotonic()
+            times = StageTimes(frame.t_acquired, t_queued, t_deq, t_registered=t_reg, t_identity=t_id)
         try:
             scores, anomaly = self.engine.run(units)
         except ModelError as exc:
@@ -603,9 +614,10 @@ class Station:
             confidence_threshold=self.confidence_threshold,
             anomaly_threshold=self.anomaly_threshold,
             accept_minor=self.accept_minor,
+            identity=identity_reasons,
         )
         t_dec = time.monotonic()
-        times = StageTimes(frame.t_acquired, t_queued, t_deq, t_inf, t_dec, t_reg)
+        times = StageTimes(frame.t_acquired, t_queued, t_deq, t_inf, t_dec, t_reg, t_id)
         if t_dec > deadline:
             self._late(frame, f"decided {(t_dec - deadline) * 1e3:.1f} ms after the deadline", times, pose)
             return
@@ -645,6 +657,7 @@ class Station:
             truth=frame.truth,
             image=frame.image if self.keep_images else None,
             pose=pose,
+            identity=identity_record,
         )
         self._deliver(decision, frame)
         self._watch_input(frame.image)

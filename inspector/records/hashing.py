@@ -36,8 +36,9 @@ ITEM_FIELDS = (
     "image_sha256",
     "truth_label",
     "alarm",
-    # Added with schema 5; hashed only when set, so the chains of items written before stay valid.
+    # Added with schema 5 and 6; hashed only when set, so the chains of items written before stay valid.
     "pose",
+    "identity",
 )
 _ITEM_FIELDS_ALWAYS = 18
 

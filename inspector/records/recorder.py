@@ -134,6 +134,7 @@ def item_record(batch_id: str, d: ItemDecision) -> ItemRecord:
         truth_label=d.truth.label if d.truth is not None else None,
         alarm=d.not_inspected.value if d.not_inspected is not None else None,
         pose=d.pose,
+        identity=None if d.identity is None else [dict(u) for u in d.identity],
     )
 
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from inspector.records.gxp_schema import GXP_MIGRATION
 from inspector.records.hashing import BATCH_FIELDS, ITEM_FIELDS, ack_hash, batch_anchor, row_hash
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 Synchronous = Literal["FULL", "NORMAL"]
 # Batch ids become folder names for reject images, so keep them path-safe.
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -111,6 +111,8 @@ class ItemRecord:
     plc_ack_utc: str | None = None
     alarm: str | None = None
     pose: dict[str, float] | None = None  # where registration found the item (schema 5); None: not located
+    # The identity check's measurement of each unit's tablet, and what it broke (schema 6); None: no check.
+    identity: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class AlarmRecord:
 
 _ITEM_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
 _JSON_ITEM_COLUMNS = frozenset({"class_scores", "latency"})
-_NULLABLE_JSON_ITEM_COLUMNS = frozenset({"pose"})
+_NULLABLE_JSON_ITEM_COLUMNS = frozenset({"pose", "identity"})
 _INSERT_ITEM_SQL = (
     f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}, prev_hash, row_hash)"
     f" VALUES ({', '.join('?' * (len(_ITEM_COLUMNS) + 2))})"
@@ -386,6 +388,34 @@ _MIGRATIONS: tuple[str, ...] = (
       OR NEW.truth_label IS NOT OLD.truth_label OR NEW.alarm IS NOT OLD.alarm
       OR NEW.prev_hash IS NOT OLD.prev_hash OR NEW.row_hash IS NOT OLD.row_hash
       OR NEW.pose IS NOT OLD.pose
+      OR (NEW.ack_hash IS NOT OLD.ack_hash AND NEW.plc_ack IS NULL)
+    BEGIN SELECT RAISE(ABORT, 'item records are write-once; only an unset PLC acknowledgement may be set'); END;
+
+    DROP VIEW item_trace;
+    CREATE VIEW item_trace AS
+    SELECT i.*, b.product, b.recipe_id, b.recipe_version, b.recipe_sha256, b.model_id, b.model_version,
+           b.model_sha256, b.camera_serial, b.plc AS batch_plc, b.thresholds, b.thresholds_validated
+    FROM items AS i JOIN batches AS b USING (batch_id);
+    """,
+    # 6: product identity. Every item of a recipe with an identity check keeps each unit's tablet as
+    # measured (colour, area, length, width, roundness) and the tolerances it broke; NULL: no check.
+    """
+    ALTER TABLE items ADD COLUMN identity TEXT CHECK (identity IS NULL OR json_valid(identity));
+
+    DROP TRIGGER items_write_once;
+    CREATE TRIGGER items_write_once BEFORE UPDATE ON items
+    WHEN OLD.plc_ack IS NOT NULL
+      OR NEW.id IS NOT OLD.id OR NEW.batch_id IS NOT OLD.batch_id OR NEW.item_id IS NOT OLD.item_id
+      OR NEW.frame_id IS NOT OLD.frame_id OR NEW.t_frame IS NOT OLD.t_frame
+      OR NEW.created_utc IS NOT OLD.created_utc OR NEW.decision IS NOT OLD.decision
+      OR NEW.reason IS NOT OLD.reason OR NEW.deadline_met IS NOT OLD.deadline_met
+      OR NEW.label IS NOT OLD.label OR NEW.pocket_index IS NOT OLD.pocket_index
+      OR NEW.confidence IS NOT OLD.confidence OR NEW.class_scores IS NOT OLD.class_scores
+      OR NEW.anomaly_score IS NOT OLD.anomaly_score OR NEW.latency IS NOT OLD.latency
+      OR NEW.image_path IS NOT OLD.image_path OR NEW.image_sha256 IS NOT OLD.image_sha256
+      OR NEW.truth_label IS NOT OLD.truth_label OR NEW.alarm IS NOT OLD.alarm
+      OR NEW.prev_hash IS NOT OLD.prev_hash OR NEW.row_hash IS NOT OLD.row_hash
+      OR NEW.pose IS NOT OLD.pose OR NEW.identity IS NOT OLD.identity
       OR (NEW.ack_hash IS NOT OLD.ack_hash AND NEW.plc_ack IS NULL)
     BEGIN SELECT RAISE(ABORT, 'item records are write-once; only an unset PLC acknowledgement may be set'); END;
 

@@ -35,6 +35,7 @@ from inspector.camera.sim import MemoryCamera, SimCamera
 from inspector.config.recipe import find_project_root, load_recipe
 from inspector.config.station import StationConfig, override
 from inspector.events import GroundTruth, ItemDecided, StationEvent
+from inspector.inference.identity import check_units
 from inspector.inference.registration import register
 from inspector.inference.units import to_units
 from inspector.pipeline.station import Station
@@ -112,6 +113,13 @@ def bench(
         reg = register(rec.product, img, rec.registration, rois)
         registration.append((time.perf_counter() - t) * 1e3)
         units.append(reg.units if reg.units is not None else to_units(img, rois))
+    # The identity check alone on the same units (tablet, blister), one core.
+    identity: list[float] = []
+    if rec.identity is not None:
+        for u in units:
+            t = time.perf_counter()
+            check_units(u, rec.identity)
+            identity.append((time.perf_counter() - t) * 1e3)
     # Bare session.run on the same units, same process, same thread settings.
     bare: list[float] = []
     feed = engine.input_name
@@ -141,6 +149,11 @@ def bench(
         "registration_stage_ms_p50": _r(percentile(durability.registered, 50)),
         "registration_stage_ms_p99": _r(percentile(durability.registered, 99)),
         "pose_refused": summary["not_inspected_by_cause"].get("pose", 0),
+        # The identity check: alone on the units, and as the pipeline's stage (per item: a card's ten pockets).
+        "identity_ms_p50": _r(percentile(identity, 50)),
+        "identity_ms_p99": _r(percentile(identity, 99)),
+        "identity_stage_ms_p50": _r(percentile(durability.identified, 50)),
+        "identity_stage_ms_p99": _r(percentile(durability.identified, 99)),
         "torch_ms_p50": None,
         "not_inspected": summary["not_inspected"],
         "not_inspected_by_cause": summary["not_inspected_by_cause"],
@@ -166,12 +179,17 @@ class _Durability:
         self._decided: dict[int, tuple[float, float, bool]] = {}  # item -> (frame, decision, accept)
         self._durable: dict[int, float] = {}
         self.registered: list[float] = []  # ms of the registration stage per item
+        self.identified: list[float] = []  # ms of the identity check's stage per item
 
     def on_event(self, event: StationEvent) -> None:
         if isinstance(event, ItemDecided):
             t = event.decision.times
             if t.t_registered is not None and t.t_dequeued is not None:
                 self.registered.append((t.t_registered - t.t_dequeued) * 1e3)
+            if t.t_identity is not None:
+                start = t.t_registered if t.t_registered is not None else t.t_dequeued
+                if start is not None:
+                    self.identified.append((t.t_identity - start) * 1e3)
             if t.t_acquired is not None and t.t_decided is not None:
                 with self._lock:
                     self._decided[event.decision.item_id] = (t.t_acquired, t.t_decided, event.decision.accept)

@@ -38,7 +38,7 @@ from typing import Any
 from inspector.config.station import StationConfig
 from inspector.events import Alarm, AlarmRaised, AlarmSeverity, StateChanged, StationEvent, StationState
 from inspector.pipeline.station import StationError
-from inspector.station.client import STATION_LOST, LatestFrame, StationInfo, StationStatus
+from inspector.station.client import LatestFrame, StationInfo, StationStatus
 from inspector.station.server import address_file, log_file
 
 log = logging.getLogger(__name__)
@@ -163,11 +163,11 @@ class RemoteClient:
         self._mark_lost(why)
         previous, self._state = self._state, StationState.FAULT
         alarm = Alarm(
-            STATION_LOST,
-            f"The inspection station stopped answering ({why}). The line's positive release rejects every "
+            code="STATION_LOST",  # = STATION_LOST, written out for the alarm catalogue's scan
+            message=f"The inspection station stopped answering ({why}). The line's positive release rejects every "
             "item without a decision; restart the station.",
-            "hmi",
-            AlarmSeverity.FAULT,
+            source="hmi",
+            severity=AlarmSeverity.FAULT,
             detail={"pid": self.pid},
         )
         return [StateChanged(StationState.FAULT, previous), AlarmRaised(alarm)]

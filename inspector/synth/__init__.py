@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 
 from inspector.synth.base import MAX_SEED, Rendered, derive_seed, presenting
+from inspector.synth.foreign import ForeignTablet
 from inspector.taxonomy import Product, labels
 
 __all__ = ["MAX_SEED", "Rendered", "derive_seed", "render"]
@@ -25,12 +26,18 @@ def _renderer(product: Product) -> Callable[..., Rendered]:
 
 
 def render(
-    product: Product | str, label: str, seed: int, nuisance: float = 1.0, presentation: int | None = None
+    product: Product | str,
+    label: str,
+    seed: int,
+    nuisance: float = 1.0,
+    presentation: int | None = None,
+    foreign: ForeignTablet | None = None,
 ) -> Rendered:
     """Render one item of ``product`` with ground-truth ``label`` (``ok`` or a defect code).
 
     ``presentation`` (0, 1, ...): the same item presented again, with its own pose jitter,
     lighting, blur and noise (see :func:`inspector.synth.base.presenting`); ``None`` as always.
+    ``foreign``: a random foreign tablet (tablet and blister, their foreign label; evaluation only).
     """
     try:
         prod = Product(product)
@@ -43,7 +50,8 @@ def render(
         raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
     if not 0.0 <= float(nuisance) <= MAX_NUISANCE:
         raise ValueError(f"nuisance must be in 0..{MAX_NUISANCE}, got {nuisance}")
+    extra = {} if foreign is None else {"foreign": foreign}
     if presentation is None:
-        return _renderer(prod)(label, int(seed), float(nuisance))
+        return _renderer(prod)(label, int(seed), float(nuisance), **extra)
     with presenting(int(seed), presentation):
-        return _renderer(prod)(label, int(seed), float(nuisance))
+        return _renderer(prod)(label, int(seed), float(nuisance), **extra)

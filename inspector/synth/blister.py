@@ -34,6 +34,7 @@ import numpy as np
 
 from inspector.config.roi import DEFAULT_BLISTER_GRID, PocketGrid
 from inspector.synth.base import Rendered, camera_effects, jitter_pose, make_rng
+from inspector.synth.foreign import ForeignTablet
 from inspector.taxonomy import IMAGE_SPECS, OK, Product, criticality, labels, worst
 
 PRODUCT = Product.BLISTER
@@ -130,16 +131,22 @@ class _Content:
 # --------------------------------------------------------------------------- public API
 
 
-def render(label: str, seed: int, nuisance: float = 1.0) -> Rendered:
-    """Render a card whose worst pocket is ``label`` (one pocket, sometimes two; others ok)."""
+def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTablet | None = None) -> Rendered:
+    """Render a card whose worst pocket is ``label`` (one pocket, sometimes two; others ok).
+
+    ``foreign`` (label ``foreign_tablet`` only): this tablet in the foreign pockets instead of one of
+    the renderer's own foreign tablets (:mod:`inspector.synth.foreign`, evaluation sets only).
+    """
     _check_label(label)
+    if foreign is not None and label != "foreign_tablet":
+        raise ValueError("a foreign tablet is drawn for the label foreign_tablet only")
     rng = make_rng(seed)
     count, order = _draw_pocket_choice(rng, DEFAULT_BLISTER_GRID.count)
     pockets = [OK] * DEFAULT_BLISTER_GRID.count
     if label != OK:
         for idx in order[:count]:
             pockets[int(idx)] = label
-    return _render_card(tuple(pockets), rng, int(seed), float(nuisance), DEFAULT_BLISTER_GRID)
+    return _render_card(tuple(pockets), rng, int(seed), float(nuisance), DEFAULT_BLISTER_GRID, foreign)
 
 
 def render_card(
@@ -179,7 +186,12 @@ def _draw_pocket_choice(rng: np.random.Generator, count: int) -> tuple[int, np.n
 
 
 def _render_card(
-    pockets: tuple[str, ...], rng: np.random.Generator, seed: int, nuisance: float, grid: PocketGrid
+    pockets: tuple[str, ...],
+    rng: np.random.Generator,
+    seed: int,
+    nuisance: float,
+    grid: PocketGrid,
+    foreign: ForeignTablet | None = None,
 ) -> Rendered:
     if not 0.0 <= nuisance <= MAX_NUISANCE:
         raise ValueError(f"nuisance must be in 0..{MAX_NUISANCE}, got {nuisance}")
@@ -204,7 +216,7 @@ def _render_card(
     for i, ((cx, cy), label, pseed) in enumerate(zip(grid.centers(), pockets, pocket_seeds, strict=True)):
         prng = np.random.Generator(np.random.PCG64(int(pseed)))
         full_mask = np.zeros((height, width), np.uint8) if label != OK else None
-        content = _pocket_content(label, prng, nuisance, scene)
+        content = _pocket_content(label, prng, nuisance, scene, foreign)
         if label == "foil_damage":
             assert full_mask is not None
             tablet_alpha = content.layers[-1].alpha if content.layers else None
@@ -310,7 +322,9 @@ def _composite_pocket(
 # --------------------------------------------------------------------------- pocket contents
 
 
-def _pocket_content(label: str, prng: np.random.Generator, nuisance: float, scene: _Scene) -> _Content:
+def _pocket_content(
+    label: str, prng: np.random.Generator, nuisance: float, scene: _Scene, foreign: ForeignTablet | None = None
+) -> _Content:
     """What lies in one pocket. The nominal spread is drawn first, for every label alike."""
     n = nuisance
     draws = prng.standard_normal(7)
@@ -351,6 +365,8 @@ def _pocket_content(label: str, prng: np.random.Generator, nuisance: float, scen
         return _Content([], sdf < 0.0, None, "empty")
     if label == "broken_tablet":
         return _broken_tablet(prng, scene, nominal(), (tx, ty), radius, colour)
+    if label == "foreign_tablet" and foreign is not None:
+        return _random_foreign(prng, scene, (tx, ty), radius, foreign)
     if label == "foreign_tablet":
         return _foreign_tablet(prng, scene, (tx, ty), radius)
     if label == "double_tablet":
@@ -646,6 +662,33 @@ def _draw_damage(target: np.ndarray, canvas: np.ndarray | None, damage: _Damage,
 
 
 # --------------------------------------------------------------------------- shading
+
+
+def _random_foreign(
+    prng: np.random.Generator, scene: _Scene, centre: tuple[float, float], radius: float, f: ForeignTablet
+) -> _Content:
+    """A random foreign tablet (:mod:`inspector.synth.foreign`) in place of the product's."""
+    nominal_sdf = _sdf_ellipse(scene, *centre, radius, radius, 0.0)
+    angle = prng.uniform(0.0, math.pi)
+    colour = np.asarray(f.color_bgr, np.float32)
+    half_w = f.width_px / 2.0
+    if f.shape in ("round", "oval"):
+        sdf = _sdf_ellipse(scene, *centre, f.length_px / 2.0, half_w, angle)
+    else:
+        sdf = _sdf_stadium(scene, *centre, f.length_px / 2.0, half_w, angle)
+    if f.shape == "capsule" and f.second_bgr is not None:
+        layer = _shade_capsule(sdf, scene, centre, angle, half_w, colour, np.asarray(f.second_bgr, np.float32))
+    else:
+        shade, spec = _tablet_shading(sdf, half_w)
+        if f.marking:
+            shade = shade * _score_factor(sdf.shape[0], centre[0], centre[1], angle + math.pi / 2, half_w)
+        if not f.coated:  # matte pressed powder: little gloss, a mottled face
+            spec = spec * np.float32(0.15)
+            shade = shade * (1.0 + np.float32(0.05) * prng.standard_normal(shade.shape).astype(np.float32))
+        rgb = colour[None, None, :] * shade[:, :, None] + spec[:, :, None]
+        layer = _Layer(rgb.astype(np.float32), np.clip(0.5 - sdf, 0.0, 1.0).astype(np.float32))
+    defect = (nominal_sdf < 0.0) | (layer.alpha > 0.5)
+    return _Content([layer], defect, centre, f"foreign:random:{f.shape}")
 
 
 def _sdf_ellipse(scene: _Scene, x: float, y: float, a: float, b: float, angle: float) -> np.ndarray:

@@ -14,10 +14,12 @@ import cv2
 import numpy as np
 
 from inspector.manifest import MANIFEST_NAME, ManifestEntry, sha256_bytes, write_manifest
-from inspector.synth import MAX_NUISANCE, derive_seed, render
+from inspector.synth import MAX_NUISANCE, derive_seed, foreign, render
 from inspector.synth.base import MAX_SEED
 from inspector.synth.line import LinePresentation, present_on_line
 from inspector.taxonomy import OK, Product, defects
+
+FOREIGN_STREAM = 0xF0E1  # the foreign tablet's draws: their own stream of the item's seed
 
 # Camera-like images carry sensor noise, which deflate cannot squeeze: Huffman-only coding
 # after the SUB filter writes a 640x480 card ~3x faster than level 1 and a little smaller.
@@ -46,6 +48,7 @@ class Job:
     presentation: int | None = None
     item: int | None = None
     line: LinePresentation | None = None
+    foreign: bool = False  # a random foreign tablet in place of the product's (evaluation sets)
 
 
 def choose_label(product: Product, base_seed: int, index: int, defect_rate: float) -> str:
@@ -65,7 +68,10 @@ def encode_png(image: np.ndarray, params: list[int] = PNG_PARAMS) -> bytes:
 
 
 def _run_job(job: Job) -> str:
-    r = render(job.product, job.label, job.seed, job.nuisance, job.presentation)
+    tablet = None
+    if job.foreign:
+        tablet = foreign.draw(np.random.default_rng([job.seed, FOREIGN_STREAM]), Product(job.product))
+    r = render(job.product, job.label, job.seed, job.nuisance, job.presentation, tablet)
     if job.presentation is None:
         name = f"{job.product}_{job.index:06d}.png"
     else:
@@ -95,6 +101,7 @@ def _run_job(job: Job) -> str:
         item_key=None if job.item is None else f"{job.product}-{job.seed}",
         presentation=job.presentation,
         line=drawn,
+        foreign=None if tablet is None else tablet.as_dict(),
     )
     return entry.to_json()
 
@@ -144,6 +151,7 @@ def generate(
     progress: Callable[[int, int, float], None] | None = None,
     presentations: int | None = None,
     line: LinePresentation | None = None,
+    foreign_tablets: bool = False,
 ) -> list[ManifestEntry]:
     """Render ``count`` images (``count`` items x ``presentations`` with that option) into ``out``.
 
@@ -154,8 +162,14 @@ def generate(
     presentation of each image (qualification by the Knapp method), listed round by round.
     ``line``: a line's presentation drawn on top of each image (shift, turn, gain, gamma,
     vignetting, defocus; see :mod:`inspector.synth.line`), recorded per image in the manifest.
+    ``foreign_tablets``: every item holds a random foreign tablet (tablet, blister; see
+    :mod:`inspector.synth.foreign`), its margins from the product in the manifest. Evaluation only.
     """
     prod = validate_args(product, count, seed, defect_rate, nuisance)
+    if foreign_tablets:
+        if prod not in foreign.LABEL:
+            raise ValueError(f"foreign tablets are drawn for tablets and blister cards, not {prod.value}")
+        labels = [foreign.LABEL[prod]] * count
     if presentations is not None and not 1 <= presentations <= 1000:
         raise ValueError(f"--presentations must be in 1..1000, got {presentations}")
     if labels is not None and len(labels) != count:
@@ -182,6 +196,7 @@ def generate(
             presentation=p,
             item=None if p is None else i,
             line=line,
+            foreign=foreign_tablets,
         )
         for k, p in enumerate(reps)
         for i in range(count)

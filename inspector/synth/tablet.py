@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from inspector.synth.base import Rendered, camera_effects, empty_mask, jitter_pose, make_rng
+from inspector.synth.foreign import ForeignTablet
 from inspector.taxonomy import IMAGE_SPECS, OK, Product, criticality, labels
 
 PRODUCT = Product.TABLET
@@ -60,6 +61,7 @@ class TabletStyle:
     text_a: str = "IN"  # above the score (round) or left of it (oblong)
     text_b: str = "5"
     score_line: bool = True
+    coated: bool = True  # film coat: smooth; uncoated: matte, mottled surface
 
     @property
     def bevel_px(self) -> float:
@@ -156,6 +158,13 @@ def _edge_distance(style: TabletStyle, canvas: _Canvas, center: tuple[float, flo
     c, s = np.float32(math.cos(theta)), np.float32(math.sin(theta))
     along = dx * c + dy * s
     across = -dx * s + dy * c
+    if style.shape == "oval":
+        a, b = np.float32(style.length_px / 2.0), np.float32(style.width_px / 2.0)
+        k = np.sqrt((along / a) ** 2 + (across / b) ** 2)
+        grad = np.sqrt((along / (a * a)) ** 2 + (across / (b * b)) ** 2) + np.float32(1e-6)
+        # First order: exact on the outline; near the centre (where it is 0/0) the depth is the short half axis.
+        oval: np.ndarray = np.where(k < 0.2, b * (1.0 - k), (1.0 - k) * k / grad).astype(np.float32)
+        return oval
     half_straight = np.float32((style.length_px - style.width_px) / 2.0)
     beyond = np.maximum(np.abs(along) - half_straight, 0.0)
     dist: np.ndarray = np.float32(style.width_px / 2.0) - np.sqrt(beyond * beyond + across * across)
@@ -201,7 +210,8 @@ def _emboss_layer(
     style: TabletStyle, scale: float, canvas: _Canvas, center: tuple[float, float], angle_deg: float
 ) -> np.ndarray:
     """The style's deboss template turned by ``angle_deg``, scaled and placed on the tablet centre."""
-    template = _emboss_template(style)
+    # Random foreign tablets are one-offs: not cached (10,000 of them would hold gigabytes).
+    template = _emboss_template.__wrapped__(style) if style.name.startswith("foreign") else _emboss_template(style)
     mid = template.shape[0] / 2.0
     mat = cv2.getRotationMatrix2D((mid, mid), -angle_deg, scale)
     mat[:, 2] += (center[0] - canvas.x0 - mid, center[1] - canvas.y0 - mid)
@@ -465,6 +475,15 @@ def _paint_discoloration(
     return (alpha > 0.3) & (surface.coverage > 0.5)
 
 
+def _foreign_style(f: ForeignTablet) -> TabletStyle:
+    """A random foreign tablet as the renderer draws tablets (a capsule as one-colour stadium)."""
+    shape = {"round": "round", "oval": "oval", "capsule": "oblong", "oblong": "oblong"}[f.shape]
+    return TabletStyle(
+        f"foreign {f.shape}", shape, f.length_px, f.width_px, f.color_bgr,
+        text_a="" if not f.marking else "AB", text_b="", score_line=f.marking, coated=f.coated,
+    )  # fmt: skip
+
+
 def _wrong_style(rng: np.random.Generator, nominal: TabletStyle) -> tuple[TabletStyle, str]:
     kind = str(rng.choice(["oblong", "small", "large", "colour"]))
     color = _WHITE
@@ -487,8 +506,14 @@ def _wrong_style(rng: np.random.Generator, nominal: TabletStyle) -> tuple[Tablet
 # --------------------------------------------------------------------------- render
 
 
-def render(label: str, seed: int, nuisance: float = 1.0) -> Rendered:
-    """Render one tablet with ground-truth ``label`` (``ok`` or a tablet defect code)."""
+def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTablet | None = None) -> Rendered:
+    """Render one tablet with ground-truth ``label`` (``ok`` or a tablet defect code).
+
+    ``foreign`` (label ``wrong_tablet`` only): this tablet instead of one of the renderer's own wrong
+    tablets (:mod:`inspector.synth.foreign`, evaluation sets only).
+    """
+    if foreign is not None and label != "wrong_tablet":
+        raise ValueError("a foreign tablet is drawn for the label wrong_tablet only")
     if label not in labels(PRODUCT):
         raise ValueError(f"unknown tablet label {label!r}; known: {', '.join(labels(PRODUCT))}")
     rng = make_rng(seed)
@@ -505,7 +530,12 @@ def render(label: str, seed: int, nuisance: float = 1.0) -> Rendered:
     # 2. Which tablet: the product, or another one for wrong_tablet.
     style = NOMINAL
     wrong_kind = ""
-    if label == "wrong_tablet":
+    if foreign is not None:
+        style = _foreign_style(foreign)
+        wrong_kind = f"random:{foreign.shape}"
+        if style.shape != "round":
+            emboss_angle = float(defect_rng.uniform(-90.0, 90.0))
+    elif label == "wrong_tablet":
         style, wrong_kind = _wrong_style(defect_rng, NOMINAL)
         if style.shape == "oblong":
             emboss_angle = float(defect_rng.uniform(-90.0, 90.0))
@@ -531,7 +561,8 @@ def render(label: str, seed: int, nuisance: float = 1.0) -> Rendered:
     ys, xs = slice(canvas.y0, canvas.y0 + h), slice(canvas.x0, canvas.x0 + w)
     mottle = tex["mottle"][my : my + HEIGHT, mx : mx + WIDTH][ys, xs]
     grain = tex["grain"][my : my + HEIGHT, mx : mx + WIDTH][ys, xs]
-    shade = lambert * (1.0 + np.float32(mottle_amp) * mottle + np.float32(0.012) * grain)
+    rough = 1.0 if style.coated else 3.0  # an uncoated tablet: pressed powder, matte and mottled
+    shade = lambert * (1.0 + np.float32(mottle_amp * rough) * mottle + np.float32(0.012 * rough) * grain)
     surface = _Surface(coverage, dist, shade, lambert, [1.0, 1.0, 1.0])
 
     # 4. The defect, drawn from its own generator.

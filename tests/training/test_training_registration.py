@@ -61,3 +61,12 @@ def test_prepare_renders_a_line_s_presentation_when_asked(tmp_path: Path) -> Non
     entries = read_manifest(folder)
     assert len(entries) == 6 and all(e.line is not None and abs(e.line["dx"]) <= 8 for e in entries)
     assert any(abs(e.line["turn_deg"]) > 0.5 for e in entries if e.line is not None)
+
+
+def test_training_refuses_a_set_of_random_foreign_tablets(tmp_path: Path) -> None:
+    """Those sets test the identity check with tablets no model saw: training on them would defeat it."""
+    folder = tmp_path / "foreign"
+    generate("tablet", 3, 962001, folder, masks=False, workers=1, foreign_tablets=True)
+    assert all(e.foreign is not None and e.label == "wrong_tablet" for e in read_manifest(folder))
+    with pytest.raises(ValueError, match="evaluation only"):
+        load_sets(Product.TABLET, [folder], workers=1)

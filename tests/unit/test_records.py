@@ -455,7 +455,8 @@ def test_schema_2_database_migrates_keeping_every_record(tmp_path: Path) -> None
     path = tmp_path / "old.db"
     _schema_2_database(path)
     with RecordStore(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 5
+        assert s.schema_version == SCHEMA_VERSION == 6
+        assert all(i.pose is None and i.identity is None for i in s.items("OLD-PLC"))
         assert s.batch("OLD-PLC")["release_status"] == "NOT RELEASED - DEMO", "the GxP step ran before"
         assert s.integrity_check() == "ok" and s.pragma("foreign_keys") == 1
         old = s.batch("OLD-PLC")
@@ -599,6 +600,29 @@ def test_the_pose_is_kept_with_its_item_write_once_and_hashed(store: RecordStore
             conn.execute("UPDATE items SET pose = '{\"dx\": 0}' WHERE item_id = 2")
         conn.execute("DROP TRIGGER items_write_once")  # what someone with the file and a SQL tool can do
         conn.execute("UPDATE items SET pose = json_set(pose, '$.dx', 0.0) WHERE item_id = 2")
+        conn.commit()
+    finally:
+        conn.close()
+    check = verify_batch(store, BATCH)
+    assert not check.ok and check.first_bad_item == 2
+
+
+def test_the_identity_measurement_is_kept_with_its_item_write_once_and_hashed(store: RecordStore) -> None:
+    """Schema 6: each tablet's identity measurement and broken tolerances are part of the hashed record."""
+    from inspector.records.chain import verify_batch
+
+    measured = [{"found": True, "area_px": 2510.0, "lab": [70.1, 12.0, 38.2], "failures": []},
+                {"found": True, "area_px": 1804.0, "lab": [61.0, -20.5, 11.0],
+                 "failures": ["chroma 37.3 (nominal 0, tolerance 19.1)"]}]  # fmt: skip
+    store.insert_items([item(1), item(2, pose={"dx": 1.0}, identity=measured)])
+    assert {i.item_id: i.identity for i in store.items(BATCH)} == {1: None, 2: measured}
+    assert verify_batch(store, BATCH).ok
+    conn = sqlite3.connect(store.path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="write-once"):
+            conn.execute("UPDATE items SET identity = '[]' WHERE item_id = 2")
+        conn.execute("DROP TRIGGER items_write_once")
+        conn.execute("UPDATE items SET identity = json_set(identity, '$[1].failures', json('[]')) WHERE item_id = 2")
         conn.commit()
     finally:
         conn.close()

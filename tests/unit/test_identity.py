@@ -1,0 +1,128 @@
+"""The deterministic identity check: measured by OpenCV, judged against the recipe, never overruled to accept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspector.config.recipe import load_recipe
+from inspector.inference.identity import check, check_units, measure, specify, unit_reasons
+from inspector.inference.registration import register
+from inspector.pipeline.decision import decide
+from inspector.synth import render
+from inspector.synth.foreign import ForeignTablet, draw
+from inspector.taxonomy import OK, DefectCode, Product, labels
+
+
+def _units(product: str, image: np.ndarray) -> np.ndarray:
+    rec = load_recipe(product).recipe
+    rois = rec.pocket_grid.rois() if rec.pocket_grid is not None else None
+    assert rec.registration is not None
+    reg = register(rec.product, image, rec.registration, rois)
+    assert reg.units is not None
+    return reg.units
+
+
+def _foreign(product: Product, **kw: object) -> ForeignTablet:
+    base = draw(np.random.default_rng(0), product)
+    fields = {**base.__dict__, **kw}
+    return ForeignTablet(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("product", ["tablet", "blister"])
+def test_good_product_passes_the_shipped_specification(product: str) -> None:
+    spec = load_recipe(product).recipe.identity
+    assert spec is not None
+    for seed in range(6):
+        units = _units(product, render(product, OK, 5000 + seed).image)
+        checks = check_units(units, spec)
+        assert all(c.ok for c in checks), [c.describe() for c in checks if not c.ok]
+        assert unit_reasons(Product(product), checks) == (None,) * len(units)
+
+
+def test_a_foreign_tablet_of_another_colour_fails_whatever_its_size() -> None:
+    spec = load_recipe("tablet").recipe.identity
+    assert spec is not None
+    blue = _foreign(Product.TABLET, shape="round", length_px=150.0, width_px=150.0, color_bgr=(220.0, 150.0, 90.0))
+    image = render("tablet", "wrong_tablet", 77, foreign=blue).image
+    (checked,) = check_units(_units("tablet", image), spec)
+    assert not checked.ok and any(f.startswith("chroma") for f in checked.failures), checked.describe()
+    assert unit_reasons(Product.TABLET, [checked]) == (DefectCode.WRONG_TABLET,)
+    record = checked.as_record()
+    assert record["found"] is True and record["failures"] and record["delta_e"] is not None
+
+
+def test_a_smaller_tablet_of_the_same_colour_fails_on_size() -> None:
+    spec = load_recipe("tablet").recipe.identity
+    assert spec is not None
+    small = _foreign(Product.TABLET, shape="round", length_px=118.0, width_px=118.0, color_bgr=(210.0, 215.0, 217.0))
+    (checked,) = check_units(_units("tablet", render("tablet", "wrong_tablet", 78, foreign=small).image), spec)
+    assert not checked.ok and any(f.startswith(("area", "length")) for f in checked.failures), checked.describe()
+
+
+def test_an_empty_pocket_is_found_empty_and_a_foreign_pocket_foreign() -> None:
+    spec = load_recipe("blister").recipe.identity
+    assert spec is not None
+    empty = render("blister", "empty_pocket", 11)
+    reasons = unit_reasons(Product.BLISTER, check_units(_units("blister", empty.image), spec))
+    assert empty.pockets is not None
+    for label, reason in zip(empty.pockets, reasons, strict=True):
+        assert reason == (DefectCode.EMPTY_POCKET if label == "empty_pocket" else None)
+    green = _foreign(Product.BLISTER, shape="oval", length_px=60.0, width_px=45.0, color_bgr=(90.0, 200.0, 90.0))
+    card = render("blister", "foreign_tablet", 12, foreign=green)
+    reasons = unit_reasons(Product.BLISTER, check_units(_units("blister", card.image), spec))
+    assert card.pockets is not None
+    for label, reason in zip(card.pockets, reasons, strict=True):
+        assert reason == (DefectCode.FOREIGN_TABLET if label == "foreign_tablet" else None)
+
+
+def test_no_model_output_turns_a_failed_identity_check_into_an_accept() -> None:
+    classes = list(labels(Product.BLISTER))
+    scores = np.zeros((10, len(classes)), np.float32)
+    scores[:, classes.index(OK)] = 1.0  # the model is certain every pocket is good
+    anomaly = np.zeros(10, np.float32)
+    identity = [None] * 10
+    identity[3] = DefectCode.FOREIGN_TABLET
+    v = decide(Product.BLISTER, classes, scores, anomaly, confidence_threshold=0.5, anomaly_threshold=0.5,
+               identity=identity)  # fmt: skip
+    assert not v.accept and v.reason == DefectCode.FOREIGN_TABLET and v.pocket_index == 3
+    # The model's own major finding gives way to the critical identity reason; a critical one stays.
+    scores[3] = 0.0
+    scores[3, classes.index("broken_tablet")] = 1.0
+    v = decide(Product.BLISTER, classes, scores, anomaly, confidence_threshold=0.5, anomaly_threshold=0.5,
+               identity=identity)  # fmt: skip
+    assert v.reason == DefectCode.FOREIGN_TABLET
+    scores[3] = 0.0
+    scores[3, classes.index("empty_pocket")] = 1.0
+    v = decide(Product.BLISTER, classes, scores, anomaly, confidence_threshold=0.5, anomaly_threshold=0.5,
+               identity=identity)  # fmt: skip
+    assert v.reason == DefectCode.EMPTY_POCKET
+    with pytest.raises(ValueError, match="identity has 2 units"):
+        decide(Product.BLISTER, classes, scores, anomaly, confidence_threshold=0.5, anomaly_threshold=0.5,
+               identity=[None, None])  # fmt: skip
+
+
+def test_the_specification_comes_from_good_tablets_and_refuses_too_few() -> None:
+    units = [u for s in range(4) for u in _units("blister", render("blister", OK, 900 + s).image)]
+    measured = [measure(u, segment_delta_e=18.0, search_radius_px=34.0) for u in units]
+    spec = specify(measured, sigmas=4.0, segment_delta_e=18.0, search_radius_px=34.0)
+    assert all(check(m, spec).ok for m in measured)  # every reference tablet inside its own tolerances
+    assert spec.width_px.mean <= spec.length_px.mean and spec.area_px.tolerance > 0
+    with pytest.raises(ValueError, match="at least 30"):
+        specify(measured[:10], sigmas=4.0, segment_delta_e=18.0, search_radius_px=34.0)
+
+
+def test_the_check_refuses_a_grey_image() -> None:
+    with pytest.raises(ValueError, match="colour image"):
+        measure(np.zeros((64, 64), np.uint8), segment_delta_e=18.0)
+
+
+def test_foreign_tablets_are_drawn_the_same_for_the_same_seed() -> None:
+    a = draw(np.random.default_rng([5, 1]), Product.BLISTER)
+    b = draw(np.random.default_rng([5, 1]), Product.BLISTER)
+    assert a == b and a.shape in ("round", "oval", "capsule", "oblong")
+    img_a = render("blister", "foreign_tablet", 3, foreign=a).image
+    img_b = render("blister", "foreign_tablet", 3, foreign=b).image
+    assert np.array_equal(img_a, img_b)
+    with pytest.raises(ValueError, match="foreign_tablet only"):
+        render("blister", OK, 3, foreign=a)
