@@ -91,6 +91,12 @@ class Checked:
         return out
 
 
+def warm_up() -> None:
+    """OpenCV builds its L*a*b* tables on the first conversion (about 250 ms): done at station start,
+    not on the first item."""
+    measure(np.full((32, 32, 3), 128, np.uint8), segment_delta_e=18.0)
+
+
 def lab_image(image: np.ndarray) -> np.ndarray:
     """CIE L*a*b* (D65) of a BGR uint8 image as float32: L in 0..100, a and b about -128..127."""
     if image.ndim != 3 or image.shape[2] != 3:

@@ -47,6 +47,7 @@ from inspector.events import (
     utc_now,
 )
 from inspector.inference.identity import check_units, unit_reasons
+from inspector.inference.identity import warm_up as warm_up_identity
 from inspector.inference.registration import Registered, register
 from inspector.inference.session import InferenceEngine, ModelError
 from inspector.inference.units import to_units
@@ -146,6 +147,8 @@ class Station:
         self._rois = recipe.pocket_grid.rois() if recipe.pocket_grid is not None else None
         self._registration = recipe.registration
         self._identity = recipe.identity  # the deterministic identity check beside the model (tablet, blister)
+        if self._identity is not None:
+            warm_up_identity()
         self._pose_refusals = 0  # in a row; POSE_GUARD at the recipe's alarm_after
         self._expected_shape = recipe.frame.shape
 
