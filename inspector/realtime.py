@@ -29,6 +29,9 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 # reaches the PLC only once its record is committed. Raising priority needs CAP_SYS_NICE
 # (or RLIMIT_NICE); without it the threads keep the default and a warning says so once.
 INSPECTION_NICE = -10
+# Threads that serve a screen (a station's client connections, its event senders): below the
+# inspection path and below the defaults, so a screen's requests (a heat map, a report) wait.
+DISPLAY_NICE = 5
 _warned = False
 
 
@@ -52,3 +55,12 @@ def raise_thread_priority(nice: int = INSPECTION_NICE) -> bool:
             log.warning("inspection threads keep normal priority (nice %d not permitted: %s)", nice, exc)
         return False
     return True
+
+
+def lower_thread_priority(nice: int = DISPLAY_NICE) -> None:
+    """Give the calling thread the lower scheduling priority ``nice`` (always permitted)."""
+    if hasattr(os, "setpriority"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:  # a sandbox without setpriority: the thread keeps the default
+            log.debug("display thread keeps normal priority")

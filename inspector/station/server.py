@@ -49,6 +49,7 @@ from typing import Any
 
 from inspector.config.station import StationConfig
 from inspector.events import BatchEnded, BatchInProgress, BatchStarted, ItemDecided, StationEvent, StationState
+from inspector.realtime import lower_thread_priority
 from inspector.records.audit import Actor
 from inspector.station.client import InProcessClient, open_in_process
 
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 0.25
 EVENT_QUEUE = 65536  # events a subscriber may fall behind by before the oldest are dropped
 RECENT_KEPT = 600  # decisions a reattaching HMI gets (its latency window)
+HEATMAP_WAIT_S = 0.25  # a heat map waits at most this long for the gap after a decision
 
 #: What a client may call: the StationClient protocol, served by InProcessClient.
 CALLS = frozenset(
@@ -93,8 +95,18 @@ class _Fanout:
         self.by_reason: collections.Counter[str] = collections.Counter()
         self.recent: collections.deque[Any] = collections.deque(maxlen=RECENT_KEPT)
         self.subscribers: list[_Subscriber] = []
+        self.decided = threading.Condition()  # notified at every decision: a gap before the next item
+
+    def after_next_decision(self, timeout_s: float) -> None:
+        """Wait (bounded) until the station decides its next item: the inference thread is then idle
+        for most of an item period, the time for a screen's heavy request (a heat map)."""
+        with self.decided:
+            self.decided.wait(timeout_s)
 
     def __call__(self, event: StationEvent) -> None:
+        if isinstance(event, ItemDecided):
+            with self.decided:
+                self.decided.notify_all()
         with self.lock:
             if isinstance(event, ItemDecided):
                 d = event.decision
@@ -148,6 +160,7 @@ class _Subscriber:
             self.wake.set()
 
     def _send_loop(self) -> None:
+        lower_thread_priority()
         try:
             while self.alive:
                 self.wake.wait(0.02 if self.queue else HEARTBEAT_S)
@@ -228,6 +241,7 @@ class StationServer:
             threading.Thread(target=self._serve, args=(conn, n), name=f"client-{n}", daemon=True).start()
 
     def _serve(self, conn: Connection, n: int) -> None:
+        lower_thread_priority()  # a screen's calls (heat maps, reports) wait for the inspection path
         try:
             while not self.stopping.is_set():
                 try:
@@ -258,6 +272,10 @@ class StationServer:
                 return "ok", self.client.info
             if method == "latest":
                 return "ok", self._latest(*args)
+            if method == "heatmap" and self.client.status().state is StationState.RUNNING:
+                # A heat map is a second model run: start it just after a decision, in the gap
+                # before the next item, not on top of that item's inference.
+                self.fanout.after_next_decision(HEATMAP_WAIT_S)
             value = getattr(self.client, method)(*args, **kwargs)
             if method == "login":
                 with self._lock:
