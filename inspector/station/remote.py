@@ -49,6 +49,7 @@ START_TIMEOUT_S = 180.0  # a station opens (model verified, camera and PLC conne
 RUN_DIR_ENV = "INSPECTOR_RUN_DIR"
 
 Listener = Callable[[StationEvent], None]
+_OUTLIVING: list[subprocess.Popen[bytes]] = []  # stations this process started that outlive their client
 
 
 class StationLost(StationError):
@@ -303,6 +304,10 @@ class RemoteClient:
         self._disconnect()
         if answer == "closing":
             self._wait(wait_s)
+        elif self._process is not None and self._process.poll() is None:
+            # The station goes on without this client: its process is not ours to wait for, but its
+            # Popen stays referenced (collected, it would warn that the process still runs).
+            _OUTLIVING.append(self._process)
         return answer
 
 

@@ -233,3 +233,29 @@ def test_a_killed_station_shows_within_a_second_and_the_line_rejects_what_follow
     assert len(after) >= 50, summary  # the line went on after the station died
     assert line_accepts <= station_accepts  # positive release: only what the station accepted passed
     assert all(outcomes[i] != "accepted" for i in after)
+
+
+def test_closing_the_hmi_of_a_line_station_leaves_its_batch_running(
+    make_hmi: Any, qtbot: Any, ui_project: Path, run_dir: Path
+) -> None:
+    """Not a demo (the station's own camera and PLC; batches started by hand): the screen closes, the batch goes on."""
+    db = ui_project / "var" / "inspector.sqlite"
+    w = make_hmi("tablet", db=db, demo=False, camera="sim", line_rate=6000, isolated=True, run_dir=run_dir)
+    c = w.controller
+    qtbot.waitUntil(lambda: c.phase == Phase.READY, timeout=START_MS)
+    c.start_batch("LOT-CLOSE-1")
+    qtbot.waitUntil(lambda: c.phase == Phase.RUNNING and c.tally.inspected >= 50, timeout=30_000)
+    client = c.client
+    assert isinstance(client, RemoteClient) and client.pid is not None
+    pid = client.pid
+    w.close()  # the operator closes the screen
+    assert _alive(pid), "closing the screen ended the station"
+    at_close = _count(db)
+    _wait(lambda: _count(db) > at_close + 100, 20, "the batch to go on without a screen")
+    again = attach(run_dir, "demo")
+    assert again is not None and again.pid == pid and again.status().state is StationState.RUNNING
+    assert again.shutdown() == "closing"  # ended on purpose: the batch is ended and reconciled
+    _wait(lambda: not _alive(pid), 30, "the station to end")
+    with sqlite3.connect(db) as conn:
+        (state,) = conn.execute("SELECT state FROM batches WHERE batch_id = 'LOT-CLOSE-1'").fetchone()
+    assert state == "ended"
