@@ -26,12 +26,15 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from inspector.config.station import StationConfig
+    from inspector.manifest import ManifestEntry
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -286,6 +289,33 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
+
+
+def good_images(folders: Sequence[str | Path], limit: int) -> Iterator[tuple[ManifestEntry, np.ndarray]]:
+    """The good (``ok``) items of labelled sets with their images, at most ``limit``: a reference is
+    measured on good product. ValueError for a set that cannot be read or an image that is refused."""
+    from inspector.camera.imagefile import ImageRefused, read_image_file
+    from inspector.manifest import ManifestError, read_manifest
+    from inspector.taxonomy import OK
+
+    n = 0
+    for folder in folders:
+        root = Path(folder)
+        try:
+            entries = read_manifest(root)
+        except ManifestError as exc:
+            raise ValueError(str(exc)) from None
+        for e in entries:
+            if e.label != OK:
+                continue
+            if n >= limit:
+                return
+            try:
+                image = read_image_file(root / e.file, sha256=e.sha256)
+            except ImageRefused as exc:
+                raise ValueError(f"{root / e.file}: {exc}") from None
+            n += 1
+            yield e, image
 
 
 def image_progress(label: str) -> Callable[[int, int, float], None]:

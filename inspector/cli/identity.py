@@ -6,20 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
-from inspector.cli.common import Subparsers, add_command, add_json_option, bounded, emit_json, say
+from inspector.cli.common import Subparsers, add_command, add_json_option, bounded, emit_json, good_images, say
 
 IMAGES_MAX = 100_000
 
 
 def cmd_identity_reference(args: argparse.Namespace) -> int:
-    from inspector.camera.imagefile import ImageRefused, read_image_file
     from inspector.config.errors import ConfigError
     from inspector.config.recipe import load_recipe
     from inspector.inference.identity import Measurement, measure, specify
     from inspector.inference.registration import register
     from inspector.inference.units import to_units
-    from inspector.manifest import ManifestError, read_manifest
-    from inspector.taxonomy import OK, Product
+    from inspector.taxonomy import Product
 
     try:
         loaded = load_recipe(args.recipe)
@@ -37,31 +35,19 @@ def cmd_identity_reference(args: argparse.Namespace) -> int:
         radius = grid.pocket_diameter / 2 - 4  # inside the pocket's wall
     measured: list[Measurement] = []
     images = refused = 0
-    for folder in args.images:
-        root = Path(folder)
-        try:
-            entries = read_manifest(root)
-        except ManifestError as exc:
-            raise ValueError(str(exc)) from None
-        for e in entries:
-            if e.label != OK or images >= args.limit:
+    for e, image in good_images(args.images, args.limit):
+        if e.product is not rec.product:
+            raise ValueError(f"{e.file}: a {e.product.value} item, the recipe is for {rec.product.value}")
+        images += 1
+        if rec.registration is not None:
+            reg = register(rec.product, image, rec.registration, rois)
+            if reg.units is None:
+                refused += 1
                 continue
-            if e.product is not rec.product:
-                raise ValueError(f"{root}: holds {e.product.value} items, the recipe is for {rec.product.value}")
-            try:
-                image = read_image_file(root / e.file, sha256=e.sha256)
-            except ImageRefused as exc:
-                raise ValueError(f"{root / e.file}: {exc}") from None
-            images += 1
-            if rec.registration is not None:
-                reg = register(rec.product, image, rec.registration, rois)
-                if reg.units is None:
-                    refused += 1
-                    continue
-                units = reg.units
-            else:
-                units = to_units(image, rois)
-            measured.extend(measure(u, segment_delta_e=args.segment_delta_e, search_radius_px=radius) for u in units)
+            units = reg.units
+        else:
+            units = to_units(image, rois)
+        measured.extend(measure(u, segment_delta_e=args.segment_delta_e, search_radius_px=radius) for u in units)
     if not images:
         raise ValueError("the sets hold no good (ok) items: the reference is measured on good product")
     note = (

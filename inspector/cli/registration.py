@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
-from inspector.cli.common import Subparsers, add_command, add_json_option, bounded, emit_json, say
+from inspector.cli.common import Subparsers, add_command, add_json_option, bounded, emit_json, good_images, say
 from inspector.taxonomy import Product
 
 IMAGES_MAX = 100_000
 
 
 def cmd_registration_reference(args: argparse.Namespace) -> int:
-    from inspector.camera.imagefile import ImageRefused, read_image_file
     from inspector.inference.registration import locate, reference_of
-    from inspector.manifest import ManifestError, read_manifest
-    from inspector.taxonomy import OK
 
     images: list[np.ndarray] = []
     products: set[Product] = set()
-    for folder in args.images:
-        root = Path(folder)
-        try:
-            entries = read_manifest(root)
-        except ManifestError as exc:
-            raise ValueError(str(exc)) from None
-        for e in entries:
-            if e.label != OK or len(images) >= args.limit:
-                continue
-            try:
-                images.append(read_image_file(root / e.file, sha256=e.sha256))
-            except ImageRefused as exc:
-                raise ValueError(f"{root / e.file}: {exc}") from None
-            products.add(e.product)
+    for e, image in good_images(args.images, args.limit):
+        images.append(image)
+        products.add(e.product)
     if not images:
         raise ValueError("the sets hold no good (ok) items: the reference is measured on good product")
     if len(products) != 1:

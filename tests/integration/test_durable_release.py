@@ -25,6 +25,7 @@ import pytest
 from inspector.plc.sim.process import LineSimProcess
 from inspector.taxonomy import Product
 from tests.integration.test_run_cli import _project
+from tests.support.records import item_count
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS = 20
@@ -35,15 +36,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX process groups and SIGKILL"),
 ]
-
-
-def _count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    with contextlib.suppress(sqlite3.Error), sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-        (n,) = conn.execute("SELECT count(*) FROM items").fetchone()
-        return int(n)
-    return 0
 
 
 def _trial(root: Path, tmp: Path, k: int, rng: random.Random) -> dict[str, object]:
@@ -62,7 +54,7 @@ def _trial(root: Path, tmp: Path, k: int, rng: random.Random) -> dict[str, objec
     target = rng.randint(5, 40)
     try:
         deadline = time.monotonic() + 60
-        while _count(db) < target:
+        while item_count(db) < target:
             assert proc.poll() is None and time.monotonic() < deadline, "the batch did not get going"
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.05))  # anywhere in an item period

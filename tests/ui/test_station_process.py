@@ -27,6 +27,7 @@ from inspector.records.audit import Actor
 from inspector.station.client import STATION_LOST
 from inspector.station.remote import RemoteClient, attach, open_remote
 from inspector.station.server import address_file
+from tests.support.records import item_count
 from tests.support.stations import station_config
 from ui.controller import Phase
 
@@ -55,15 +56,6 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> None:
 def _records(db: Path) -> dict[int, str]:
     with sqlite3.connect(db) as conn:
         return {int(i): str(d) for i, d in conn.execute("SELECT item_id, decision FROM items")}
-
-
-def _count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    with contextlib.suppress(sqlite3.Error), sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-        (n,) = conn.execute("SELECT count(*) FROM items").fetchone()
-        return int(n)
-    return 0
 
 
 @pytest.fixture
@@ -128,14 +120,14 @@ def test_a_killed_hmi_leaves_the_batch_running_and_a_reopened_one_finishes_it(
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        _wait(lambda: _count(db) >= 150 or hmi.poll() is not None, START_MS / 1e3, "the HMI's batch to get going")
+        _wait(lambda: item_count(db) >= 150 or hmi.poll() is not None, START_MS / 1e3, "the HMI's batch to get going")
         assert hmi.poll() is None, "the HMI ended by itself"
         os.killpg(hmi.pid, signal.SIGKILL)
         hmi.wait(10)
-        at_kill = _count(db)
+        at_kill = item_count(db)
         station = json.loads(address_file(run_dir, "demo").read_text())
         assert _alive(station["pid"]), "killing the HMI killed the station"
-        _wait(lambda: _count(db) > at_kill + 100, 20, "the batch to go on without the HMI")
+        _wait(lambda: item_count(db) > at_kill + 100, 20, "the batch to go on without the HMI")
 
         # Reopen the HMI: it attaches to the running station and follows the batch it left.
         w = make_hmi("tablet", db=db, items=items, line_rate=6000, isolated=True, run_dir=run_dir)
@@ -250,8 +242,8 @@ def test_closing_the_hmi_of_a_line_station_leaves_its_batch_running(
     pid = client.pid
     w.close()  # the operator closes the screen
     assert _alive(pid), "closing the screen ended the station"
-    at_close = _count(db)
-    _wait(lambda: _count(db) > at_close + 100, 20, "the batch to go on without a screen")
+    at_close = item_count(db)
+    _wait(lambda: item_count(db) > at_close + 100, 20, "the batch to go on without a screen")
     again = attach(run_dir, "demo")
     assert again is not None and again.pid == pid and again.status().state is StationState.RUNNING
     assert again.shutdown() == "closing"  # ended on purpose: the batch is ended and reconciled

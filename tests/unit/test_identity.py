@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,6 +15,8 @@ from inspector.pipeline.decision import decide
 from inspector.synth import render
 from inspector.synth.foreign import ForeignTablet, draw
 from inspector.taxonomy import OK, DefectCode, Product, labels
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _units(product: str, image: np.ndarray) -> np.ndarray:
@@ -126,3 +131,30 @@ def test_foreign_tablets_are_drawn_the_same_for_the_same_seed() -> None:
     assert np.array_equal(img_a, img_b)
     with pytest.raises(ValueError, match="foreign_tablet only"):
         render("blister", OK, 3, foreign=a)
+
+
+def test_identity_reference_and_evaluate_from_the_command_line(tmp_path: Path) -> None:
+    """The reference command measures good tablets into a block the recipe accepts; evaluate reports the
+    foreign tablets it was given, with the check and without it."""
+    from inspector.cli import main
+    from inspector.config.identity import IdentitySpec
+    from inspector.synth.generate import generate
+
+    good, foreign = tmp_path / "good", tmp_path / "foreign"
+    generate("tablet", 40, 963001, good, defect_rate=0.0, masks=False, workers=1)
+    generate("tablet", 30, 964001, foreign, masks=False, workers=1, foreign_tablets=True)
+    out = tmp_path / "ref.json"
+    assert main(["identity-reference", "--recipe", "tablet", "--images", str(good), "--json", str(out)]) == 0
+    ref = json.loads(out.read_text())
+    spec = IdentitySpec.model_validate(ref["identity"])
+    assert ref["tablets"] == 40 and ref["not_found"] == 0 and spec.area_px.tolerance > 0
+    assert main(["identity-reference", "--recipe", "vial", "--images", str(good)]) == 2  # no tablets to measure
+    assert main(["identity-reference", "--recipe", "tablet", "--images", str(foreign)]) == 2  # no good items
+    with_check, model_alone = tmp_path / "with.json", tmp_path / "alone.json"
+    common = ["evaluate", "--model", str(ROOT / "models" / "tablet" / "1.4.0"), "--images", str(foreign)]
+    main([*common, "--no-plots", "--quiet", "--json", str(with_check)])
+    main([*common, "--no-plots", "--quiet", "--json", str(model_alone), "--no-identity"])
+    a, b = json.loads(with_check.read_text()), json.loads(model_alone.read_text())
+    assert a["recipe"]["identity"] is True and b["recipe"]["identity"] is False
+    assert a["foreign"]["all"]["n"] == b["foreign"]["all"]["n"] == 30
+    assert a["foreign"]["all"]["accepted"] <= b["foreign"]["all"]["accepted"]  # the check only adds rejects
