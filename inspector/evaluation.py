@@ -137,12 +137,6 @@ FOREIGN_DELTA_E = 10.0
 FOREIGN_SIZE = 0.10
 
 
-def _paired(outcomes: Sequence[ItemOutcome], verdicts: Sequence[Verdict]) -> list[tuple[ItemOutcome, Verdict | None]]:
-    """Each outcome with its verdict (``None`` for an item the pose guard refused: no model outputs)."""
-    it = iter(verdicts)
-    return [(o, None if o.refused is not None else next(it)) for o in outcomes]
-
-
 def beyond_margins(f: Mapping[str, Any]) -> bool:
     """Colour delta E >= 10, or area or length >= 10 % off the product's."""
     return bool(
@@ -221,12 +215,15 @@ def summarize(
     verdicts: list[Verdict] = []
     wrong_accepts: list[dict[str, Any]] = []
     wrong_rejects: list[dict[str, Any]] = []
+    foreign: list[tuple[Mapping[str, Any], bool]] = []  # a random foreign tablet's margins, and rejected?
     for item in outcomes:
         lab = item.label
         count[lab] += 1
         if item.refused is not None:
             confusion[all_labels.index(lab), col_index[RejectReason.NOT_INSPECTED.value]] += 1
             rejected[lab] += 1
+            if item.foreign is not None:
+                foreign.append((item.foreign, True))
             if lab == OK:
                 entry = {"file": item.file, "label": lab, "decision": "not_inspected", "top_class": "",
                          "confidence": 0.0, "anomaly": 0.0, "pose": item.refused}  # fmt: skip
@@ -243,6 +240,8 @@ def summarize(
             identity=item.identity,
         )
         verdicts.append(v)
+        if item.foreign is not None:
+            foreign.append((item.foreign, not v.accept))
         # An accepted item shows as "ok" in the matrix, whatever its top class was.
         confusion[all_labels.index(lab), col_index[OK if v.accept else v.reason]] += 1
         rejected[lab] += int(not v.accept)
@@ -319,9 +318,8 @@ def summarize(
         result["pocket_index_correct"] = _rate(pocket_hits, pocket_rejects)
     if any(o.pose is not None or o.refused is not None for o in outcomes):
         result["registration"] = pose_distribution(outcomes)
-    judged = [(o, v is None or not v.accept) for o, v in _paired(outcomes, verdicts)]
-    if any(o.foreign is not None for o, _ in judged):
-        result["foreign"] = foreign_detection([(o.foreign, rejected) for o, rejected in judged if o.foreign])
+    if foreign:
+        result["foreign"] = foreign_detection(foreign)
     if times:
         t = np.asarray(times)
         result.update(

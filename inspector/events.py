@@ -42,6 +42,11 @@ class StationState(enum.StrEnum):
     STOPPING = "stopping"
     FAULT = "fault"
 
+    @property
+    def in_batch(self) -> bool:
+        """A batch is under way (starting, running, or running with a part in fault)."""
+        return self in (StationState.STARTING, StationState.RUNNING, StationState.FAULT)
+
 
 class NotInspected(enum.StrEnum):
     """Why an item was not positively inspected (detail of reason ``not_inspected``)."""

@@ -244,7 +244,7 @@ class StationController(QObject):
             self.idle_logout_s = client.idle_logout_s()
         except Exception:
             self.idle_logout_s = None
-        if self.state in (StationState.RUNNING, StationState.FAULT, StationState.STARTING):
+        if self.state.in_batch:
             # Attached to a station whose batch runs (this HMI was closed or crashed and reopened):
             # follow that batch; its counters come with the first event (BatchInProgress).
             self._auto_start = False

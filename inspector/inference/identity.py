@@ -26,6 +26,7 @@ accept.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,6 +105,15 @@ def lab_image(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_BGR2Lab)
 
 
+@functools.cache
+def _disk(h: int, w: int, radius: int) -> np.ndarray:
+    """The search disk of a unit's size (read-only: one per unit size and radius, made once)."""
+    disk = np.zeros((h, w), np.uint8)
+    cv2.circle(disk, (w // 2, h // 2), radius, 1, -1)
+    disk.setflags(write=False)
+    return disk
+
+
 def _background(lab: np.ndarray) -> np.ndarray:
     b = BORDER_PX
     ring = np.concatenate(
@@ -124,10 +134,7 @@ def measure(
     dist2 = np.einsum("ijk,ijk->ij", diff, diff)
     mask = (dist2 > np.float32(segment_delta_e**2)).astype(np.uint8)
     if search_radius_px is not None:
-        h, w = mask.shape
-        disk = np.zeros_like(mask)
-        cv2.circle(disk, (w // 2, h // 2), round(search_radius_px / SCALE), 1, -1)
-        mask &= disk
+        mask &= _disk(mask.shape[0], mask.shape[1], round(search_radius_px / SCALE))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
@@ -141,13 +148,10 @@ def measure(
     (_, _), (rw, rh), _ = cv2.minAreaRect(outline)
     perimeter = float(cv2.arcLength(outline, True)) * SCALE
     roundness = 4.0 * math.pi * area / (perimeter * perimeter) if perimeter > 0 else 0.0
-    face = np.zeros_like(mask)
-    cv2.drawContours(face, [outline], -1, 1, thickness=cv2.FILLED)
-    face = cv2.erode(face, _FACE)
-    if not face.any():  # a sliver: no face to take a colour from
-        face = np.zeros_like(mask)
-        cv2.drawContours(face, [outline], -1, 1, thickness=cv2.FILLED)
-    mean = cv2.mean(lab, mask=face)
+    filled = np.zeros_like(mask)
+    cv2.drawContours(filled, [outline], -1, 1, thickness=cv2.FILLED)
+    face = cv2.erode(filled, _FACE)
+    mean = cv2.mean(lab, mask=face if face.any() else filled)  # a sliver has no face: its whole outline
     return Measurement(
         found=True,
         area_px=area,

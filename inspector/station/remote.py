@@ -173,11 +173,6 @@ class RemoteClient:
         )
         return [StateChanged(StationState.FAULT, previous), AlarmRaised(alarm)]
 
-    @property
-    def lost(self) -> str | None:
-        """Why the station is lost, or ``None`` while it answers."""
-        return self._lost
-
     # -- the StationClient protocol -------------------------------------------------------------
     @property
     def info(self) -> StationInfo:
@@ -280,7 +275,7 @@ class RemoteClient:
                 self._process.wait(wait_s)
         elif self.pid is not None:  # attached to a station another process started
             deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and _alive(self.pid):
+            while time.monotonic() < deadline and process_alive(self.pid):
                 time.sleep(0.05)
 
     def _disconnect(self) -> None:
@@ -311,7 +306,8 @@ class RemoteClient:
         return answer
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a child of this process that ended and was not reaped counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

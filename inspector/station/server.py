@@ -11,9 +11,9 @@ client that may stall, crash or be closed without the line noticing.
   folder, so only a user who can read that file can attach.
 - Calls are messages ``(method, args, kwargs)`` answered ``("ok", value)`` or
   ``("error", exception)``: the :class:`StationClient` methods and nothing else.
-- Events go to each subscriber through a bounded queue drained by a sender thread, so the
+- Events go to each subscriber through a bounded queue drained by that client's own thread, so the
   pipeline's listener only appends; a subscriber that cannot keep up loses the oldest
-  events (its counters then resume from the next :class:`BatchInProgress`), never stalls
+  events (its counters fall short until it attaches again and gets :class:`BatchInProgress`), never stalls
   the station. A heartbeat every :data:`HEARTBEAT_S` lets a client see a hung station.
 - A subscriber that attaches while a batch runs first gets :class:`BatchInProgress`: the
   counts so far and the latest decisions, so a reopened HMI shows the batch it left.
@@ -144,14 +144,13 @@ class _Fanout:
 
 
 class _Subscriber:
-    """One client's event stream: the station's threads append, a sender thread sends."""
+    """One client's event stream: the station's threads append, the client's serving thread sends."""
 
-    def __init__(self, conn: Connection, name: str) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.queue: collections.deque[StationEvent] = collections.deque(maxlen=EVENT_QUEUE)
         self.wake = threading.Event()
         self.alive = True
-        self.thread = threading.Thread(target=self._send_loop, name=f"events-{name}", daemon=True)
 
     def __call__(self, event: StationEvent) -> None:
         # Pipeline thread: append and set a flag. Nothing that can block.
@@ -159,8 +158,7 @@ class _Subscriber:
         if not isinstance(event, ItemDecided):
             self.wake.set()
 
-    def _send_loop(self) -> None:
-        lower_thread_priority()
+    def send_until_gone(self) -> None:
         try:
             while self.alive:
                 self.wake.wait(0.02 if self.queue else HEARTBEAT_S)
@@ -238,9 +236,9 @@ class StationServer:
                 log.warning("a client failed the station key challenge")
                 continue
             n += 1
-            threading.Thread(target=self._serve, args=(conn, n), name=f"client-{n}", daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn,), name=f"client-{n}", daemon=True).start()
 
-    def _serve(self, conn: Connection, n: int) -> None:
+    def _serve(self, conn: Connection) -> None:
         lower_thread_priority()  # a screen's calls (heat maps, reports) wait for the inspection path
         try:
             while not self.stopping.is_set():
@@ -249,9 +247,12 @@ class StationServer:
                 except (EOFError, OSError):
                     return
                 method, args, kwargs = message
-                if method == "subscribe":
-                    self._subscribe(conn, n)
-                    return  # the connection now carries events only
+                if method == "subscribe":  # the connection carries events only from now on
+                    sub = _Subscriber(conn)
+                    self.fanout.add(sub)
+                    sub.send_until_gone()
+                    self.fanout.remove(sub)
+                    return
                 if method == "close":
                     self._close_requested(conn, subscribed=bool(args and args[0]))
                     return
@@ -306,13 +307,6 @@ class StationServer:
             return None
         return replace(latest, token=remote_token)
 
-    def _subscribe(self, conn: Connection, n: int) -> None:
-        sub = _Subscriber(conn, str(n))
-        self.fanout.add(sub)
-        sub.thread.start()
-        sub.thread.join()  # returns when the client is gone
-        self.fanout.remove(sub)
-
     def attached(self) -> int:
         return self.fanout.attached()
 
@@ -321,7 +315,7 @@ class StationServer:
 
         ``subscribed``: the closing client's own event stream, which may still be open, is not another.
         """
-        running = self.client.status().state in (StationState.RUNNING, StationState.FAULT, StationState.STARTING)
+        running = self.client.status().state.in_batch
         others = self.attached() - (1 if subscribed else 0)
         stays = running or others > 0
         with contextlib.suppress(OSError):
@@ -331,7 +325,7 @@ class StationServer:
 
     def _shutdown_requested(self) -> tuple[str, Any]:
         """A demo's HMI closing ends its demo line; a production station ends only when idle."""
-        running = self.client.status().state in (StationState.RUNNING, StationState.FAULT, StationState.STARTING)
+        running = self.client.status().state.in_batch
         if running and self.client.info.mode == "production":
             return "error", PermissionError("a production station's batch is ended by a user (Stop), not by a screen")
         self.stopping.set()

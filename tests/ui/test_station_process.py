@@ -25,7 +25,7 @@ from inspector.events import BatchInProgress, ItemDecided, StationEvent, Station
 from inspector.plc.sim.process import LineSimProcess
 from inspector.records.audit import Actor
 from inspector.station.client import STATION_LOST
-from inspector.station.remote import RemoteClient, attach, open_remote
+from inspector.station.remote import RemoteClient, attach, open_remote, process_alive
 from inspector.station.server import address_file
 from tests.support.records import item_count
 from tests.support.stations import station_config
@@ -33,17 +33,6 @@ from ui.controller import Phase
 
 ROOT = Path(__file__).resolve().parents[2]
 START_MS = 120_000
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    return True
 
 
 def _wait(predicate: Any, timeout_s: float, what: str) -> None:
@@ -73,7 +62,7 @@ def test_the_station_serves_its_client_from_its_own_process(ui_project: Path, ru
     config = station_config("tablet", items=120, line_rate=6000, defect_rate=0.3, db=db)
     client = open_remote(config, ui_project, run_dir)
     try:
-        assert client.pid is not None and client.pid != os.getpid() and _alive(client.pid)
+        assert client.pid is not None and client.pid != os.getpid() and process_alive(client.pid)
         assert client.info.recipe_id == "tablet-demo" and client.status().state is StationState.IDLE
         events: list[StationEvent] = []
         client.subscribe(events.append)
@@ -98,11 +87,11 @@ def test_the_station_serves_its_client_from_its_own_process(ui_project: Path, ru
         assert decided == list(range(1, 121))
         pid = client.pid
         assert client.close() == "closing"  # no batch runs and nobody else is attached: the station ends
-        _wait(lambda: not _alive(pid), 30, "the station process to end")
+        _wait(lambda: not process_alive(pid), 30, "the station process to end")
         assert not address_file(run_dir, "demo").exists()
         assert len(_records(db)) == 120
     finally:
-        if client.pid is not None and _alive(client.pid):
+        if client.pid is not None and process_alive(client.pid):
             os.kill(client.pid, signal.SIGKILL)
 
 
@@ -126,7 +115,7 @@ def test_a_killed_hmi_leaves_the_batch_running_and_a_reopened_one_finishes_it(
         hmi.wait(10)
         at_kill = item_count(db)
         station = json.loads(address_file(run_dir, "demo").read_text())
-        assert _alive(station["pid"]), "killing the HMI killed the station"
+        assert process_alive(station["pid"]), "killing the HMI killed the station"
         _wait(lambda: item_count(db) > at_kill + 100, 20, "the batch to go on without the HMI")
 
         # Reopen the HMI: it attaches to the running station and follows the batch it left.
@@ -149,7 +138,7 @@ def test_a_killed_hmi_leaves_the_batch_running_and_a_reopened_one_finishes_it(
         rows = _records(db)
         assert sorted(rows) == list(range(1, items + 1))  # nothing lost
         w.close()  # a demo's window ends its station
-        _wait(lambda: not _alive(station["pid"]), 30, "the station to end with the demo's window")
+        _wait(lambda: not process_alive(station["pid"]), 30, "the station to end with the demo's window")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(hmi.pid, signal.SIGKILL)
@@ -179,9 +168,9 @@ def test_a_reattaching_client_gets_the_batch_where_it_stands(ui_project: Path, r
         assert later == list(range(head.inspected + 1, 401))
         assert second.shutdown() == "closing"
         first._wait(30)  # the process this test started: ended and reaped
-        assert first.pid is not None and not _alive(first.pid)
+        assert first.pid is not None and not process_alive(first.pid)
     finally:
-        if first.pid is not None and _alive(first.pid):
+        if first.pid is not None and process_alive(first.pid):
             os.kill(first.pid, signal.SIGKILL)
 
 
@@ -241,13 +230,13 @@ def test_closing_the_hmi_of_a_line_station_leaves_its_batch_running(
     assert isinstance(client, RemoteClient) and client.pid is not None
     pid = client.pid
     w.close()  # the operator closes the screen
-    assert _alive(pid), "closing the screen ended the station"
+    assert process_alive(pid), "closing the screen ended the station"
     at_close = item_count(db)
     _wait(lambda: item_count(db) > at_close + 100, 20, "the batch to go on without a screen")
     again = attach(run_dir, "demo")
     assert again is not None and again.pid == pid and again.status().state is StationState.RUNNING
     assert again.shutdown() == "closing"  # ended on purpose: the batch is ended and reconciled
-    _wait(lambda: not _alive(pid), 30, "the station to end")
+    _wait(lambda: not process_alive(pid), 30, "the station to end")
     with sqlite3.connect(db) as conn:
         (state,) = conn.execute("SELECT state FROM batches WHERE batch_id = 'LOT-CLOSE-1'").fetchone()
     assert state == "ended"
