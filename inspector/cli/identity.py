@@ -33,7 +33,7 @@ def cmd_identity_reference(args: argparse.Namespace) -> int:
     radius = args.search_radius
     if radius is None and grid is not None:
         radius = grid.pocket_diameter / 2 - 4  # inside the pocket's wall
-    measured: list[Measurement] = []
+    cards: list[list[Measurement]] = []  # per image: a blister card's pockets, or the one tablet
     images = refused = 0
     for e, image in good_images(args.images, args.limit):
         if e.product is not rec.product:
@@ -47,7 +47,8 @@ def cmd_identity_reference(args: argparse.Namespace) -> int:
             units = reg.units
         else:
             units = to_units(image, rois)
-        measured.extend(measure(u, segment_delta_e=args.segment_delta_e, search_radius_px=radius) for u in units)
+        cards.append([measure(u, segment_delta_e=args.segment_delta_e, search_radius_px=radius) for u in units])
+    measured = [m for card in cards for m in card]
     if not images:
         raise ValueError("the sets hold no good (ok) items: the reference is measured on good product")
     note = (
@@ -62,6 +63,7 @@ def cmd_identity_reference(args: argparse.Namespace) -> int:
         segment_delta_e=args.segment_delta_e,
         search_radius_px=radius,
         note=note,
+        cards=cards if grid is not None else None,  # a card's tablets against their card's median too
     )
     block = spec.model_dump(mode="json")
     result = {

@@ -9,6 +9,11 @@ model said: the model only adds rejects to it, never an accept.
 The nominal values, spreads and tolerances come from good product (``inspector
 identity-reference``: mean and standard deviation of each measure, tolerance ``--sigmas`` standard
 deviations); they sit in the recipe under its change control, like the thresholds.
+
+A blister card adds a second, relative check (``card``): each pocket's tablet against the median of
+the tablets on the same card. The card's tablets share its lighting, focus and colour cast, which
+move all of them together; a foreign tablet stands out from its nine neighbours by less than it
+would have to stand out from the absolute specification, so the relative tolerances are tighter.
 """
 
 from __future__ import annotations
@@ -24,6 +29,26 @@ class Tolerated(BaseModel):
     mean: float
     sd: float = Field(ge=0)
     tolerance: float = Field(gt=0, description="largest |value - mean| of the product's tablet")
+
+
+class CardTolerances(BaseModel):
+    """Blister: how far one pocket's tablet may lie from the median of its card's tablets.
+
+    Measured as the largest deviation of a good tablet from its own card's median over the reference
+    cards (times the margin), so the lighting shared by a card cancels out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lightness: float = Field(gt=0, description="|L* - the card's median L*| (lighting-corrected)")
+    chroma: float = Field(gt=0, description="distance in (a*, b*) from the card's median colour")
+    area: float = Field(gt=0, lt=1, description="|area / the card's median area - 1|")
+    length: float = Field(gt=0, lt=1, description="|length / the card's median length - 1|")
+    width: float = Field(gt=0, lt=1, description="|width / the card's median width - 1|")
+    min_tablets: int = Field(
+        default=5,
+        ge=3,
+        description="the relative check needs this many tablets found on the card (a median of few is none)",
+    )
 
 
 class IdentitySpec(BaseModel):
@@ -49,6 +74,7 @@ class IdentitySpec(BaseModel):
     search_radius_px: float | None = Field(
         default=None, gt=0, description="blister: only this far from the pocket's centre (inside the pocket)"
     )
+    card: CardTolerances | None = None  # blister: each tablet against its own card's median as well
     measured: str = ""  # how the reference was made (command, sets, count)
 
     @model_validator(mode="after")

@@ -17,7 +17,11 @@ registration) :func:`measure` finds the tablet against its background and measur
 Colour is judged as lightness and chroma apart (CMC-style): the lighting's gain drift moves L*
 several units on good product, while another product's colour shows in a* and b*.
 
-:func:`check` compares a measurement with the recipe's :class:`IdentitySpec`. A unit with no
+:func:`check` compares a measurement with the recipe's :class:`IdentitySpec`. On a blister card
+:func:`check_units` also compares every tablet with the median of the card's tablets
+(:func:`card_deviations`, the spec's ``card`` tolerances): the card's lighting, focus and colour cast
+move all ten tablets alike, so a foreign one stands out from its neighbours by more than from the
+absolute specification, which has to allow for every lighting the line may show. A unit with no
 tablet, or one outside any tolerance, fails: the caller rejects it with the product's critical
 identity reason (blister: ``empty_pocket`` or ``foreign_tablet``, tablet line: ``wrong_tablet``).
 A model's output is never consulted here, so no model output can turn a failed check into an
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inspector.config.identity import IdentitySpec
+from inspector.config.identity import CardTolerances, IdentitySpec
 from inspector.taxonomy import DefectCode, Product
 
 SCALE = 2  # measured at half resolution: a tenth of a tablet's size is still 7 px or more
@@ -76,6 +80,7 @@ class Checked:
     measurement: Measurement
     failures: tuple[str, ...]
     delta_e: float | None
+    card: dict[str, float] | None = None  # deviations from the card's median (blister), see card_deviations
 
     @property
     def ok(self) -> bool:
@@ -89,6 +94,8 @@ class Checked:
         out = self.measurement.as_dict()
         out["delta_e"] = None if self.delta_e is None else round(self.delta_e, 2)
         out["failures"] = list(self.failures)
+        if self.card is not None:
+            out["card"] = {k: round(v, 4) for k, v in self.card.items()}
         return out
 
 
@@ -178,8 +185,45 @@ def corrected_lightness(m: Measurement, slope: float, background_l: float) -> fl
     return m.lab[0] - slope * (m.background_l - background_l)
 
 
-def check(m: Measurement, spec: IdentitySpec) -> Checked:
-    """``m`` against ``spec``: every tolerance it breaks, in words (empty: the product's tablet)."""
+CARD_MEASURES = ("lightness", "chroma", "area", "length", "width")
+
+
+def card_deviations(
+    measured: Sequence[Measurement], spec: IdentitySpec, min_tablets: int
+) -> list[dict[str, float] | None]:
+    """Each unit's deviation from the median of the card's tablets (``None``: no tablet found there,
+    or fewer than ``min_tablets`` on the card, when a median says nothing): lighting-corrected L*,
+    distance in (a*, b*), and area, length and width as fractions of the median's."""
+    found = [m for m in measured if m.found]
+    if len(found) < min_tablets:
+        return [None] * len(measured)
+
+    def row(m: Measurement) -> list[float]:
+        lightness = corrected_lightness(m, spec.lightness_slope, spec.background_l)
+        return [lightness, m.lab[1], m.lab[2], m.area_px, m.length_px, m.width_px]
+
+    med = np.median(np.asarray([row(m) for m in found]), axis=0)
+    out: list[dict[str, float] | None] = []
+    for m in measured:
+        if not m.found:
+            out.append(None)
+            continue
+        v = row(m)
+        out.append(
+            {
+                "lightness": abs(v[0] - float(med[0])),
+                "chroma": math.hypot(v[1] - float(med[1]), v[2] - float(med[2])),
+                "area": abs(v[3] / float(med[3]) - 1.0),
+                "length": abs(v[4] / float(med[4]) - 1.0),
+                "width": abs(v[5] / float(med[5]) - 1.0),
+            }
+        )
+    return out
+
+
+def check(m: Measurement, spec: IdentitySpec, card: dict[str, float] | None = None) -> Checked:
+    """``m`` against ``spec``, and its deviations from its card's median (``card``) against the spec's
+    card tolerances: every tolerance it breaks, in words (empty: the product's tablet)."""
     if not m.found:
         return Checked(m, ("no tablet found",), None)
     failures: list[str] = []
@@ -199,8 +243,13 @@ def check(m: Measurement, spec: IdentitySpec) -> Checked:
             failures.append(
                 f"{name.removesuffix('_px')} {value:.4g}{unit} (nominal {nominal:.4g}, tolerance {tol.tolerance:.3g})"
             )
+    if card is not None and spec.card is not None:
+        for name in CARD_MEASURES:
+            tol = float(getattr(spec.card, name))
+            if card[name] > tol:
+                failures.append(f"{name} {card[name]:.3g} from the card's median (card tolerance {tol:.3g})")
     corrected = (values["lightness"], m.lab[1], m.lab[2])
-    return Checked(m, tuple(failures), delta_e(corrected, spec.lab))
+    return Checked(m, tuple(failures), delta_e(corrected, spec.lab), card)
 
 
 def failure_reason(product: Product, checked: Checked) -> DefectCode:
@@ -223,8 +272,13 @@ def measure_as(unit: np.ndarray, spec: IdentitySpec) -> Measurement:
 
 
 def check_units(units: np.ndarray, spec: IdentitySpec) -> list[Checked]:
-    """Every unit of one item (``units [U, H, W, 3]``), in unit order."""
-    return [check(measure_as(u, spec), spec) for u in units]
+    """Every unit of one item (``units [U, H, W, 3]``), in unit order; on a card with ``card``
+    tolerances, each tablet against its card's median as well."""
+    measured = [measure_as(u, spec) for u in units]
+    if spec.card is None or len(measured) < 2:
+        return [check(m, spec) for m in measured]
+    deviations = card_deviations(measured, spec, spec.card.min_tablets)
+    return [check(m, spec, d) for m, d in zip(measured, deviations, strict=True)]
 
 
 def unit_reasons(product: Product, checks: Sequence[Checked]) -> tuple[DefectCode | None, ...]:
@@ -241,11 +295,17 @@ def specify(
     search_radius_px: float | None,
     floors: dict[str, float] | None = None,
     note: str = "",
+    cards: Sequence[Sequence[Measurement]] | None = None,
+    card_min_tablets: int = 5,
 ) -> IdentitySpec:
     """The specification from good tablets' measurements: each tolerance ``sigmas`` standard deviations
     (chroma: of the distance from the mean colour, above its mean), and at least ``margin`` times the
     largest deviation a good tablet showed (the tails of good product are heavier than a normal
-    distribution's) and its ``floors`` value."""
+    distribution's) and its ``floors`` value.
+
+    With ``cards`` (the same tablets grouped by blister card) the spec also gets ``card`` tolerances:
+    each at least ``margin`` times the largest deviation of a good tablet from its card's median, and
+    ``sigmas`` times the deviations' root mean square (per axis for the colour)."""
     from inspector.config.identity import Tolerated
 
     found = [m for m in measured if m.found]
@@ -274,7 +334,7 @@ def specify(
         return tol(name, float(mean[i]), float(sd[i]), sigmas * float(sd[i]), worst)
 
     c_mean, c_sd = float(chroma.mean()), float(chroma.std(ddof=1))
-    return IdentitySpec(
+    spec = IdentitySpec(
         lab=(round(lab[0], 4), round(lab[1], 4), round(lab[2], 4)),
         lightness=col(0),
         chroma=tol("chroma", c_mean, c_sd, c_mean + sigmas * c_sd, float(chroma.max())),
@@ -287,4 +347,22 @@ def specify(
         segment_delta_e=segment_delta_e,
         search_radius_px=search_radius_px,
         measured=note,
+    )
+    if cards is None:
+        return spec
+    return spec.model_copy(update={"card": _card_tolerances(cards, spec, sigmas, margin, card_min_tablets)})
+
+
+def _card_tolerances(
+    cards: Sequence[Sequence[Measurement]], spec: IdentitySpec, sigmas: float, margin: float, min_tablets: int
+) -> CardTolerances:
+    devs = [d for card in cards for d in card_deviations(card, spec, min_tablets) if d is not None]
+    if len(devs) < 30:
+        raise ValueError(f"only {len(devs)} tablets on cards with {min_tablets} or more found: measure more cards")
+    arr = np.asarray([[d[k] for k in CARD_MEASURES] for d in devs])
+    rms = np.sqrt((arr**2).mean(axis=0))
+    rms[1] /= math.sqrt(2.0)  # the colour's distance spans two axes: its per-axis spread
+    limits = np.maximum(sigmas * rms, margin * arr.max(axis=0))
+    return CardTolerances(
+        **{k: round(float(v), 4) for k, v in zip(CARD_MEASURES, limits, strict=True)}, min_tablets=min_tablets
     )

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from inspector.config.identity import IdentitySpec
 from inspector.config.recipe import load_recipe
-from inspector.inference.identity import check, check_units, measure, specify, unit_reasons
+from inspector.inference.identity import (
+    CARD_MEASURES,
+    Checked,
+    Measurement,
+    card_deviations,
+    check,
+    check_units,
+    measure,
+    measure_as,
+    specify,
+    unit_reasons,
+)
 from inspector.inference.registration import register
 from inspector.pipeline.decision import decide
 from inspector.synth import render
@@ -158,3 +171,60 @@ def test_identity_reference_and_evaluate_from_the_command_line(tmp_path: Path) -
     assert a["recipe"]["identity"] is True and b["recipe"]["identity"] is False
     assert a["foreign"]["all"]["n"] == b["foreign"]["all"]["n"] == 30
     assert a["foreign"]["all"]["accepted"] <= b["foreign"]["all"]["accepted"]  # the check only adds rejects
+
+
+def test_a_card_compares_each_tablet_with_its_neighbours_as_well() -> None:
+    """A tablet the absolute specification lets through (it must allow for every lighting the line
+    shows) still fails when it stands out from the nine tablets that share its card's lighting."""
+    spec = load_recipe("blister").recipe.identity
+    assert spec is not None and spec.card is not None
+    near = _foreign(Product.BLISTER, shape="round", length_px=56.0, width_px=56.0, color_bgr=(60.0, 160.0, 235.0),
+                    second_bgr=None, coated=True, marking=True)  # fmt: skip
+    card = render("blister", "foreign_tablet", 12, foreign=near)
+    assert card.pockets is not None
+    units = _units("blister", card.image)
+    pocket = list(card.pockets).index("foreign_tablet")
+    assert check(measure_as(units[pocket], spec), spec).ok  # inside the absolute tolerances
+    checks = check_units(units, spec)
+    failed = checks[pocket]
+    assert not failed.ok and all(f.endswith(f"(card tolerance {spec.card.chroma:.3g})") for f in failed.failures)
+    assert failed.failures[0].startswith("chroma ")
+    assert [c.ok for i, c in enumerate(checks) if i != pocket] == [True] * 9
+    assert unit_reasons(Product.BLISTER, checks)[pocket] == DefectCode.FOREIGN_TABLET
+    record = failed.as_record()
+    assert isinstance(record["card"], dict) and set(record["card"]) == set(CARD_MEASURES)
+    # Without the card tolerances the same tablet passes: the relative check is what caught it.
+    absolute = spec.model_copy(update={"card": None})
+    assert check_units(units, absolute)[pocket].ok
+
+
+def test_the_relative_check_needs_enough_tablets_on_the_card() -> None:
+    spec = load_recipe("blister").recipe.identity
+    assert spec is not None and spec.card is not None
+    good = measure_as(_units("blister", render("blister", OK, 5100).image)[0], spec)
+    odd = dataclasses.replace(good, lab=(good.lab[0], good.lab[1], good.lab[2] + spec.card.chroma + 2.0))
+    assert check(odd, spec).ok  # the absolute chroma tolerance is wider
+    crowd = [good] * (spec.card.min_tablets - 1) + [odd]
+    deviations = card_deviations(crowd, spec, spec.card.min_tablets)
+    assert deviations[-1] is not None and deviations[-1]["chroma"] > spec.card.chroma
+    assert not check(odd, spec, deviations[-1]).ok
+    few = card_deviations([good, good, Measurement(found=False), odd], spec, spec.card.min_tablets)
+    assert few == [None] * 4  # a median of three says nothing: only the absolute check applies
+
+
+def test_card_tolerances_come_from_the_reference_cards() -> None:
+    images = [render("blister", OK, 900 + s).image for s in range(4)]
+    cards = [[measure(u, segment_delta_e=18.0, search_radius_px=34.0) for u in _units("blister", i)] for i in images]
+    spec = specify([m for c in cards for m in c], sigmas=4.0, segment_delta_e=18.0, search_radius_px=34.0, cards=cards)
+    assert spec.card is not None and spec.card.chroma > 0 and spec.card.area < 0.2
+    for card in cards:  # every reference tablet inside its own card tolerances
+        assert all(c.ok for c in check_units_measured(card, spec))
+    with pytest.raises(ValueError, match="measure more cards"):
+        specify([m for c in cards for m in c], sigmas=4.0, segment_delta_e=18.0, search_radius_px=34.0,
+                cards=[cards[0][:4]] * 8)  # fmt: skip
+
+
+def check_units_measured(card: list[Measurement], spec: IdentitySpec) -> list[Checked]:
+    """``check_units`` on tablets already measured."""
+    assert spec.card is not None
+    return [check(m, spec, d) for m, d in zip(card, card_deviations(card, spec, spec.card.min_tablets), strict=True)]
