@@ -26,6 +26,7 @@ from inspector.cli import (
     registration,
     releases,
     samples,
+    site,
     station,
     taxonomy,
     users,
@@ -47,6 +48,7 @@ GROUPS = (
     records,
     releases,
     qualify,
+    site,
 )
 
 

@@ -389,6 +389,7 @@ def station_config(args: argparse.Namespace) -> tuple[StationConfig, Path]:
             db=flags.get("db"),
             threads=flags.get("threads"),
             mode=flags.get("mode"),
+            site=flags.get("site"),
         )
     except ConfigError as exc:
         raise CliError(f"station refuses to start: {exc}") from None

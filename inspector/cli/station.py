@@ -115,8 +115,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary["records_reconciled"] = report.reconciled
         summary["reconciled"] = bool(summary["reconciled"]) and report.reconciled
         summary["reconciliation"] = report.as_dict()
+    site = session.site_status()
+    if site is not None:  # the forwarder drained at close: what the site has of this station now
+        summary["site"] = site
     if not args.quiet:
         _print_run_summary(summary)
+        if site is not None:
+            say(f"site: {site['rows_behind']} rows behind" + (f" ({site['error']})" if site["error"] else ""))
     emit_json(args, summary)
     if not summary["reconciled"]:
         failed = [c.detail for c in report.checks if not c.ok] if report is not None else []
@@ -237,6 +242,11 @@ def register(sub: Subparsers) -> None:
     add_sim_line_options(run)
     run.add_argument("--images", default=None, help="files: manifest folder to replay")
     run.add_argument("--db", default=None, help="station records database; default: the station's")
+    run.add_argument(
+        "--site",
+        default=None,
+        help="forward the records to this site database (postgresql://USER@HOST:PORT/DB); default: the station's",
+    )
     run.add_argument(
         "--plc",
         default=None,

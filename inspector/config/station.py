@@ -76,6 +76,10 @@ class RecordsChoice(BaseModel):
 
     database: str = Field(default="var/inspector.sqlite", description="SQLite file, relative to the project root")
     images: str | None = Field(default=None, description="reject images; default: images/ beside the database")
+    site: str | None = Field(
+        default=None,
+        description="site database the records are forwarded to (postgresql://USER@HOST:PORT/DB); None: kept here only",
+    )
 
 
 class StationConfig(BaseModel):
@@ -192,6 +196,7 @@ def apply_flags(
     db: str | None = None,
     threads: int | None = None,
     mode: str | None = None,
+    site: str | None = None,
 ) -> StationConfig:
     """The command-line flags every station command shares, applied over a station file (``None``: as filed)."""
     return override(
@@ -210,7 +215,7 @@ def apply_flags(
             "turn_deg": turn,
         },
         plc=plc,
-        records=None if db is None else {"database": db},
+        records={k: v for k, v in (("database", db), ("site", site)) if v is not None} or None,
         inference_threads=threads,
         mode=mode,
     )

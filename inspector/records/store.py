@@ -34,7 +34,7 @@ from typing import Any, Literal
 from inspector.records.gxp_schema import GXP_MIGRATION
 from inspector.records.hashing import BATCH_FIELDS, ITEM_FIELDS, ack_hash, batch_anchor, row_hash
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 Synchronous = Literal["FULL", "NORMAL"]
 # Batch ids become folder names for reject images, so keep them path-safe.
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -424,6 +424,72 @@ _MIGRATIONS: tuple[str, ...] = (
     SELECT i.*, b.product, b.recipe_id, b.recipe_version, b.recipe_sha256, b.model_id, b.model_version,
            b.model_sha256, b.camera_serial, b.plc AS batch_plc, b.thresholds, b.thresholds_validated
     FROM items AS i JOIN batches AS b USING (batch_id);
+    """,
+    # 7: store-and-forward to a site database (inspector.site). Every insert and every late update
+    # (an acknowledgement, a batch's end, a user's state) of a record table appends its key to the
+    # outbox, in the same transaction; the forwarder pushes the rows in outbox order, so the site
+    # receives them in the order they were committed. Rows of an older database are queued first,
+    # inserts in each table's order, then their late updates. The outbox is a queue of keys, not a
+    # record: the records stay in their tables.
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tbl TEXT NOT NULL
+            CHECK (tbl IN ('users', 'audit_trail', 'signatures', 'lifecycle', 'batches', 'items', 'alarms')),
+        row_key TEXT NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ('insert', 'update')),
+        at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)  -- Unix seconds, UTC
+    ) STRICT;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'users', id, 'insert' FROM users ORDER BY id;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'audit_trail', seq, 'insert' FROM audit_trail ORDER BY seq;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'signatures', id, 'insert' FROM signatures ORDER BY id;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'lifecycle', id, 'insert' FROM lifecycle ORDER BY id;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'batches', batch_id, 'insert' FROM batches ORDER BY rowid;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'items', id, 'insert' FROM items ORDER BY id;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'alarms', id, 'insert' FROM alarms ORDER BY id;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'users', id, 'update' FROM users ORDER BY id;
+    INSERT INTO outbox (tbl, row_key, op) SELECT 'items', id, 'update' FROM items WHERE plc_ack IS NOT NULL ORDER BY id;
+    INSERT INTO outbox (tbl, row_key, op)
+        SELECT 'alarms', id, 'update' FROM alarms WHERE acknowledged_utc IS NOT NULL ORDER BY id;
+    INSERT INTO outbox (tbl, row_key, op)
+        SELECT 'batches', batch_id, 'update' FROM batches WHERE state <> 'running' ORDER BY rowid;
+
+    CREATE TRIGGER outbox_users_insert AFTER INSERT ON users
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('users', NEW.id, 'insert'); END;
+
+    CREATE TRIGGER outbox_users_update AFTER UPDATE ON users
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('users', NEW.id, 'update'); END;
+
+    CREATE TRIGGER outbox_audit_trail_insert AFTER INSERT ON audit_trail
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('audit_trail', NEW.seq, 'insert'); END;
+
+    CREATE TRIGGER outbox_signatures_insert AFTER INSERT ON signatures
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('signatures', NEW.id, 'insert'); END;
+
+    CREATE TRIGGER outbox_lifecycle_insert AFTER INSERT ON lifecycle
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('lifecycle', NEW.id, 'insert'); END;
+
+    CREATE TRIGGER outbox_batches_insert AFTER INSERT ON batches
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('batches', NEW.batch_id, 'insert'); END;
+
+    CREATE TRIGGER outbox_batches_update AFTER UPDATE ON batches
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('batches', NEW.batch_id, 'update'); END;
+
+    CREATE TRIGGER outbox_items_insert AFTER INSERT ON items
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('items', NEW.id, 'insert'); END;
+
+    CREATE TRIGGER outbox_items_update AFTER UPDATE ON items
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('items', NEW.id, 'update'); END;
+
+    CREATE TRIGGER outbox_alarms_insert AFTER INSERT ON alarms
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('alarms', NEW.id, 'insert'); END;
+
+    CREATE TRIGGER outbox_alarms_update AFTER UPDATE ON alarms
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('alarms', NEW.id, 'update'); END;
+
+    -- An item stored with its acknowledgement already set carries both steps.
+    CREATE TRIGGER outbox_items_insert_acked AFTER INSERT ON items WHEN NEW.plc_ack IS NOT NULL
+    BEGIN INSERT INTO outbox (tbl, row_key, op) VALUES ('items', NEW.id, 'update'); END;
     """,
 )
 

@@ -57,6 +57,7 @@ from inspector.records.recorder import record_integrity_failure
 from inspector.records.review import Review, ReviewExporter, ReviewRequest, review_folder
 from inspector.records.users import PermissionDenied, require
 from inspector.roles import Action
+from inspector.site.process import ForwarderProcess
 from inspector.station.demo import DemoLine, start_demo_line
 from inspector.station.plc import PlcSink
 from inspector.station.reconcile import AbortedBatch, Reconciliation, close_aborted_batches, reconcile
@@ -65,6 +66,7 @@ from inspector.taxonomy import OK, Product, Reason
 log = logging.getLogger(__name__)
 
 PLC_CONNECT_TIMEOUT_S = 10.0
+FORWARD_DRAIN_S = 10.0  # at close, how long the site may take to get the last records
 #: Who acts in a demo when nobody is logged in (never in production).
 DEMO_ACTOR = Actor("demo", "demo", "Demo station (nobody logged in)")
 
@@ -152,6 +154,8 @@ class StationSession:
     #: Batches a crashed station left running, closed as aborted when this one opened, and their alarms.
     aborted_batches: list[AbortedBatch] = field(default_factory=list)
     startup_alarms: list[Alarm] = field(default_factory=list)
+    #: The store-and-forward process pushing the records to the site database (records.site), or None.
+    forwarder: ForwarderProcess | None = None
 
     @property
     def product(self) -> Product:
@@ -564,6 +568,14 @@ class StationSession:
             self.camera.close()
         if self.recorder is not None:
             self.recorder.close()
+        if self.forwarder is not None:  # after the records: the site gets the batch's end too
+            final = self.forwarder.stop(drain_s=FORWARD_DRAIN_S)
+            if final is None or final["rows_behind"]:
+                log.warning("the site has not got every record yet (%s); it will when forwarding runs again", final)
+
+    def site_status(self) -> dict[str, Any] | None:
+        """The forwarder's last status (rows and seconds behind, error), None without a site."""
+        return None if self.forwarder is None else self.forwarder.status()
 
     def __enter__(self) -> StationSession:
         return self
@@ -693,6 +705,10 @@ def open_station(
                 station.raise_alarm("SINK_ERROR", message, "records", AlarmSeverity.FAULT)
 
             recorder.on_failure = records_failed
+        if config.records is not None and config.records.site and db is not None:
+            session.forwarder = ForwarderProcess(
+                db, config.records.site, config.station_id, db.with_name(f"{db.stem}.forwarder.json")
+            )
         if plc is not None or config.plc is not None:
             _connect_plc(session, config, plc, plc_connect_timeout_s)
         if on_event is not None:
@@ -704,6 +720,9 @@ def open_station(
         if recorder is not None:
             with contextlib.suppress(Exception):
                 recorder.close()
+        if session is not None and session.forwarder is not None:
+            with contextlib.suppress(Exception):
+                session.forwarder.stop(drain_s=0.0)
         with contextlib.suppress(Exception):
             cam.close()
         raise

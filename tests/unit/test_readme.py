@@ -45,9 +45,12 @@ def test_readme_names_the_hmi_system_packages_as_the_code_and_ci_do() -> None:
     """One line of Debian / Ubuntu packages: the HMI's startup check prints it and .ci/run installs it."""
     from ui.platform_check import APT_PACKAGES, INSTALL_LINE
 
+    from inspector.site.local_server import INSTALL_LINE as SERVER_LINE
+
     lines = [line for line in _code_lines() if "apt-get install" in line]
-    assert lines == [INSTALL_LINE], "README's package line must be ui/platform_check.py's INSTALL_LINE"
+    assert lines == [INSTALL_LINE, SERVER_LINE], "the HMI's line (ui/platform_check.py), then the site tests' server"
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python3 ui/platform_check.py" in ci and "apt-get install" in ci, "CI installs the README's packages"
     assert ci.index("apt-get install") < ci.index(next(c for c in _code_lines() if "--extra training pytest" in c))
+    assert "install -y -q --no-install-recommends " + SERVER_LINE.split("install ", 1)[1] in ci
     assert INSTALL_LINE.split()[3:] == list(APT_PACKAGES)

@@ -455,7 +455,7 @@ def test_schema_2_database_migrates_keeping_every_record(tmp_path: Path) -> None
     path = tmp_path / "old.db"
     _schema_2_database(path)
     with RecordStore(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 6
+        assert s.schema_version == SCHEMA_VERSION == 7
         assert all(i.pose is None and i.identity is None for i in s.items("OLD-PLC"))
         assert s.batch("OLD-PLC")["release_status"] == "NOT RELEASED - DEMO", "the GxP step ran before"
         assert s.integrity_check() == "ok" and s.pragma("foreign_keys") == 1

@@ -1,0 +1,252 @@
+"""``inspector site init | status | verify | report | push``: the site database that many stations forward to.
+
+The URL names a PostgreSQL database (``postgresql://USER@HOST:PORT/DB``); a password is best kept
+out of it (and out of the process list): libpq reads ``PGPASSWORD`` or ``~/.pgpass``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from inspector.cli.common import (
+    CliError,
+    Subparsers,
+    add_command,
+    add_json_option,
+    bounded,
+    database,
+    emit_json,
+    say,
+)
+
+
+def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from inspector.site.db import SiteError, connect
+
+    url = args.url or os.environ.get("INSPECTOR_SITE_URL")
+    if not url:
+        raise CliError("name the site database: --url postgresql://USER@HOST:PORT/DB (or INSPECTOR_SITE_URL)")
+    try:
+        return connect(url)
+    except SiteError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _site_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import OperationalError
+
+    from inspector.site.db import SiteError
+
+    return (SiteError, OperationalError)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from inspector.site.db import upgrade
+
+    engine = _engine(args)
+    try:
+        before, now = upgrade(engine)
+    except _site_errors() as exc:
+        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    say(f"site database at schema revision {now}" + (" (unchanged)" if before == now else f" (was {before})"))
+    emit_json(args, {"revision_before": before, "revision": now})
+    return 0
+
+
+def site_status(engine: Any) -> dict[str, Any]:
+    """Every station's forwarding as the site sees it, and the site's open alarms."""
+    from sqlalchemy import func, select
+
+    from inspector.site import schema as S
+    from inspector.site.db import require_current
+
+    require_current(engine)
+    now = time.time()
+    with engine.connect() as c:
+        rows = c.execute(select(S.stations).order_by(S.stations.c.station_id)).mappings().all()
+        counts = {}
+        for t in ("batches", "items", "alarms", "audit_trail"):
+            col = S.metadata.tables[t].c.station_id
+            counts[t] = dict(c.execute(select(col, func.count()).group_by(col)).all())
+        open_alarms = [
+            dict(r)
+            for r in c.execute(
+                select(S.site_alarms).where(S.site_alarms.c.acknowledged_utc.is_(None)).order_by(S.site_alarms.c.id)
+            ).mappings()
+        ]
+    stations = []
+    for r in rows:
+        pending = r["oldest_pending_at"]
+        stations.append(
+            {
+                "station_id": r["station_id"],
+                "cursor": r["cursor"],
+                "rows_behind": max(0, r["local_head"] - r["cursor"]),  # as of its last push
+                "seconds_behind": 0.0 if pending is None else round(max(0.0, now - pending), 3),
+                "last_push_s_ago": None if r["pushed_at"] is None else round(now - r["pushed_at"], 3),
+                "halted": r["halted"],
+                **{t: counts[t].get(r["station_id"], 0) for t in counts},
+            }
+        )
+    return {"stations": stations, "open_site_alarms": open_alarms}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        status = site_status(engine)
+    except _site_errors() as exc:
+        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    for s in status["stations"]:
+        last = "never" if s["last_push_s_ago"] is None else f"{s['last_push_s_ago']:.1f} s ago"
+        say(
+            f"{s['station_id']}: {s['items']} items, {s['batches']} batches, {s['audit_trail']} audit entries;"
+            f" {s['rows_behind']} rows / {s['seconds_behind']:.1f} s behind, last push {last}"
+            + (f"; HALTED: {s['halted']}" if s["halted"] else "")
+        )
+    for a in status["open_site_alarms"]:
+        say(f"site alarm {a['id']} {a['code']} ({a['raised_utc']}): {a['message']}")
+    if not status["stations"]:
+        say("no station has forwarded to this site yet")
+    emit_json(args, status)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from inspector.site.db import require_current
+    from inspector.site.verify import verify_site
+
+    engine = _engine(args)
+    try:
+        require_current(engine)
+        results = verify_site(engine, raise_alarms=not args.no_alarms)
+    except _site_errors() as exc:
+        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    for r in results:
+        verdict = "verified" if r.ok else "BROKEN"
+        say(f"{r.station_id}: {verdict} ({r.audit_entries} audit entries, {r.batches} batches, {r.items} items)")
+        for p in r.problems:
+            say(f"  {p}")
+    emit_json(args, {"ok": all(r.ok for r in results), "stations": [r.as_dict() for r in results]})
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from inspector.records import RecordStore
+    from inspector.reports import batch as batch_report
+    from inspector.site.db import require_current
+    from inspector.site.mirror import MirrorError, copy_station
+
+    refused: tuple[type[BaseException], ...] = (
+        *_site_errors(),
+        MirrorError,
+        LookupError,
+        batch_report.BatchReportError,
+    )
+    engine = _engine(args)
+    out = Path(args.out) if args.out else Path.cwd() / "reports" / args.station_id / args.batch
+    try:
+        require_current(engine)
+        with tempfile.TemporaryDirectory(prefix="inspector-site-report-") as tmp:
+            path = copy_station(engine, args.station_id, Path(tmp) / "station.sqlite")
+            with RecordStore(path) as store:
+                json_path, pdf_path, report = batch_report.write(store, args.batch, out)
+    except refused as exc:
+        raise CliError(str(exc).splitlines()[0].strip('"')) from None
+    finally:
+        engine.dispose()
+    say(f"batch report {args.batch} of station {args.station_id} from the site: {json_path} and {pdf_path}"
+        f" (content sha256 {report['content_sha256'][:12]})")  # fmt: skip
+    emit_json(args, {"json": str(json_path), "pdf": str(pdf_path), "content_sha256": report["content_sha256"]})
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from inspector.site.forwarder import ChainBreak, Forwarder, Halted
+
+    refused: tuple[type[BaseException], ...] = (*_site_errors(), FileNotFoundError)
+    engine = _engine(args)
+    db = database(args)
+    fwd = Forwarder(db, "", args.station_id, engine=engine, max_rows=args.max_rows)
+    total = 0
+    try:
+        while True:
+            n = fwd.push_once()
+            total += n
+            if n < args.max_rows:
+                break
+    except (ChainBreak, Halted) as exc:
+        say(f"station {args.station_id}: forwarding halted: {exc}")
+        emit_json(args, {"pushed": total, "halted": str(exc)})
+        return 1
+    except refused as exc:
+        raise CliError(f"{str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    status = fwd.status()
+    say(f"station {args.station_id}: pushed {total} rows; {status.rows_behind} behind")
+    emit_json(args, {"pushed": total, **status.as_dict()})
+    return 0
+
+
+def _url(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url", default=None, help="site database, postgresql://USER@HOST:PORT/DB (default: INSPECTOR_SITE_URL)"
+    )
+
+
+def register(sub: Subparsers) -> None:
+    s = add_command(
+        sub,
+        "site",
+        help="the site database (PostgreSQL) that stations forward their records to",
+        example="inspector site status --url postgresql://inspector@qa-db:5432/site",
+    )
+    ssub = s.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+    i = add_command(ssub, "init", help="create or upgrade the site schema (Alembic)",
+                    example="inspector site init --url postgresql://inspector@qa-db:5432/site")  # fmt: skip
+    _url(i)
+    add_json_option(i, "the schema revision")
+    i.set_defaults(func=cmd_init)
+    st = add_command(ssub, "status", help="each station's forwarding lag, its counts and the site's open alarms",
+                     example="inspector site status --url postgresql://inspector@qa-db:5432/site --json")  # fmt: skip
+    _url(st)
+    add_json_option(st, "the status")
+    st.set_defaults(func=cmd_status)
+    v = add_command(ssub, "verify", help="recompute every station's audit and item chains; exit 1 on a break",
+                    example="inspector site verify --url postgresql://inspector@qa-db:5432/site")  # fmt: skip
+    _url(v)
+    v.add_argument("--no-alarms", action="store_true", help="report breaks without raising site alarms")
+    add_json_option(v, "the verification")
+    v.set_defaults(func=cmd_verify)
+    r = add_command(ssub, "report", help="a batch report built from the site database, as the station builds it",
+                    example="inspector site report --url postgresql://inspector@qa-db:5432/site --station-id line1"
+                            " --batch vial-20261206T040000Z-1a2b3c")  # fmt: skip
+    _url(r)
+    r.add_argument("--station-id", required=True, help="the station the batch ran on")
+    r.add_argument("--batch", required=True, help="batch id")
+    r.add_argument("--out", default=None, help="folder (default: reports/STATION/BATCH here)")
+    add_json_option(r, "where it was written")
+    r.set_defaults(func=cmd_report)
+    pu = add_command(ssub, "push", help="push a station database's rows the site does not have yet, now",
+                     example="inspector site push --url postgresql://inspector@qa-db:5432/site"
+                             " --db var/inspector.sqlite --station-id line1")  # fmt: skip
+    _url(pu)
+    pu.add_argument("--station-id", required=True, help="the station's id (its station file's station_id)")
+    pu.add_argument("--max-rows", type=bounded(int, low=1, high=100_000), default=5000, help="rows per transaction")
+    pu.add_argument("--db", default=None, help="station record database (default: the station file's)")
+    pu.add_argument("--station", default=None, help="station file whose database is meant (default: the demo)")
+    add_json_option(pu, "what was pushed")
+    pu.set_defaults(func=cmd_push)
