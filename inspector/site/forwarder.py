@@ -304,17 +304,16 @@ class Forwarder:
 
     def status(self) -> ForwardStatus:
         """The lag as this station sees it: its outbox against the cursor of the last good push."""
-        err: str | None
+        err: str | None = self._error
+        head, behind, age = self._cursor, 0, 0.0
         try:
             local = OutboxReader(self.station_db)
-        except (OSError, RecordError) as exc:
-            head, behind, age, err = self._cursor, 0, 0.0, f"station database: {exc}"
-        else:
             try:
                 head, behind, age = local.lag(self._cursor)
-                err = self._error
             finally:
                 local.close()
+        except (OSError, RecordError) as exc:
+            err = f"station database: {exc}"
         return ForwardStatus(
             self.station_id, self._cursor, head, behind, round(age, 3), self._pushed, self._last_push, err,
             self._halted,

@@ -43,9 +43,8 @@ def test_readme_start_command_names_a_shipped_recipe() -> None:
 
 def test_readme_names_the_hmi_system_packages_as_the_code_and_ci_do() -> None:
     """One line of Debian / Ubuntu packages: the HMI's startup check prints it and .ci/run installs it."""
-    from ui.platform_check import APT_PACKAGES, INSTALL_LINE
-
     from inspector.site.local_server import INSTALL_LINE as SERVER_LINE
+    from ui.platform_check import APT_PACKAGES, INSTALL_LINE
 
     lines = [line for line in _code_lines() if "apt-get install" in line]
     assert lines == [INSTALL_LINE, SERVER_LINE], "the HMI's line (ui/platform_check.py), then the site tests' server"
