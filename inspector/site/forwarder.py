@@ -150,6 +150,11 @@ class Forwarder:
             if halted:
                 raise Halted(f"station {self.station_id}: forwarding halted by the site: {halted}")
             with local.snapshot():  # one view of the station for the whole push
+                if local.head() < self._cursor:
+                    raise ChainBreak(
+                        f"the station database holds {local.head()} outbox entries, the site has applied"
+                        f" {self._cursor}: another station's database, or one restored from an older copy"
+                    )
                 events = local.pending(self._cursor, self.max_rows)
                 for group in _runs(events):
                     self._apply(site, local, group)
