@@ -17,6 +17,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.site import postgres, site  # a real PostgreSQL server the tests start, one per session
+
+__all__ = ["postgres", "site"]
+
 # Must be set before any Qt module is imported anywhere in the test session.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

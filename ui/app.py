@@ -78,6 +78,7 @@ def create_app(
     shift: float | None = None,
     turn: float | None = None,
     mode: str | None = None,
+    site: str | None = None,
     login: tuple[str, str] | None = None,
     auto_login: bool = True,
     size: tuple[int, int] | None = None,
@@ -123,6 +124,7 @@ def create_app(
             shift=shift,
             turn=turn,
             mode=mode,
+            site=site,
         ),
         demo=demo,
         # A demo station logs its demo operator in (documented demo account, demo database only).
@@ -167,6 +169,7 @@ def station_config(
     shift: float | None = None,
     turn: float | None = None,
     mode: str | None = None,
+    site: str | None = None,
 ) -> StationConfig:
     """The station file with the HMI's flags over it; ``demo=False`` means the recipe's camera and no line sim."""
     config = station if isinstance(station, StationConfig) else load_station_config(station, root)
@@ -187,6 +190,7 @@ def station_config(
         shift=shift,
         turn=turn,
         mode=mode,
+        site=site,
     )
 
 
@@ -246,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["demo", "production"], default=None, help="default: the station file's")
     p.add_argument("--root", type=Path, default=None, help="project root with recipes/ and models/")
     p.add_argument("--db", type=Path, default=None, help="record database (default: <root>/var/inspector.sqlite)")
+    p.add_argument(
+        "--site",
+        default=None,
+        help="forward the records to this site database (postgresql://USER@HOST:PORT/DB); default: the station's",
+    )
     p.add_argument(
         "--seed", type=bounded(int, low=0, high=SEED_MAX), default=None, help="sim: item seed; default: the station's"
     )
@@ -324,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shift=args.shift,
             turn=args.turn,
             mode=args.mode,
+            site=args.site,
         )
     except ConfigError as exc:
         print(f"inspector-hmi: {exc}", file=sys.stderr)
@@ -345,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shift=args.shift,
         turn=args.turn,
         mode=args.mode,
+        site=args.site,
         auto_login=not args.no_auto_login,
         display_fps=args.display_fps,
         quit_after=args.quit_after,

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+STALE_S = 10.0  # a forwarder writes its status after every push (every 0.2 s) or failed attempt (<= 5 s)
+
 if TYPE_CHECKING:
     from inspector.site.forwarder import ForwardStatus
 
@@ -54,7 +56,15 @@ class ForwarderProcess:
         self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def status(self) -> dict[str, Any] | None:
-        return read_status(self.status_file)
+        """The forwarder's last status; an ended or silent forwarder says so in ``error``."""
+        status = read_status(self.status_file)
+        if status is None:
+            return None
+        if self._proc.poll() is not None and status.get("rows_behind"):
+            return {**status, "error": f"the forwarder process ended (exit status {self._proc.returncode})"}
+        if self._proc.poll() is None and time.time() - float(status.get("written_at", 0.0)) > STALE_S:
+            return {**status, "error": f"the forwarder has reported nothing for {STALE_S:g} s"}
+        return status
 
     def alive(self) -> bool:
         return self._proc.poll() is None

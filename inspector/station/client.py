@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -149,6 +149,16 @@ class InputStatus:
 
 
 @dataclass(frozen=True)
+class SiteLag:
+    """How far the site database is behind this station's records (store-and-forward)."""
+
+    rows_behind: int
+    seconds_behind: float  # age of the oldest record the site does not have yet
+    error: str | None  # why the last push failed (site unreachable, ...), None while it works
+    halted: str | None  # the site halted forwarding (a broken chain): a person must look
+
+
+@dataclass(frozen=True)
 class StationStatus:
     state: StationState
     camera_serial: str
@@ -157,6 +167,7 @@ class StationStatus:
     input: InputStatus | None  # None: the recipe monitors no input drift
     source_finished: bool  # a finite source delivered every item
     challenge: ChallengeResult | None = None  # the start-up challenge the next production batch would use
+    site: SiteLag | None = None  # None: the records are not forwarded to a site database
 
 
 @dataclass(frozen=True)
@@ -280,6 +291,7 @@ class InProcessClient:
             else InputStatus(frames=monitor.frames, drifting=monitor.drifting, means=monitor.last_means),
             source_finished=s.camera.finished,
             challenge=s.last_challenge,
+            site=_site_lag(s.site_status()) if s.forwarder is not None else None,
         )
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
@@ -422,3 +434,11 @@ class InProcessClient:
 def open_in_process(config: StationConfig, root: Path | None = None) -> InProcessClient:
     """Open the station of ``config`` in this process and serve it as a client."""
     return InProcessClient(open_station(config, root=root))
+
+
+def _site_lag(status: dict[str, Any] | None) -> SiteLag:
+    if status is None:
+        return SiteLag(0, 0.0, "forwarder starting", None)
+    return SiteLag(
+        int(status["rows_behind"]), float(status["seconds_behind"]), status.get("error"), status.get("halted")
+    )

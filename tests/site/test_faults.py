@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from inspector.site import schema as S
 from inspector.site.forwarder import Forwarder
 from inspector.site.verify import verify_site
-from tests.site.conftest import Producer, Site, drop_site, new_site, start_server
+from tests.support.site import Producer, Site, drop_site, new_site, start_server
 
 
 def _same_rows(site: Site, db: Path, station: str) -> None:

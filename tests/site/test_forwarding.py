@@ -20,7 +20,7 @@ from inspector.site import schema as S
 from inspector.site.forwarder import ChainBreak, Forwarder, Halted
 from inspector.site.mirror import copy_station
 from inspector.site.verify import verify_site
-from tests.site.conftest import Producer, Site, run_station
+from tests.support.site import Producer, Site, run_station
 
 
 def _count(site: Site, table: str, station: str, *where: Any) -> int:

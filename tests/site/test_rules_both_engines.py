@@ -23,7 +23,7 @@ from inspector.records import RecordStore, audit
 from inspector.records.store import ItemRecord
 from inspector.records.users import authenticate, deactivate
 from inspector.site.forwarder import Forwarder
-from tests.site.conftest import Site, run_station
+from tests.support.site import Site, run_station
 
 STATION = "rules-1"
 RUNNING = "B-RUNNING"
