@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,13 @@ def say(msg: str) -> None:
 # -- a simulated station ---------------------------------------------------------------------------
 
 
-def simulate(db: Path, rate: float, seconds: float, batch_id: str) -> int:
-    """Write one batch at ``rate`` items/s for ``seconds`` as a station's writer does; items written."""
+def simulate(
+    db: Path, rate: float, seconds: float | None, batch_id: str, *, stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:  # fmt: skip
+    """Write one batch at ``rate`` items/s as a station's writer does (hash-linked items, a PLC
+    acknowledgement each, audit entries, the batch's end with its heads) for ``seconds`` or until
+    ``stop`` is set; the items written (each also reported to ``progress``)."""
     from inspector.records import RecordStore, audit
     from inspector.records.chain import summary_sha256
     from inspector.records.store import ItemRecord, utc_now
@@ -72,7 +78,7 @@ def simulate(db: Path, rate: float, seconds: float, batch_id: str) -> int:
         )  # fmt: skip
         audit.append(store, actor, "batch.start", object_type="batch", object_id=batch_id)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < seconds:
+        while not (stop is not None and stop.is_set()) and (seconds is None or time.monotonic() - t0 < seconds):
             n += 1
             ok = n % 20 != 0
             store.insert_items([ItemRecord(
@@ -82,9 +88,17 @@ def simulate(db: Path, rate: float, seconds: float, batch_id: str) -> int:
                 anomaly_score=0.02, latency={"total_ms": 3.4},
             )])  # fmt: skip
             store.set_plc_ack(batch_id, n, "acked")
+            if n % 50 == 0:
+                audit.append(store, actor, "batch.progress", object_type="batch", object_id=batch_id,
+                             new={"items": n}, reason="progress")  # fmt: skip
+            if progress is not None:
+                progress(n)
             delay = t0 + n / rate - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                if stop is not None:
+                    stop.wait(delay)
+                else:
+                    time.sleep(delay)
         summary = {"items": n}
         body = json.dumps(summary, allow_nan=False, ensure_ascii=False, sort_keys=True)
         with store.transaction():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Connection, Engine, create_engine, insert, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
 
@@ -72,6 +72,21 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return before, head_revision()
+
+
+def raise_site_alarm(conn: Connection, station_id: str, message: str, detail: dict[str, object]) -> None:
+    """A ``CHAIN_BREAK`` site alarm about ``station_id`` (inside the caller's transaction)."""
+    import json
+
+    from inspector.records.store import utc_now
+    from inspector.site.schema import site_alarms
+
+    conn.execute(
+        insert(site_alarms).values(
+            station_id=station_id, raised_utc=utc_now(), code="CHAIN_BREAK",
+            message=f"station {station_id}: {message}", detail=json.dumps(detail),
+        )
+    )  # fmt: skip
 
 
 def require_current(engine: Engine) -> None:

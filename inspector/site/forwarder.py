@@ -23,7 +23,6 @@ forwarding halts there (lag grows and shows it) until someone who can has looked
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -41,7 +40,7 @@ from inspector.records.hashing import BATCH_FIELDS, ITEM_FIELDS, ack_hash, batch
 from inspector.records.outbox import OutboxEntry, OutboxReader
 from inspector.records.store import RecordError, utc_now
 from inspector.site import schema as S
-from inspector.site.db import SiteError, connect, require_current
+from inspector.site.db import SiteError, connect, raise_site_alarm, require_current
 
 log = logging.getLogger(__name__)
 
@@ -295,15 +294,7 @@ class Forwarder:
                 .on_conflict_do_nothing(index_elements=["station_id"])
             )
             site.execute(update(S.stations).where(S.stations.c.station_id == self.station_id).values(halted=problem))
-            site.execute(
-                insert(S.site_alarms).values(
-                    station_id=self.station_id,
-                    raised_utc=utc_now(),
-                    code="CHAIN_BREAK",
-                    message=f"station {self.station_id}: {problem}",
-                    detail=json.dumps({"cursor": self._cursor}),
-                )
-            )
+            raise_site_alarm(site, self.station_id, problem, {"cursor": self._cursor, "found_by": "forwarder"})
 
     # ------------------------------------------------------------------ status and thread
 

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from inspector.processes import process_alive
+
 INSTALL_LINE = "sudo apt-get install postgresql"  # the README's line; .ci/run installs it where it is missing
 SERVER_PACKAGE_HINT = f"install PostgreSQL's server (Debian / Ubuntu: {INSTALL_LINE})"
 
@@ -131,12 +133,12 @@ class LocalPostgres:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and process_alive(pid):
             time.sleep(0.05)
 
     def stop(self) -> None:
         """A clean, fast shutdown (``pg_ctl stop -m fast``); a no-op when it is not running."""
-        if self.pid() is not None and _alive(self.pid() or 0):
+        if self.pid() is not None and process_alive(self.pid() or 0):
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def log_tail(self, n: int = 20) -> str:
@@ -160,18 +162,3 @@ class LocalPostgres:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purpose.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False

@@ -8,18 +8,17 @@ stored at the end, the end's audit entry). A break raises a ``CHAIN_BREAK`` site
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from inspector.records import audit
 from inspector.records.chain import verify_batch
-from inspector.records.store import RecordStore, utc_now
-from inspector.site import schema as S
+from inspector.records.store import RecordStore
+from inspector.site.db import raise_site_alarm
 from inspector.site.mirror import MirrorError, copy_station, stations
 
 
@@ -67,13 +66,5 @@ def verify_site(engine: Engine, *, raise_alarms: bool = True) -> list[StationVer
         with engine.begin() as site:
             for r in results:
                 for problem in r.problems:
-                    site.execute(
-                        insert(S.site_alarms).values(
-                            station_id=r.station_id,
-                            raised_utc=utc_now(),
-                            code="CHAIN_BREAK",
-                            message=f"station {r.station_id}: {problem}",
-                            detail=json.dumps({"found_by": "site verify"}),
-                        )
-                    )
+                    raise_site_alarm(site, r.station_id, problem, {"found_by": "site verify"})
     return results

@@ -38,6 +38,7 @@ from typing import Any
 from inspector.config.station import StationConfig
 from inspector.events import Alarm, AlarmRaised, AlarmSeverity, StateChanged, StationEvent, StationState
 from inspector.pipeline.station import StationError
+from inspector.processes import process_alive
 from inspector.station.client import LatestFrame, StationInfo, StationStatus
 from inspector.station.server import address_file, log_file
 
@@ -304,22 +305,6 @@ class RemoteClient:
             # Popen stays referenced (collected, it would warn that the process still runs).
             _OUTLIVING.append(self._process)
         return answer
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a child of this process that ended and was not reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A child of this process that ended stays a zombie until reaped: count it as gone.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
 
 
 def _read_address(path: Path) -> dict[str, Any] | None:

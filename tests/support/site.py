@@ -8,7 +8,6 @@ missing server: they fail naming the package (``.ci/run`` installs it).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,65 +92,29 @@ def run_station(db: Path, *, items: int = 60, seed: int = 0, sign: bool = False)
 
 
 class Producer:
-    """A simulated station: one thread writes a batch at ``rate`` items/s through the records layer
-    (hash-linked rows, a PLC acknowledgement per item, an audit entry every 50 items, the batch's end
-    with its heads), the way the station's writer does, until :meth:`finish`."""
+    """A simulated station (:func:`inspector.site.bench.simulate`) writing a batch at ``rate`` items/s
+    on a thread, the way the station's writer does, until :meth:`finish`."""
 
     def __init__(self, db: Path, *, rate: float, batch_id: str = "B-SITE-1") -> None:
         import threading
 
-        self.db = db
-        self.rate = rate
-        self.batch_id = batch_id
         self.items = 0
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="test-producer")
+
+        def run() -> None:
+            from inspector.site.bench import simulate
+
+            try:
+                simulate(db, rate, None, batch_id, stop=self._stop, progress=self._count)
+            except BaseException as exc:  # reported by finish()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="test-producer")
         self._thread.start()
 
-    def _run(self) -> None:
-        import time
-
-        from inspector.records import audit
-        from inspector.records.chain import summary_sha256
-        from inspector.records.store import ItemRecord, utc_now
-
-        actor = audit.Actor("line", "operator", "Line Operator")
-        try:
-            with RecordStore(self.db) as store:
-                store.start_batch(
-                    self.batch_id, product="tablet", recipe_id="tablet-round-white", recipe_version="1.9.0",
-                    recipe_sha256="a" * 64, model_id="tablet-cls", model_version="1.4.0", model_sha256="b" * 64,
-                    camera_serial="SIM-1", camera_settings={"exposure_us": 400}, plc="modbus://127.0.0.1:5020",
-                )  # fmt: skip
-                audit.append(store, actor, "batch.start", object_type="batch", object_id=self.batch_id)
-                t0 = time.monotonic()
-                while not self._stop.is_set():
-                    i = self.items + 1
-                    ok = i % 7 != 0
-                    store.insert_items([ItemRecord(
-                        batch_id=self.batch_id, item_id=i, frame_id=i, t_frame=float(i), created_utc=utc_now(),
-                        decision="accept" if ok else "reject", reason="ok" if ok else "defect", deadline_met=True,
-                        label="ok" if ok else "chip", confidence=0.99, class_scores={"ok": 0.99}, anomaly_score=0.01,
-                        latency={"total_ms": 3.5},
-                    )])  # fmt: skip
-                    store.set_plc_ack(self.batch_id, i, "acked")
-                    if i % 50 == 0:
-                        audit.append(store, actor, "batch.progress", object_type="batch", object_id=self.batch_id,
-                                     new={"items": i}, reason="tick")  # fmt: skip
-                    self.items = i
-                    delay = t0 + i / self.rate - time.monotonic()
-                    if delay > 0:
-                        self._stop.wait(delay)
-                summary = {"items": self.items}
-                text = json.dumps(summary, allow_nan=False, ensure_ascii=False, sort_keys=True)  # as stored
-                with store.transaction():
-                    end = audit.append(store, actor, "batch.end", object_type="batch", object_id=self.batch_id,
-                                       new={"items_head": store.items_head(self.batch_id),
-                                            "summary_sha256": summary_sha256(text)})  # fmt: skip
-                    store.end_batch(self.batch_id, summary, audit_head=(end.seq, end.hash))
-        except BaseException as exc:  # reported by finish()
-            self._error = exc
+    def _count(self, n: int) -> None:
+        self.items = n
 
     def finish(self) -> int:
         self._stop.set()

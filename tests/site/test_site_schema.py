@@ -1,0 +1,48 @@
+"""The site schema: Alembic makes exactly the tables the code describes; a site that is not current is refused."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from inspector.site.db import SiteError, current_revision, head_revision, require_current, site_url, upgrade
+from inspector.site.local_server import LocalPostgres
+from inspector.site.schema import metadata
+from tests.support.site import Site, drop_site, new_site
+
+
+def test_the_migrations_make_the_schema_the_code_describes(site: Site) -> None:
+    with site.engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), metadata) == []
+        triggers = {r[0] for r in c.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"))}
+    assert {
+        "audit_chain",
+        "items_chain",
+        "items_once",
+        "batches_end",
+        "items_no_delete",
+        "items_no_truncate",
+    } <= triggers
+    assert upgrade(site.engine) == ("0001", "0001")  # again: nothing to do
+    assert current_revision(site.engine) == head_revision() == "0001"
+
+
+def test_a_site_without_the_schema_is_refused_with_the_command_to_run(postgres: LocalPostgres) -> None:
+    s, name = new_site(postgres)
+    try:
+        with s.engine.begin() as c:
+            c.execute(text("DELETE FROM alembic_version"))
+        with pytest.raises(SiteError, match="site init"):
+            require_current(s.engine)
+    finally:
+        drop_site(postgres, s, name)
+
+
+def test_the_site_url_is_postgresql() -> None:
+    assert site_url("postgresql://qa@db:5432/site").drivername == "postgresql+psycopg"
+    with pytest.raises(SiteError, match="PostgreSQL"):
+        site_url("sqlite:///x.db")
+    with pytest.raises(SiteError, match="not a database URL"):
+        site_url("qa-db:5432")
