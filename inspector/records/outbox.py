@@ -81,6 +81,10 @@ class OutboxReader:
         sql = f"SELECT * FROM {table} WHERE {key} IN ({marks}) ORDER BY {key}"
         return [dict(r) for r in self._q(sql, keys)]
 
+    def times(self) -> list[tuple[int, float]]:
+        """Every entry's number and the time it was queued (Unix seconds), in order."""
+        return [(int(r[0]), float(r[1])) for r in self._q("SELECT seq, at FROM outbox ORDER BY seq")]
+
     def head(self) -> int:
         return int(self._q("SELECT coalesce(max(seq), 0) FROM outbox")[0][0])
 

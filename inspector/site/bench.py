@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
+from inspector.records import RecordStore
+from inspector.records.outbox import OutboxReader
 from inspector.site import schema as S
 from inspector.site.db import connect, upgrade
 from inspector.site.process import ForwarderProcess
@@ -141,8 +142,11 @@ class CursorWatch:
     def lags(self, station: str, db: Path, *, steady: bool = False) -> list[float]:
         """Seconds from each outbox entry's commit to the first cursor sample covering it (``steady``:
         only entries committed after the station's first push reached the site)."""
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            entries = conn.execute("SELECT seq, at FROM outbox ORDER BY seq").fetchall()
+        reader = OutboxReader(db)
+        try:
+            entries = reader.times()
+        finally:
+            reader.close()
         seen = self.seen[station]
         if steady and seen:
             entries = [(seq, at) for seq, at in entries if float(at) >= seen[0][0]]
@@ -170,9 +174,9 @@ def check_rows(engine: Engine, stations: dict[str, Path]) -> dict[str, Any]:
     out: dict[str, Any] = {"stations": {}, "lost": 0, "duplicated": 0, "unverified": 0}
     with engine.connect() as c:
         for station, db in stations.items():
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                local = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("items", "audit_trail")}
-                local_acks = conn.execute("SELECT count(*) FROM items WHERE plc_ack IS NOT NULL").fetchone()[0]
+            with RecordStore(db) as store:
+                local = {t: store.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("items", "audit_trail")}
+                local_acks = store.execute("SELECT count(*) FROM items WHERE plc_ack IS NOT NULL").fetchone()[0]
             site = {}
             for t in ("items", "audit_trail"):
                 tb = S.metadata.tables[t]
@@ -203,8 +207,6 @@ def run_phase(
     ids = [f"{tag}-{i:02d}" for i in range(n)]
     dbs = {s: folder / f"{s}.sqlite" for s in ids}
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    from inspector.records import RecordStore
-
     for s in ids[1:]:
         RecordStore(dbs[s]).close()  # the station's database exists before its forwarder starts
     forwarders: list[ForwarderProcess] = []

@@ -170,3 +170,30 @@ def test_an_older_station_database_sends_everything_it_recorded_before(tmp_path:
     (result,) = verify_site(site.engine)
     assert result.ok and result.items == 25, result.problems
     assert batch
+
+
+def test_the_benchmark_prints_its_figures_as_json(tmp_path: Path, site: Site) -> None:
+    """A small run of ``python -m inspector.site.bench`` (the README's figures come from a full one)."""
+    from inspector.site.bench import main as bench
+
+    out = tmp_path / "bench.json"
+    argv = [
+        "--stations",
+        "2",
+        "--rate",
+        "20",
+        "--seconds",
+        "3",
+        "--repeats",
+        "1",
+        "--url",
+        site.url,
+        "--json",
+        str(out),
+    ]
+    assert bench(argv) == 0
+    figures = json.loads(out.read_text())
+    assert (figures["rows_lost"], figures["rows_duplicated"], figures["stations_unverified"]) == (0, 0, 0)
+    on = next(p for p in figures["phases"] if p["forwarding"])
+    assert on["lag_s"]["rows"] > 100 and on["forwarders_drained"] is True
+    assert figures["p99_ratio_with_vs_without"] > 0 and figures["lag_p99_s"] is not None
