@@ -438,7 +438,7 @@ def open_in_process(config: StationConfig, root: Path | None = None) -> InProces
 
 def _site_lag(status: dict[str, Any] | None) -> SiteLag:
     if status is None:
-        return SiteLag(0, 0.0, "forwarder starting", None)
+        return SiteLag(0, 0.0, None, None)  # the forwarder has not reported yet
     return SiteLag(
         int(status["rows_behind"]), float(status["seconds_behind"]), status.get("error"), status.get("halted")
     )

@@ -22,8 +22,8 @@ TITLE_BAR = 28
 PANELS = [(1366, 768), (1600, 900), (1920, 1080)]
 
 
-def running(make_hmi: Callable[..., MainWindow], qtbot: Any, size: tuple[int, int]) -> MainWindow:
-    w = make_hmi("vial", size=size)
+def running(make_hmi: Callable[..., MainWindow], qtbot: Any, size: tuple[int, int], **kw: Any) -> MainWindow:
+    w = make_hmi("vial", size=size, **kw)
     qtbot.waitUntil(lambda: w.controller.phase == Phase.RUNNING, timeout=START_TIMEOUT_MS)
     qtbot.waitUntil(lambda: w.controller.tally.snapshot().inspected >= 3, timeout=START_TIMEOUT_MS)
     QApplication.processEvents()

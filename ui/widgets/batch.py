@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PyQt6 import sip
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -24,9 +24,11 @@ from inspector.station.client import valid_batch_id
 from inspector.station.reconcile import Reconciliation
 from ui import theme
 from ui.controller import Phase, StationController
-from ui.widgets.common import ElidedLabel, captioned, panel, short_sha
+from ui.widgets.common import Badge, ElidedLabel, captioned, panel, short_sha
 
 SAMPLE_BATCH_ID = "blister-20261206T163943Z-24805a"  # controller.suggest_batch_id()'s form
+SITE_REFRESH_MS = 500
+SITE_LAG_WARN_S = 2.0  # the site more than this behind: shown amber (forwarding normally keeps it well under)
 
 
 class BatchControl(QWidget):
@@ -73,6 +75,13 @@ class BatchControl(QWidget):
         lay.addWidget(self.start, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addWidget(self.stop, alignment=Qt.AlignmentFlag.AlignBottom)
         lay.addSpacing(6)
+        # Where the records are forwarded to a site database: how far behind the site is.
+        self.site = Badge("", point_size=13)
+        site_column = captioned("SITE", self.site)
+        caption = site_column.itemAt(0).widget()  # type: ignore[union-attr]
+        assert isinstance(caption, QLabel)
+        self.site_caption = caption
+        lay.addLayout(site_column)
 
         # Identities of any length: cut short ("…") on a narrow panel, whole in the tooltip.
         ident = QGridLayout()
@@ -111,7 +120,36 @@ class BatchControl(QWidget):
         controller.batch_started.connect(self.batch.setText)
         # A batch id is used once: offer a fresh one for the next batch.
         controller.batch_finished.connect(lambda _r: self.batch.setText(controller.suggest_batch_id()))
+        self.site_timer = QTimer(self)
+        self.site_timer.setInterval(SITE_REFRESH_MS)
+        self.site_timer.timeout.connect(self._refresh_site)
+        self.site_timer.start()
         self.refresh()
+        self._refresh_site()
+
+    def _refresh_site(self) -> None:
+        """Store-and-forward to the site database: how far behind the site is (the rows in the tooltip)."""
+        client = self.controller.client
+        lag = client.status().site if client is not None else None
+        self.site.setVisible(lag is not None)
+        self.site_caption.setVisible(lag is not None)
+        if lag is None:
+            return
+        detail = f"The site has every record but the last {lag.rows_behind:,} rows ({lag.seconds_behind:.1f} s)."
+        if lag.halted:
+            self.site.set("HALTED", theme.REJECT)
+            self.site.setToolTip(f"The site halted forwarding: {lag.halted}\nRecords are kept here; call QA.")
+        elif lag.error:
+            self.site.set(
+                f"BEHIND {_age(lag.seconds_behind)}" if lag.rows_behind else "NOT REACHED", theme.NOT_INSPECTED
+            )
+            self.site.setToolTip(f"{lag.error}\n{detail}\nRecords are kept here and sent when the site answers.")
+        elif lag.rows_behind and lag.seconds_behind >= SITE_LAG_WARN_S:
+            self.site.set(f"BEHIND {_age(lag.seconds_behind)}", theme.NOT_INSPECTED)
+            self.site.setToolTip(detail)
+        else:
+            self.site.set("UP TO DATE", theme.ACCEPT)
+            self.site.setToolTip(detail)
 
     def _recipe_chosen(self, index: int) -> None:
         name = self.recipe.itemText(index)
@@ -351,3 +389,12 @@ class BatchSummaryDialog(QDialog):
         bid, user, pw, why = view.batch_id, actor.username, password or "", reason or ""
         c.jobs.submit(lambda: client.sign_batch_report(bid, meaning, user, pw, why), self._show_report,
                       self._report_failed)  # fmt: skip
+
+
+def _age(seconds: float) -> str:
+    """A short age for a badge: 42 s, 12 min, 3 h."""
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"

@@ -17,7 +17,6 @@ from ui.controller import Phase, StationController
 from ui.widgets.common import Badge, ElidedLabel, captioned, panel
 
 REFRESH_MS = 250
-SITE_LAG_WARN_S = 2.0  # the site more than this behind: shown amber (forwarding normally keeps it well under)
 
 
 class StationHeader(QWidget):
@@ -44,21 +43,17 @@ class StationHeader(QWidget):
         self.camera = Badge("", point_size=13)
         self.plc = Badge("", point_size=13)
         self.input = Badge("", point_size=13)
-        self.site = Badge("", point_size=13)
         for caption, badge in (
             ("STATION", self.state),
             ("CAMERA", self.camera),
             ("PLC", self.plc),
             ("INPUT", self.input),
-            ("SITE", self.site),
         ):
             column = captioned(caption, badge)
-            caption_label = column.itemAt(0).widget()  # type: ignore[union-attr]
-            assert isinstance(caption_label, QLabel)
             if badge is self.camera:
+                caption_label = column.itemAt(0).widget()  # type: ignore[union-attr]
+                assert isinstance(caption_label, QLabel)
                 self.camera_caption = caption_label
-            if badge is self.site:  # shown only where the records are forwarded to a site database
-                self.site_caption = caption_label
             lay.addLayout(column)
         lay.addStretch(1)
 
@@ -130,7 +125,6 @@ class StationHeader(QWidget):
         self._refresh_plc(client.info.plc_endpoint if client else None, status.plc_connected if status else None)
         self._refresh_user(client.info.mode if client else None)
         self._refresh_input(status)
-        self._refresh_site(status)
 
     def _refresh_user(self, mode: str | None) -> None:
         actor = self.controller.actor
@@ -183,27 +177,6 @@ class StationHeader(QWidget):
             value = "–" if means is None else f"{means[name]:.2f}"
             rows.append(f"{name}: {value}  (limits {lo:g} – {hi:g})")
         self.input.setToolTip("\n".join(rows))
-
-    def _refresh_site(self, status: StationStatus | None) -> None:
-        """Store-and-forward to the site database: how far behind the site is (rows and seconds)."""
-        lag = status.site if status is not None else None
-        self.site.setVisible(lag is not None)
-        self.site_caption.setVisible(lag is not None)
-        if lag is None:
-            return
-        behind = f"{lag.rows_behind:,} ROWS · {lag.seconds_behind:.0f} s"
-        if lag.halted:
-            self.site.set("HALTED", theme.REJECT)
-            self.site.setToolTip(f"The site halted forwarding: {lag.halted}\nRecords are kept here; call QA.")
-        elif lag.error:
-            self.site.set(f"BEHIND {behind}" if lag.rows_behind else "NOT REACHED", theme.NOT_INSPECTED)
-            self.site.setToolTip(f"{lag.error}\nRecords are kept here and sent when the site answers again.")
-        elif lag.rows_behind and lag.seconds_behind >= SITE_LAG_WARN_S:
-            self.site.set(f"BEHIND {behind}", theme.NOT_INSPECTED)
-            self.site.setToolTip("The site database is behind this station's records.")
-        else:
-            self.site.set("UP TO DATE", theme.ACCEPT)
-            self.site.setToolTip(f"{lag.rows_behind} rows, {lag.seconds_behind:.1f} s behind")
 
     def _refresh_plc(self, endpoint: str | None, connected: bool | None) -> None:
         c = self.controller
