@@ -335,7 +335,10 @@ def spawn(config: StationConfig, root: Path, run_dir: Path, *, timeout_s: float 
     run_dir.mkdir(parents=True, exist_ok=True)
     address = address_file(run_dir, config.station_id)
     config_file = run_dir / f"station-{config.station_id}.config.json"
-    config_file.write_text(config.model_dump_json(), encoding="utf-8")
+    config_file.unlink(missing_ok=True)  # made again, readable by this user only (it may name the site database)
+    fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(config.model_dump_json())
     log_path = log_file(run_dir, config.station_id)
     with log_path.open("wb") as log_out:
         process = subprocess.Popen(

@@ -64,6 +64,8 @@ def test_the_station_serves_its_client_from_its_own_process(ui_project: Path, ru
     try:
         assert client.pid is not None and client.pid != os.getpid() and process_alive(client.pid)
         assert client.info.recipe_id == "tablet-demo" and client.status().state is StationState.IDLE
+        # The station file it was started with may name the site database: this user's only.
+        assert (run_dir / "station-demo.config.json").stat().st_mode & 0o777 == 0o600
         events: list[StationEvent] = []
         client.subscribe(events.append)
         actor = client.login("operator", "operator-demo")
