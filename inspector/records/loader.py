@@ -16,7 +16,8 @@ from typing import Any
 
 from inspector.records.store import RecordError, RecordStore
 
-_BATCH_END = ("state", "ended_utc", "summary", "items_head", "audit_head_seq", "audit_head_hash")
+#: A batch's fields set when it ends (its other fields are fixed when it opens).
+BATCH_END = ("state", "ended_utc", "summary", "items_head", "audit_head_seq", "audit_head_hash")
 
 
 class LoadRefused(RecordError):
@@ -48,8 +49,8 @@ class RawLoader:
 
     def insert_batch(self, row: dict[str, Any]) -> dict[str, Any]:
         """A batch as stored goes in running; returns its end fields for :meth:`end_batch` (after its items)."""
-        end = {c: row[c] for c in _BATCH_END if c in row}
-        self.insert("batches", {**{k: v for k, v in row.items() if k not in _BATCH_END}, "state": "running"})
+        end = {c: row[c] for c in BATCH_END if c in row}
+        self.insert("batches", {**{k: v for k, v in row.items() if k not in BATCH_END}, "state": "running"})
         return end
 
     def end_batch(self, batch_id: str, end: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from inspector.records import audit
 from inspector.records.hashing import BATCH_FIELDS, ITEM_FIELDS, ack_hash, batch_anchor, row_hash
+from inspector.records.loader import BATCH_END
 from inspector.records.outbox import OutboxEntry, OutboxReader
 from inspector.records.store import RecordError, utc_now
 from inspector.site import schema as S
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 _USER_COLUMNS = ("username", "full_name", "role", "active", "locked", "failed_logins", "demo", "created_utc")
 _ITEM_ACK = ("plc_ack", "plc_ack_utc", "ack_hash")
-_BATCH_END = ("state", "ended_utc", "summary", "items_head", "audit_head_seq", "audit_head_hash")
 
 
 class ChainBreak(Exception):
@@ -134,11 +134,7 @@ class Forwarder:
 
     def _push(self, local: OutboxReader) -> int:
         with self._engine.begin() as site:
-            site.execute(
-                insert(S.stations)
-                .values(station_id=self.station_id, registered_utc=utc_now())
-                .on_conflict_do_nothing(index_elements=["station_id"])
-            )
+            self._register(site)
             cursor, halted = site.execute(
                 select(S.stations.c.cursor, S.stations.c.halted)
                 .where(S.stations.c.station_id == self.station_id)
@@ -172,6 +168,14 @@ class Forwarder:
             )
         self._cursor = new_cursor
         return len(events)
+
+    def _register(self, site: Connection) -> None:
+        """The station's row at the site (its cursor), made on its first push."""
+        site.execute(
+            insert(S.stations)
+            .values(station_id=self.station_id, registered_utc=utc_now())
+            .on_conflict_do_nothing(index_elements=["station_id"])
+        )
 
     def _apply(self, site: Connection, local: OutboxReader, events: Sequence[OutboxEntry]) -> None:
         table, op = events[0].table, events[0].op
@@ -251,14 +255,14 @@ class Forwarder:
         (r,) = self._rows(local, "batches", [key])
         where = (S.batches.c.station_id == self.station_id, S.batches.c.batch_id == key)
         if op == "insert":
-            opening = {c: r[c] for c in r if c not in _BATCH_END}
+            opening = {c: r[c] for c in r if c not in BATCH_END}
             anchor = batch_anchor(tuple(r[f] for f in BATCH_FIELDS))
             site.execute(
                 insert(S.batches).values(station_id=self.station_id, state="running", anchor=anchor, **opening)
             )
         elif r["state"] != "running":
             site.execute(
-                update(S.batches).where(*where, S.batches.c.state == "running").values(**{c: r[c] for c in _BATCH_END})
+                update(S.batches).where(*where, S.batches.c.state == "running").values(**{c: r[c] for c in BATCH_END})
             )
 
     def _alarm(self, site: Connection, local: OutboxReader, key: str, op: str) -> None:
@@ -288,11 +292,7 @@ class Forwarder:
         self._halted = problem
         log.error("station %s: forwarding halted: %s", self.station_id, problem)
         with self._engine.begin() as site:
-            site.execute(
-                insert(S.stations)
-                .values(station_id=self.station_id, registered_utc=utc_now())
-                .on_conflict_do_nothing(index_elements=["station_id"])
-            )
+            self._register(site)
             site.execute(update(S.stations).where(S.stations.c.station_id == self.station_id).values(halted=problem))
             raise_site_alarm(site, self.station_id, problem, {"cursor": self._cursor, "found_by": "forwarder"})
 
