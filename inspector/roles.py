@@ -43,6 +43,7 @@ class Action(enum.StrEnum):
     CHANGE_SETTINGS = "change_settings"
     READ_AUDIT = "read_audit"
     EXPORT_RECORDS = "export_records"
+    SITE_INTERVENE = "site_intervene"  # resume a station's halted forwarding, acknowledge a site alarm
 
 
 class Meaning(enum.StrEnum):
@@ -84,6 +85,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             A.EXPORT_RECORDS,
             A.AUTHOR_SUITE,
             A.RUN_QUALIFICATION,
+            A.SITE_INTERVENE,
         }
     ),
     Role.ADMIN: frozenset({A.MANAGE_USERS, A.CHANGE_SETTINGS, A.READ_AUDIT, A.EXPORT_RECORDS}),
@@ -112,6 +114,7 @@ GMP_DECISIONS: frozenset[Action] = frozenset(
         Action.LABEL_IMAGES,
         Action.AUTHOR_SUITE,
         Action.RUN_QUALIFICATION,
+        Action.SITE_INTERVENE,
     }
 )
 

@@ -1,4 +1,5 @@
-"""``inspector site init | status | verify | report | push``: the site database that many stations forward to.
+"""``inspector site init | status | verify | report | push | resume | ack``: the site database that many
+stations forward to.
 
 The URL names a PostgreSQL database (``postgresql://USER@HOST:PORT/DB``); a password is best kept
 out of it (and out of the process list): libpq reads ``PGPASSWORD`` or ``~/.pgpass``.
@@ -16,10 +17,14 @@ from inspector.cli.common import (
     CliError,
     Subparsers,
     add_command,
+    add_credentials,
+    add_database_argument,
     add_json_option,
     bounded,
     database,
     emit_json,
+    gxp_errors,
+    read_password,
     say,
 )
 
@@ -94,7 +99,9 @@ def site_status(engine: Any) -> dict[str, Any]:
                 **{t: counts[t].get(r["station_id"], 0) for t in counts},
             }
         )
-    return {"stations": stations, "open_site_alarms": open_alarms}
+    from inspector.site.actions import trail
+
+    return {"stations": stations, "open_site_alarms": open_alarms, "site_actions": trail(engine, limit=5)}
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -114,6 +121,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     for a in status["open_site_alarms"]:
         say(f"site alarm {a['id']} {a['code']} ({a['raised_utc']}): {a['message']}")
+    for e in status["site_actions"]:
+        who = f"{e['action']} of {e['station_id']} by {e['username']}"
+        say(f"site action {e['seq']} {who} ({e['at_utc']}): {e['reason']}")
     if not status["stations"]:
         say("no station has forwarded to this site yet")
     emit_json(args, status)
@@ -121,6 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from inspector.site.actions import verify_trail
     from inspector.site.db import require_current
     from inspector.site.verify import verify_site
 
@@ -128,6 +139,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         require_current(engine)
         results = verify_site(engine, raise_alarms=not args.no_alarms)
+        site_trail = verify_trail(engine)
     except _site_errors() as exc:
         raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
     finally:
@@ -137,8 +149,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         say(f"{r.station_id}: {verdict} ({r.audit_entries} audit entries, {r.batches} batches, {r.items} items)")
         for p in r.problems:
             say(f"  {p}")
-    emit_json(args, {"ok": all(r.ok for r in results), "stations": [r.as_dict() for r in results]})
-    return 0 if all(r.ok for r in results) else 1
+    verdict = "verified" if site_trail.ok else f"BROKEN: {site_trail.problem}"
+    say(f"site audit trail: {verdict} ({site_trail.entries} entries)")
+    ok = all(r.ok for r in results) and site_trail.ok
+    emit_json(args, {"ok": ok, "stations": [r.as_dict() for r in results], "site_audit": site_trail.as_dict()})
+    return 0 if ok else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -201,6 +216,82 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site_user(args: argparse.Namespace, doing: str):  # type: ignore[no-untyped-def]
+    """The person acting, authenticated by a station's accounts and holding the site right."""
+    from inspector.config.errors import ConfigError
+    from inspector.config.recipe import find_project_root
+    from inspector.config.station import load_station_config
+    from inspector.records import RecordStore
+    from inspector.records.users import authenticate, require, user
+    from inspector.roles import Action
+    from inspector.site.actions import site_user
+
+    if not args.as_user:
+        raise CliError(f"{doing} needs the person acting: --as USER (the password is asked for)")
+    account_station = args.account_station
+    if account_station is None:
+        if args.db:
+            raise CliError("with --db, name the station whose accounts those are: --account-station ID")
+        try:
+            account_station = load_station_config(args.station, find_project_root()).station_id
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+    password = read_password(args, f"password of {args.as_user} ({doing}): ")
+    try:
+        with RecordStore(database(args)) as store:
+            actor = authenticate(store, args.as_user, password, purpose="reauthenticate")
+            require(actor, Action.SITE_INTERVENE)
+            return site_user(actor, user(store, args.as_user).full_name, account_station)
+    except gxp_errors() as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from inspector.site.actions import resume
+    from inspector.site.db import require_current
+
+    who = _site_user(args, f"resuming the forwarding of {args.station_id}")
+    engine = _engine(args)
+    try:
+        require_current(engine)
+        entry = resume(engine, who, args.station_id, reason=args.reason)
+    except _site_errors() as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    finally:
+        engine.dispose()
+    say(f"station {args.station_id}: forwarding resumed by {who.username} (site audit entry {entry['seq']});"
+        " its next push checks its rows again")  # fmt: skip
+    emit_json(args, entry)
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    from inspector.site.actions import acknowledge
+    from inspector.site.db import require_current
+
+    who = _site_user(args, f"acknowledging site alarm {args.alarm}")
+    engine = _engine(args)
+    try:
+        require_current(engine)
+        entry = acknowledge(engine, who, args.alarm, reason=args.reason)
+    except _site_errors() as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    finally:
+        engine.dispose()
+    say(f"site alarm {args.alarm} acknowledged by {who.username} (site audit entry {entry['seq']})")
+    emit_json(args, entry)
+    return 0
+
+
+def _acting(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reason", required=True, help="what was found and fixed (kept in the site audit trail)")
+    add_credentials(p, who="the QA person acting, an account of the station whose database is named")
+    add_database_argument(p)
+    p.add_argument(
+        "--account-station", default=None, help="the id of the station whose accounts --db holds (default: its file's)"
+    )
+
+
 def _url(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url", default=None, help="site database, postgresql://USER@HOST:PORT/DB (default: INSPECTOR_SITE_URL)"
@@ -250,3 +341,19 @@ def register(sub: Subparsers) -> None:
     pu.add_argument("--station", default=None, help="station file whose database is meant (default: the demo)")
     add_json_option(pu, "what was pushed")
     pu.set_defaults(func=cmd_push)
+    re_ = add_command(ssub, "resume", help="resume a station's forwarding after its chain break was looked into",
+                      example="inspector site resume --url postgresql://inspector@qa-db:5432/site --station-id line1"
+                              " --as qa1 --reason 'station file pointed at a restored copy; corrected'")  # fmt: skip
+    _url(re_)
+    re_.add_argument("--station-id", required=True, help="the halted station")
+    _acting(re_)
+    add_json_option(re_, "the site audit entry")
+    re_.set_defaults(func=cmd_resume)
+    ak = add_command(ssub, "ack", help="acknowledge a site alarm (once), with a reason",
+                     example="inspector site ack --url postgresql://inspector@qa-db:5432/site --alarm 3 --as qa1"
+                             " --reason 'investigated under deviation DEV-0421'")  # fmt: skip
+    _url(ak)
+    ak.add_argument("--alarm", required=True, type=bounded(int, low=1, high=2**62), help="the site alarm's id")
+    _acting(ak)
+    add_json_option(ak, "the site audit entry")
+    ak.set_defaults(func=cmd_ack)

@@ -7,7 +7,8 @@ stored them (JSON as its text, booleans as 0/1), so the site recomputes the stat
 its own rows. Users come without their password hashes: the site reports, it does not log anyone
 in. ``stations`` holds each station's forwarding cursor (the last outbox entry applied, committed
 in the same transaction as the rows) and lag; ``site_alarms`` what the site itself raised, such as a
-broken hash chain.
+broken hash chain; ``site_audit`` what people did at the site (resumed a halted station's
+forwarding, acknowledged a site alarm): who, when, why, hash-chained like a station's trail.
 
 The integrity rules (write-once rows, accept only with a timely ``ok``, no deletes, an audit trail
 that continues its chain) are the schema's own, as on the station: CHECK constraints here, triggers
@@ -260,6 +261,29 @@ site_alarms = Table(
     Column("acknowledged_by", Text),
     CheckConstraint("(acknowledged_utc IS NULL) = (acknowledged_by IS NULL)", name="site_alarms_ack_complete"),
     _json("detail", nullable=False),
+)
+
+site_audit = Table(
+    "site_audit",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at_utc", Text, nullable=False),
+    Column("username", Text, nullable=False),
+    Column("full_name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("account_station", Text, nullable=False),  # the station whose accounts authenticated the user
+    Column("action", Text, nullable=False),
+    Column("station_id", Text, nullable=False),  # the station acted on
+    Column("object_id", Text, nullable=False),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Column("reason", Text, nullable=False),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    CheckConstraint("length(btrim(reason)) > 0", name="site_audit_reason_given"),
+    CheckConstraint("length(prev_hash) = 64 AND length(hash) = 64", name="site_audit_hashes"),
+    _json("old_value"),
+    _json("new_value"),
 )
 
 #: Station tables forwarded, in the order a fresh site receives an older station's rows.

@@ -35,7 +35,8 @@ EXPECTED = {
     Role.ENGINEER: {"run_batch", "ack_alarm", "review_reject", "author_model", "author_recipe", "label_images",
                     "review_release", "author_suite", "run_qualification"},
     Role.QA: {"run_batch", "ack_alarm", "review_reject", "review_release", "approve_release", "retire_release",
-              "sign_report", "read_audit", "export_records", "author_suite", "run_qualification"},
+              "sign_report", "read_audit", "export_records", "author_suite", "run_qualification",
+              "site_intervene"},
     Role.ADMIN: {"manage_users", "change_settings", "read_audit", "export_records"},
 }  # fmt: skip
 

@@ -70,7 +70,7 @@ def test_the_site_commands(tmp_path: Path, site: Site, capsys: pytest.CaptureFix
     db = tmp_path / "station.sqlite"
     batch = run_station(db, items=30)
     assert main(["site", "init", "--url", site.url, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["revision"] == "0001"
+    assert json.loads(capsys.readouterr().out)["revision"] == "0002"
     assert main(["site", "push", "--url", site.url, "--db", str(db), "--station-id", "line-2", "--json"]) == 0
     pushed = json.loads(capsys.readouterr().out)
     assert pushed["pushed"] > 60 and pushed["rows_behind"] == 0

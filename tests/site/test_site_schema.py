@@ -25,8 +25,32 @@ def test_the_migrations_make_the_schema_the_code_describes(site: Site) -> None:
         "items_no_delete",
         "items_no_truncate",
     } <= triggers
-    assert upgrade(site.engine) == ("0001", "0001")  # again: nothing to do
-    assert current_revision(site.engine) == head_revision() == "0001"
+    assert {"site_audit_chain", "site_audit_append_only"} <= triggers
+    assert upgrade(site.engine) == ("0002", "0002")  # again: nothing to do
+    assert current_revision(site.engine) == head_revision() == "0002"
+
+
+def test_a_site_made_by_the_first_revision_upgrades_in_place(postgres: LocalPostgres) -> None:
+    from alembic import command
+
+    from inspector.site.db import _config
+
+    s, name = new_site(postgres)
+    try:
+        with s.engine.begin() as c:  # back to a site as revision 0001 made it
+            c.execute(text("DROP TABLE site_audit"))
+            c.execute(text("DROP FUNCTION site_audit_continues_the_chain"))
+            c.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        with pytest.raises(SiteError, match="site init"):
+            require_current(s.engine)
+        assert upgrade(s.engine) == ("0001", "0002")
+        with s.engine.connect() as c:
+            assert compare_metadata(MigrationContext.configure(c), metadata) == []
+        cfg = _config(s.engine)
+        with pytest.raises(RuntimeError, match="never dropped"):
+            command.downgrade(cfg, "0001")
+    finally:
+        drop_site(postgres, s, name)
 
 
 def test_a_site_without_the_schema_is_refused_with_the_command_to_run(postgres: LocalPostgres) -> None:
