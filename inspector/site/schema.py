@@ -1,7 +1,8 @@
 """The site database's tables (SQLAlchemy Core): every station's records, keyed by station.
 
-Each station table of :mod:`inspector.records.store` has its site twin with the station's id in
-front of the station's own key (``local_id``: the station's row id; the audit trail keeps its
+Each station table (:mod:`inspector.records.tables`, the one definition of the records' columns)
+has its site twin built from it (:func:`~inspector.records.tables.station_keyed`): the station's id
+in front of the station's own key (``local_id``: the station's row id; the audit trail keeps its
 ``seq``), so the same row forwarded twice is the same row. Values are stored exactly as the station
 stored them (JSON as its text, booleans as 0/1), so the site recomputes the stations' hashes from
 its own rows. Users come without their password hashes: the site reports, it does not log anyone
@@ -24,13 +25,15 @@ from sqlalchemy import (
     Float,
     ForeignKeyConstraint,
     Index,
-    Integer,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
 )
+
+from inspector.records import tables as R
+from inspector.records.tables import station_keyed
 
 metadata = MetaData()
 
@@ -58,41 +61,19 @@ stations = Table(
     CheckConstraint("cursor >= 0 AND local_head >= 0", name="cursor_positive"),
 )
 
-users = Table(
-    "users",
+users = station_keyed(
+    R.users,
     metadata,
-    Column("station_id", Text, nullable=False),
-    Column("local_id", BigInteger, nullable=False),
-    Column("username", Text, nullable=False),
-    Column("full_name", Text, nullable=False),
-    Column("role", Text, nullable=False),
-    Column("active", Integer, nullable=False),
-    Column("locked", Integer, nullable=False),
-    Column("failed_logins", Integer, nullable=False),
-    Column("demo", Integer, nullable=False),
-    Column("created_utc", Text, nullable=False),
     PrimaryKeyConstraint("station_id", "local_id"),
     UniqueConstraint("station_id", "username", name="users_station_username"),
     ForeignKeyConstraint(["station_id"], ["stations.station_id"], name="users_station"),
     CheckConstraint("role IN ('operator', 'engineer', 'qa', 'admin')", name="users_role_known"),
+    drop=("password_hash",),  # the site reports, it does not log anyone in
 )
 
-audit_trail = Table(
-    "audit_trail",
+audit_trail = station_keyed(
+    R.audit_trail,
     metadata,
-    Column("station_id", Text, nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("at_utc", Text, nullable=False),
-    Column("username", Text, nullable=False),
-    Column("role", Text, nullable=False),
-    Column("action", Text, nullable=False),
-    Column("object_type", Text, nullable=False),
-    Column("object_id", Text, nullable=False),
-    Column("old_value", Text),
-    Column("new_value", Text),
-    Column("reason", Text, nullable=False),
-    Column("prev_hash", Text, nullable=False),
-    Column("hash", Text, nullable=False),
     PrimaryKeyConstraint("station_id", "seq"),
     ForeignKeyConstraint(["station_id"], ["stations.station_id"], name="audit_station"),
     _json("old_value"),
@@ -100,22 +81,9 @@ audit_trail = Table(
     CheckConstraint("length(prev_hash) = 64 AND length(hash) = 64", name="audit_hashes"),
 )
 
-signatures = Table(
-    "signatures",
+signatures = station_keyed(
+    R.signatures,
     metadata,
-    Column("station_id", Text, nullable=False),
-    Column("local_id", BigInteger, nullable=False),
-    Column("object_type", Text, nullable=False),
-    Column("object_id", Text, nullable=False),
-    Column("object_sha256", Text, nullable=False),
-    Column("meaning", Text, nullable=False),
-    Column("user_id", BigInteger, nullable=False),
-    Column("username", Text, nullable=False),
-    Column("full_name", Text, nullable=False),
-    Column("role", Text, nullable=False),
-    Column("signed_utc", Text, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("audit_seq", BigInteger, nullable=False),
     PrimaryKeyConstraint("station_id", "local_id"),
     ForeignKeyConstraint(
         ["station_id", "audit_seq"], ["audit_trail.station_id", "audit_trail.seq"], name="signatures_audit"
@@ -125,19 +93,9 @@ signatures = Table(
     ),
 )
 
-lifecycle = Table(
-    "lifecycle",
+lifecycle = station_keyed(
+    R.lifecycle,
     metadata,
-    Column("station_id", Text, nullable=False),
-    Column("local_id", BigInteger, nullable=False),
-    Column("object_type", Text, nullable=False),
-    Column("object_id", Text, nullable=False),
-    Column("sha256", Text, nullable=False),
-    Column("state", Text, nullable=False),
-    Column("at_utc", Text, nullable=False),
-    Column("username", Text, nullable=False),
-    Column("signature_id", BigInteger),
-    Column("audit_seq", BigInteger, nullable=False),
     PrimaryKeyConstraint("station_id", "local_id"),
     ForeignKeyConstraint(
         ["station_id", "audit_seq"], ["audit_trail.station_id", "audit_trail.seq"], name="lifecycle_audit"
@@ -145,33 +103,9 @@ lifecycle = Table(
     CheckConstraint("state IN ('draft', 'reviewed', 'approved', 'retired', 'rejected')", name="lifecycle_state_known"),
 )
 
-batches = Table(
-    "batches",
+batches = station_keyed(
+    R.batches,
     metadata,
-    Column("station_id", Text, nullable=False),
-    Column("batch_id", Text, nullable=False),
-    Column("product", Text, nullable=False),
-    Column("recipe_id", Text, nullable=False),
-    Column("recipe_version", Text, nullable=False),
-    Column("recipe_sha256", Text, nullable=False),
-    Column("model_id", Text, nullable=False),
-    Column("model_version", Text, nullable=False),
-    Column("model_sha256", Text, nullable=False),
-    Column("camera_serial", Text, nullable=False),
-    Column("camera_settings", Text, nullable=False),
-    Column("started_utc", Text, nullable=False),
-    Column("ended_utc", Text),
-    Column("state", Text, nullable=False),
-    Column("summary", Text),
-    Column("operator", Text),
-    Column("plc", Text),
-    Column("thresholds", Text),
-    Column("thresholds_validated", Integer),
-    Column("release_status", Text, nullable=False),
-    Column("items_head", Text),
-    Column("audit_head_seq", BigInteger),
-    Column("audit_head_hash", Text),
-    Column("anchor", Text, nullable=False),  # the hash of the opening values the first item links to
     PrimaryKeyConstraint("station_id", "batch_id"),
     ForeignKeyConstraint(["station_id"], ["stations.station_id"], name="batches_station"),
     CheckConstraint("state IN ('running', 'ended', 'aborted')", name="batches_state_known"),
@@ -179,38 +113,12 @@ batches = Table(
     _json("camera_settings", nullable=False),
     _json("summary"),
     _json("thresholds"),
+    add=[Column("anchor", Text, nullable=False)],  # the hash of the opening values the first item links to
 )
 
-items = Table(
-    "items",
+items = station_keyed(
+    R.items,
     metadata,
-    Column("station_id", Text, nullable=False),
-    Column("local_id", BigInteger, nullable=False),
-    Column("batch_id", Text, nullable=False),
-    Column("item_id", BigInteger, nullable=False),
-    Column("frame_id", BigInteger),
-    Column("t_frame", Float),
-    Column("created_utc", Text, nullable=False),
-    Column("decision", Text, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("deadline_met", Integer, nullable=False),
-    Column("label", Text),
-    Column("pocket_index", Integer),
-    Column("confidence", Float),
-    Column("class_scores", Text, nullable=False),
-    Column("anomaly_score", Float),
-    Column("latency", Text, nullable=False),
-    Column("image_path", Text),
-    Column("image_sha256", Text),
-    Column("truth_label", Text),
-    Column("plc_ack", Text),
-    Column("plc_ack_utc", Text),
-    Column("alarm", Text),
-    Column("pose", Text),
-    Column("identity", Text),
-    Column("prev_hash", Text),
-    Column("row_hash", Text),
-    Column("ack_hash", Text),
     PrimaryKeyConstraint("station_id", "local_id"),
     UniqueConstraint("station_id", "batch_id", "item_id", name="items_station_batch_item"),
     ForeignKeyConstraint(["station_id", "batch_id"], ["batches.station_id", "batches.batch_id"], name="items_batch"),
@@ -227,21 +135,9 @@ items = Table(
     _json("identity"),
 )
 
-alarms = Table(
-    "alarms",
+alarms = station_keyed(
+    R.alarms,
     metadata,
-    Column("station_id", Text, nullable=False),
-    Column("local_id", BigInteger, nullable=False),
-    Column("batch_id", Text),
-    Column("created_utc", Text, nullable=False),
-    Column("source", Text, nullable=False),
-    Column("code", Text, nullable=False),
-    Column("message", Text, nullable=False),
-    Column("acknowledged_utc", Text),
-    Column("acknowledged_by", Text),
-    Column("uid", Text),
-    Column("severity", Text),
-    Column("detail", Text, nullable=False),
     PrimaryKeyConstraint("station_id", "local_id"),
     ForeignKeyConstraint(["station_id", "batch_id"], ["batches.station_id", "batches.batch_id"], name="alarms_batch"),
     CheckConstraint("(acknowledged_utc IS NULL) = (acknowledged_by IS NULL)", name="alarms_ack_complete"),
