@@ -76,7 +76,7 @@ def site_status(engine: Any) -> dict[str, Any]:
     with engine.connect() as c:
         rows = c.execute(select(S.stations).order_by(S.stations.c.station_id)).mappings().all()
         counts = {}
-        for t in ("batches", "items", "alarms", "audit_trail"):
+        for t in ("batches", "items", "alarms", "audit_trail", "qualification_runs"):
             col = S.metadata.tables[t].c.station_id
             counts[t] = dict(c.execute(select(col, func.count()).group_by(col)).all())
         open_alarms = [
@@ -115,7 +115,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for s in status["stations"]:
         last = "never" if s["last_push_s_ago"] is None else f"{s['last_push_s_ago']:.1f} s ago"
         say(
-            f"{s['station_id']}: {s['items']} items, {s['batches']} batches, {s['audit_trail']} audit entries;"
+            f"{s['station_id']}: {s['items']} items, {s['batches']} batches, {s['audit_trail']} audit entries,"
+            f" {s['qualification_runs']} qualification runs;"
             f" {s['rows_behind']} rows / {s['seconds_behind']:.1f} s behind, last push {last}"
             + (f"; HALTED: {s['halted']}" if s["halted"] else "")
         )

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
@@ -32,18 +33,36 @@ def head_revision() -> str:
     return str(head)
 
 
-def upgrade(path: Path, *, busy_timeout_s: float) -> tuple[str | None, str]:
-    """Bring the database at ``path`` to the newest revision; (revision before, revision now)."""
+def _engine(path: Path, busy_timeout_s: float) -> Engine:
+    """An engine whose transactions are SQLite's own, DDL included: a revision and its version stamp
+    commit together or not at all (the driver's default would run DDL outside the transaction)."""
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": busy_timeout_s})
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def upgrade(path: Path, *, busy_timeout_s: float, target: str = "head") -> tuple[str | None, str]:
+    """Bring the database at ``path`` to ``target`` (the newest revision), in one transaction;
+    (revision before, revision now)."""
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
     from alembic.util.exc import CommandError
 
-    from inspector.records.store import SchemaVersionError
+    from inspector.records.store import RecordError, SchemaVersionError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": busy_timeout_s})
+    engine = _engine(path, busy_timeout_s)
+    before: str | None = None
     try:
         with engine.begin() as conn:
             before = MigrationContext.configure(conn).get_current_revision()
@@ -55,7 +74,10 @@ def upgrade(path: Path, *, busy_timeout_s: float) -> tuple[str | None, str]:
                     f"{path}: schema revision {before!r} is newer than this software knows; refusing to open"
                 ) from None
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, target)
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise RecordError(f"{path}: the schema upgrade from {before} failed and changed nothing: {first}") from None
     finally:
         engine.dispose()
-    return before, head_revision()
+    return before, head_revision() if target == "head" else target

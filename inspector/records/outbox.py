@@ -27,6 +27,7 @@ KEYS = {
     "batches": "batch_id",
     "items": "id",
     "alarms": "id",
+    "qualification_runs": "run_id",  # forwarded since station revision s0008
 }
 
 

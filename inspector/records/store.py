@@ -143,7 +143,7 @@ _BATCH_JSON_COLUMNS = frozenset({"camera_settings", "summary", "thresholds"})
 
 #: The newest Alembic revision of the station's tables (``inspector/records/migrations``): a test
 #: holds it to the scripts' head. Opening a database at it costs one query and no Alembic import.
-ALEMBIC_HEAD = "s0007"
+ALEMBIC_HEAD = "s0008"
 
 # Index i migrates user_version i to i + 1. Frozen at 7: every change after it is an Alembic
 # revision (inspector/records/migrations). Never edit a step.

@@ -199,6 +199,9 @@ class Forwarder:
                     self._user(site, local, k)
             elif table in ("signatures", "lifecycle"):
                 self._append(site, local, table, keys)
+            elif table == "qualification_runs":
+                for k in keys:
+                    self._qualification(site, local, k)
             else:  # pragma: no cover - the outbox's CHECK lists the tables
                 raise ChainBreak(f"unknown outbox table {table!r}")
         except IntegrityError as exc:
@@ -277,6 +280,13 @@ class Forwarder:
                 .where(S.alarms.c.acknowledged_utc.is_(None))
                 .values(acknowledged_utc=r["acknowledged_utc"], acknowledged_by=r["acknowledged_by"])
             )
+
+    def _qualification(self, site: Connection, local: OutboxReader, key: str) -> None:
+        """A run as the station holds it now: new, or moved on (the site's trigger refuses a step back)."""
+        (r,) = self._rows(local, "qualification_runs", [key])
+        stmt = insert(S.qualification_runs).values(station_id=self.station_id, **r)
+        onward = {c: stmt.excluded[c] for c in ("state", "ended_utc", "passed", "report_sha256", "result")}
+        site.execute(stmt.on_conflict_do_update(index_elements=["station_id", "run_id"], set_=onward))
 
     def _user(self, site: Connection, local: OutboxReader, key: str) -> None:
         (r,) = self._rows(local, "users", [key])

@@ -70,6 +70,8 @@ def copy_station(engine: Engine, station_id: str, path: Path) -> Path:
                     load.end_batch(b["batch_id"], end)
                 for a in _rows(site, "alarms", station_id, "local_id", batch_id=None):
                     load.insert_alarm(a)
+                for q in _rows(site, "qualification_runs", station_id, "created_utc"):
+                    load.insert("qualification_runs", q)
             except LoadRefused as exc:
                 raise MirrorError(f"station {station_id}: the site's rows break the station schema: {exc}") from None
             return load.commit()

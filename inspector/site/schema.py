@@ -144,6 +144,18 @@ alarms = station_keyed(
     _json("detail", nullable=False),
 )
 
+qualification_runs = station_keyed(
+    R.qualification_runs,
+    metadata,
+    PrimaryKeyConstraint("station_id", "run_id"),
+    ForeignKeyConstraint(["station_id"], ["stations.station_id"], name="qualification_station"),
+    CheckConstraint(
+        "state IN ('created', 'running', 'completed', 'aborted', 'reviewed', 'approved')", name="qualification_state"
+    ),
+    CheckConstraint("formal IN (0, 1) AND (passed IS NULL OR passed IN (0, 1))", name="qualification_flags"),
+    _json("result"),
+)
+
 site_alarms = Table(
     "site_alarms",
     metadata,
@@ -183,4 +195,4 @@ site_audit = Table(
 )
 
 #: Station tables forwarded, in the order a fresh site receives an older station's rows.
-FORWARDED = ("users", "audit_trail", "signatures", "lifecycle", "batches", "items", "alarms")
+FORWARDED = ("users", "audit_trail", "signatures", "lifecycle", "batches", "items", "alarms", "qualification_runs")

@@ -70,7 +70,7 @@ def test_the_site_commands(tmp_path: Path, site: Site, capsys: pytest.CaptureFix
     db = tmp_path / "station.sqlite"
     batch = run_station(db, items=30)
     assert main(["site", "init", "--url", site.url, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["revision"] == "0002"
+    assert json.loads(capsys.readouterr().out)["revision"] == "0003"
     assert main(["site", "push", "--url", site.url, "--db", str(db), "--station-id", "line-2", "--json"]) == 0
     pushed = json.loads(capsys.readouterr().out)
     assert pushed["pushed"] > 60 and pushed["rows_behind"] == 0
@@ -197,3 +197,32 @@ def test_the_benchmark_prints_its_figures_as_json(tmp_path: Path, site: Site) ->
     on = next(p for p in figures["phases"] if p["forwarding"])
     assert on["lag_s"]["rows"] > 100 and on["forwarders_drained"] is True
     assert figures["p99_ratio_with_vs_without"] > 0 and figures["lag_p99_s"] is not None
+
+
+def test_qualification_runs_reach_the_site_and_follow_their_steps(tmp_path: Path, site: Site) -> None:
+    from inspector.records import qualification
+    from inspector.records.users import authenticate
+
+    db = tmp_path / "station.sqlite"
+    run_station(db, items=10, sign=True)
+    with RecordStore(db) as store:
+        qa = authenticate(store, "qa", "qa-demo-pass")
+        qualification.create(store, qa, run_id="QUAL-1", suite_id="tablet-oq", suite_sha256="c" * 64,
+                             recipe_id="tablet-round-white", recipe_sha256="a" * 64, model_id="tablet-cls",
+                             model_digest="b" * 64)  # fmt: skip
+        qualification.start(store, qa, "QUAL-1")
+    fwd = Forwarder(db, site.url, "line-8", engine=site.engine)
+    fwd.push_once()
+
+    def at_site() -> dict[str, Any]:
+        with site.engine.connect() as c:
+            (row,) = c.execute(select(S.qualification_runs).where(S.qualification_runs.c.station_id == "line-8"))
+            return dict(row._mapping)
+
+    assert at_site()["state"] == "running" and at_site()["result"] is None
+    with RecordStore(db) as store:
+        qualification.complete(store, qa, "QUAL-1", passed=True, report_sha256="d" * 64, result={"frr": 0.001})
+        station_row = dict(store.execute("SELECT * FROM qualification_runs").fetchone())
+    fwd.push_once()
+    assert at_site() == {"station_id": "line-8", **station_row}
+    assert fwd.status().rows_behind == 0 and verify_site(site.engine)[0].ok

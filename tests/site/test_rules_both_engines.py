@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from inspector.records import RecordStore, audit
+from inspector.records import RecordStore, audit, qualification
 from inspector.records.store import ItemRecord
 from inspector.records.users import authenticate, deactivate
 from inspector.site.forwarder import Forwarder
@@ -27,7 +27,9 @@ from tests.support.site import Site, run_station
 
 STATION = "rules-1"
 RUNNING = "B-RUNNING"
-_KEY = {"items": "id", "batches": "batch_id", "audit_trail": "seq", "signatures": "id", "alarms": "id", "users": "id"}
+_KEY = {"items": "id", "batches": "batch_id", "audit_trail": "seq", "signatures": "id", "alarms": "id", "users": "id",
+        "qualification_runs": "run_id"}  # fmt: skip
+RUN = "QUAL-RULES-1"
 
 
 class Refused(Exception):
@@ -161,6 +163,12 @@ def _station(db: Path) -> None:
         store.add_alarm("plc", "PLC_FAULT", "link lost", batch_id=RUNNING)
         store.ack_alarm(first, "operator")
         audit.append(store, admin, "settings.change", object_type="station", object_id="x", new={"a": 1}, reason="r")
+        qa_user = authenticate(store, "qa", "qa-demo-pass")
+        qualification.create(store, qa_user, run_id=RUN, suite_id="tablet-oq", suite_sha256="c" * 64,
+                             recipe_id="tablet-round-white", recipe_sha256="a" * 64, model_id="tablet-cls",
+                             model_digest="b" * 64)  # fmt: skip
+        qualification.start(store, qa_user, RUN)
+        qualification.complete(store, qa_user, RUN, passed=True, report_sha256="d" * 64, result={"frr": 0.0})
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +273,19 @@ CASES: dict[str, tuple[str, Callable[[Records], None]]] = {
     ),
     "a deactivated user reactivated": ("users", lambda r: r.update("users", _user(r, "engineer"), active=1)),
     "a user renamed": ("users", lambda r: r.update("users", _user(r, "qa"), username="qa2")),
+    "a qualification run deleted": ("qualification_runs", lambda r: r.delete("qualification_runs", RUN)),
+    "a qualification run moved back": (
+        "qualification_runs",
+        lambda r: r.update("qualification_runs", RUN, state="running"),
+    ),
+    "a qualification run's result changed": (
+        "qualification_runs",
+        lambda r: r.update("qualification_runs", RUN, result='{"frr": 0.5}'),
+    ),
+    "a qualification run's model changed": (
+        "qualification_runs",
+        lambda r: r.update("qualification_runs", RUN, model_digest="e" * 64),
+    ),
 }
 
 
@@ -287,3 +308,5 @@ def test_both_engines_take_what_a_station_does(records: Records) -> None:
     records.update("users", _user(records, "qa"), failed_logins=2)
     records.update("batches", RUNNING, state="ended", ended_utc="2026-12-07T09:00:00.000001+00:00", summary="{}")
     assert {b["batch_id"]: b["state"] for b in records.rows("batches")}[RUNNING] == "ended"
+    records.update("qualification_runs", RUN, state="reviewed")
+    assert [q["state"] for q in records.rows("qualification_runs")] == ["reviewed"]

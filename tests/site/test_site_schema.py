@@ -26,8 +26,9 @@ def test_the_migrations_make_the_schema_the_code_describes(site: Site) -> None:
         "items_no_truncate",
     } <= triggers
     assert {"site_audit_chain", "site_audit_append_only"} <= triggers
-    assert upgrade(site.engine) == ("0002", "0002")  # again: nothing to do
-    assert current_revision(site.engine) == head_revision() == "0002"
+    assert {"qualification_runs_forward", "qualification_runs_no_delete"} <= triggers
+    assert upgrade(site.engine) == ("0003", "0003")  # again: nothing to do
+    assert current_revision(site.engine) == head_revision() == "0003"
 
 
 def test_a_site_made_by_the_first_revision_upgrades_in_place(postgres: LocalPostgres) -> None:
@@ -40,10 +41,12 @@ def test_a_site_made_by_the_first_revision_upgrades_in_place(postgres: LocalPost
         with s.engine.begin() as c:  # back to a site as revision 0001 made it
             c.execute(text("DROP TABLE site_audit"))
             c.execute(text("DROP FUNCTION site_audit_continues_the_chain"))
+            c.execute(text("DROP TABLE qualification_runs"))
+            c.execute(text("DROP FUNCTION qualification_runs_forward_only"))
             c.execute(text("UPDATE alembic_version SET version_num = '0001'"))
         with pytest.raises(SiteError, match="site init"):
             require_current(s.engine)
-        assert upgrade(s.engine) == ("0001", "0002")
+        assert upgrade(s.engine) == ("0001", "0003")
         with s.engine.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), metadata) == []
         cfg = _config(s.engine)

@@ -97,3 +97,78 @@ def test_after_step_7_the_station_schema_is_alembics_and_a_newer_one_is_refused(
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("s9999",)], "left as it was"
     conn.close()
+
+
+def _at_s0007(path: Path, *runs: tuple[str, str]) -> None:
+    """A database as revision s0007 left it, holding qualification runs (run id, state)."""
+    from inspector.records.migrate import upgrade
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in range(SCHEMA_VERSION):
+        conn.executescript(f"BEGIN;\n{_MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
+    for run_id, state in runs:
+        conn.execute(
+            "INSERT INTO qualification_runs (run_id, suite_id, suite_sha256, recipe_id, recipe_sha256, model_id,"
+            " model_digest, formal, state, created_utc, created_by)"
+            " VALUES (?, 's', ?, 'r', ?, 'm', ?, 0, ?, 't', 'qa')",
+            (run_id, "a" * 64, "b" * 64, "c" * 64, state),
+        )
+    for code in ("CAMERA_FAULT", "PLC_FAULT"):  # records already queued for the site
+        conn.execute("INSERT INTO alarms (created_utc, source, code, message) VALUES ('t', 'x', ?, 'm')", (code,))
+    conn.execute("UPDATE alarms SET acknowledged_utc = 't2', acknowledged_by = 'op' WHERE code = 'PLC_FAULT'")
+    conn.close()
+    upgrade(path, busy_timeout_s=5.0, target="s0007")
+
+
+def _outbox(path: Path) -> list[tuple[int, str, str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return [tuple(r) for r in conn.execute("SELECT seq, tbl, row_key, op FROM outbox ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def test_revision_s0008_queues_qualification_runs_and_keeps_every_outbox_entry(tmp_path: Path) -> None:
+    from inspector.records import qualification
+    from inspector.records.audit import Actor
+
+    path = tmp_path / "s.sqlite"
+    _at_s0007(path, ("Q-1", "completed"), ("Q-2", "created"))
+    before = _outbox(path)
+    assert before and not [e for e in before if e[1] == "qualification_runs"]
+    with RecordStore(path) as store:
+        after = _outbox(path)
+        assert after[: len(before)] == before, "every entry kept, with its sequence number"
+        assert [e[1:] for e in after[len(before) :]] == [
+            ("qualification_runs", "Q-1", "insert"),
+            ("qualification_runs", "Q-2", "insert"),
+            ("qualification_runs", "Q-1", "update"),
+        ]
+        qa = Actor("qa", "qa")
+        qualification.create(store, qa, run_id="Q-3", suite_id="s", suite_sha256="a" * 64, recipe_id="r",
+                             recipe_sha256="b" * 64, model_id="m", model_digest="c" * 64)  # fmt: skip
+        qualification.start(store, qa, "Q-3")
+    queued = [e for e in _outbox(path) if e[2] == "Q-3"]
+    assert [e[3] for e in queued] == ["insert", "update"] and queued[0][0] > after[-1][0]
+    assert _differences(path) == []
+
+
+def test_a_failing_revision_changes_nothing(tmp_path: Path) -> None:
+    from inspector.records.store import RecordError
+
+    path = tmp_path / "s.sqlite"
+    _at_s0007(path, ("Q-1", "completed"))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TRIGGER outbox_alarms_update")  # s0008 drops it: its DROP fails half-way through
+    triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    schema = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()[0]
+    conn.close()
+    before = _outbox(path)
+    with pytest.raises(RecordError, match="changed nothing"):
+        RecordStore(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("s0007",)]
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")} == triggers
+    assert conn.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()[0] == schema
+    conn.close()
+    assert _outbox(path) == before
