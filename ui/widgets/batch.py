@@ -138,7 +138,10 @@ class BatchControl(QWidget):
         detail = f"The site has every record but the last {lag.rows_behind:,} rows ({lag.seconds_behind:.1f} s)."
         if lag.halted:
             self.site.set("HALTED", theme.REJECT)
-            self.site.setToolTip(f"The site halted forwarding: {lag.halted}\nRecords are kept here; call QA.")
+            self.site.setToolTip(
+                f"The site halted forwarding: {lag.halted}\nRecords are kept here; call QA, who resumes it"
+                " after looking (inspector site resume)."
+            )
         elif lag.error:
             self.site.set(
                 f"BEHIND {_age(lag.seconds_behind)}" if lag.rows_behind else "NOT REACHED", theme.NOT_INSPECTED
