@@ -247,40 +247,39 @@ def _site_user(args: argparse.Namespace, doing: str):  # type: ignore[no-untyped
         raise CliError(str(exc)) from None
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    from inspector.site.actions import resume
+def _site_action(args: argparse.Namespace, doing: str, act: Any) -> dict[str, Any]:
+    """Authenticate the person, then ``act(engine, who)`` on a current site database: its audit entry."""
     from inspector.site.db import require_current
 
-    who = _site_user(args, f"resuming the forwarding of {args.station_id}")
+    who = _site_user(args, doing)
     engine = _engine(args)
     try:
         require_current(engine)
-        entry = resume(engine, who, args.station_id, reason=args.reason)
+        entry: dict[str, Any] = act(engine, who)
     except _site_errors() as exc:
         raise CliError(str(exc).splitlines()[0]) from None
     finally:
         engine.dispose()
-    say(f"station {args.station_id}: forwarding resumed by {who.username} (site audit entry {entry['seq']});"
-        " its next push checks its rows again")  # fmt: skip
     emit_json(args, entry)
+    return entry
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from inspector.site.actions import resume
+
+    entry = _site_action(args, f"resuming the forwarding of {args.station_id}",
+                         lambda engine, who: resume(engine, who, args.station_id, reason=args.reason))  # fmt: skip
+    say(f"station {args.station_id}: forwarding resumed by {entry['username']} (site audit entry {entry['seq']});"
+        " its next push checks its rows again")  # fmt: skip
     return 0
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
     from inspector.site.actions import acknowledge
-    from inspector.site.db import require_current
 
-    who = _site_user(args, f"acknowledging site alarm {args.alarm}")
-    engine = _engine(args)
-    try:
-        require_current(engine)
-        entry = acknowledge(engine, who, args.alarm, reason=args.reason)
-    except _site_errors() as exc:
-        raise CliError(str(exc).splitlines()[0]) from None
-    finally:
-        engine.dispose()
-    say(f"site alarm {args.alarm} acknowledged by {who.username} (site audit entry {entry['seq']})")
-    emit_json(args, entry)
+    entry = _site_action(args, f"acknowledging site alarm {args.alarm}",
+                         lambda engine, who: acknowledge(engine, who, args.alarm, reason=args.reason))  # fmt: skip
+    say(f"site alarm {args.alarm} acknowledged by {entry['username']} (site audit entry {entry['seq']})")
     return 0
 
 
