@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class NewerRevision(Exception):
+    """The database was made by newer software; it is left as it is."""
+
+
+class UpgradeFailed(Exception):
+    """A revision failed; its transaction rolled back, the database is as it was."""
+
+
 def _scripts() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
@@ -57,8 +65,6 @@ def upgrade(path: Path, *, busy_timeout_s: float, target: str = "head") -> tuple
     from alembic.runtime.migration import MigrationContext
     from alembic.util.exc import CommandError
 
-    from inspector.records.store import RecordError, SchemaVersionError
-
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     engine = _engine(path, busy_timeout_s)
@@ -70,14 +76,14 @@ def upgrade(path: Path, *, busy_timeout_s: float, target: str = "head") -> tuple
                 if before is not None:
                     _scripts().get_revision(before)
             except CommandError:
-                raise SchemaVersionError(
+                raise NewerRevision(
                     f"{path}: schema revision {before!r} is newer than this software knows; refusing to open"
                 ) from None
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, target)
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise RecordError(f"{path}: the schema upgrade from {before} failed and changed nothing: {first}") from None
+        raise UpgradeFailed(f"{path}: the schema upgrade from {before} failed and changed nothing: {first}") from None
     finally:
         engine.dispose()
     return before, head_revision() if target == "head" else target

@@ -595,9 +595,14 @@ class RecordStore:
             row = None
         if row is not None and row[0] == ALEMBIC_HEAD:
             return
-        from inspector.records.migrate import upgrade
+        from inspector.records.migrate import NewerRevision, UpgradeFailed, upgrade
 
-        upgrade(self.path, busy_timeout_s=_BUSY_TIMEOUT_MS / 1000)
+        try:
+            upgrade(self.path, busy_timeout_s=_BUSY_TIMEOUT_MS / 1000)
+        except NewerRevision as exc:
+            raise SchemaVersionError(str(exc)) from None
+        except UpgradeFailed as exc:
+            raise RecordError(str(exc)) from None
 
     def _run_steps(self, conn: sqlite3.Connection, version: int) -> None:
         # A step may rebuild a table (SQLite cannot alter a constraint): foreign keys are off while the
