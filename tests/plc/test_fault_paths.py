@@ -84,7 +84,10 @@ def test_a_frozen_plc_heartbeat_is_one_loss_until_the_heartbeat_advances_again(
     down = [i for i, t in feeder.submitted.items() if lost.t_mono <= t <= recovered.t_mono]
     assert len(down) >= 8
     assert all(rec.acks[i].result is AckResult.MISSING and not rec.acks[i].accepted_by_line for i in down)
-    assert all(ms <= lost.detect_ms for ms in summary["decisions_while_frozen_ms"]), summary
+    # Counted, not timed: a write the station sent before it saw the loss may land a moment later
+    # (on a slow machine, after the reported detection time); none sent after it may land at all.
+    sent_before_seen = [i for i, t in feeder.submitted.items() if t_freeze < t < lost.t_mono]
+    assert len(summary["decisions_while_frozen_ms"]) <= len(sent_before_seen), summary
     after = [i for i, t in feeder.submitted.items() if t > recovered.t_mono + 0.05]
     assert after and all(rec.acks[i].result is AckResult.ACKED for i in after), [rec.acks[i] for i in after]
     outcomes = _outcomes(sim_json)
