@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from inspector.cli import evaluate as evaluate_command
 from inspector.cli.common import (
@@ -176,8 +177,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         report.close()
     say(f"checkpoint {path}; results.csv and results.png beside it")
-    emit_json(args, {"checkpoint": str(path), "results_csv": str(path.parent / "results.csv")})
+    verdict = _say_verdict(path)
+    emit_json(args, {"checkpoint": str(path), "results_csv": str(path.parent / "results.csv"), **verdict})
     return 0
+
+
+def _say_verdict(path: Path) -> dict[str, Any]:
+    """The checkpoint's per-class table on validation, the classes that miss and what to collect."""
+    import torch
+
+    from training.verdict import format_verdict, of_checkpoint
+
+    verdict = of_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
+    say(format_verdict(verdict))
+    return {"criteria_met_on_val": verdict.met, "missed_classes": verdict.missed_classes,
+            "suggestions": verdict.suggestions}  # fmt: skip
 
 
 def cmd_thresholds(args: argparse.Namespace) -> int:
@@ -192,7 +206,7 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
         command=args.command_line,
     )
     say(f"checkpoint {path}")
-    emit_json(args, {"checkpoint": str(path)})
+    emit_json(args, {"checkpoint": str(path), **_say_verdict(path)})
     return 0
 
 
@@ -410,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_threshold_range(t)
     _add_reconstruction_options(t, "default: the product's plan")
-    add_json_option(t, "the checkpoint's path")
+    add_json_option(t, "the checkpoint's path and its verdict on validation")
     t.set_defaults(func=cmd_train)
 
     th = add_command(
@@ -425,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reconstruction_options(
         th, "switches a trained checkpoint: weights unchanged, part scales refitted on ok train units"
     )
-    add_json_option(th, "the new checkpoint's path")
+    add_json_option(th, "the new checkpoint's path and its verdict on validation")
     th.set_defaults(func=cmd_thresholds)
 
     w = add_command(

@@ -222,15 +222,24 @@ def missed_criteria(ckpt: dict[str, Any]) -> str | None:
     its target with zero critical escapes (:func:`training.thresholds.select_thresholds`);
     ``criteria_met_on_val`` says whether any choice did.
     """
+    from training.verdict import of_checkpoint
+
     thresholds = ckpt["thresholds"]
-    if thresholds.get("criteria_met_on_val", True):
+    verdict = of_checkpoint(ckpt)
+    if thresholds.get("criteria_met_on_val", True) and verdict.met:
         return None
     val = ckpt["metrics"]["val"]
     target = thresholds.get("rule", {}).get("frr_target")
     frr = val.get("false_reject_rate")
+    classes = "; ".join(
+        f"{r.label} {100 * (r.recall or 0):.1f} % (needs >= {100 * (r.limit or 0):.1f} %)"
+        for r in verdict.rows
+        if r.met is False
+    )
     return (
         f"acceptance criteria not met on validation: false reject rate {frr if frr is None else round(frr, 4)}"
         f" (target <= {target}), critical escapes {val.get('critical_escapes')} (target 0)"
+        + (f"; classes missed: {classes}" if classes else "")
     )
 
 

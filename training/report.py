@@ -15,6 +15,7 @@ from typing import Any
 from inspector.evaluation import format_markdown
 from inspector.inference.package import read_record
 from inspector.manifest import read_manifest
+from training.verdict import judge, verdict_markdown
 
 
 def _shas(folder: str | os.PathLike[str]) -> set[str]:
@@ -82,6 +83,9 @@ def write_report(package: str | os.PathLike[str], results: Sequence[str | os.Pat
         f" {json.dumps({k: v for k, v in record.acceptance_criteria.items() if k != 'fixed_utc'})}",
         "",
     ]
+    val = record.metrics.get("val")
+    if val:
+        parts += verdict_markdown(judge(record.product, val, record.acceptance_criteria), where="validation")
     for i, path in enumerate(results):
         result = json.loads(Path(path).read_text(encoding="utf-8"))
         if result.get("model", {}).get("sha256") != record.sha256:
@@ -92,6 +96,7 @@ def write_report(package: str | os.PathLike[str], results: Sequence[str | os.Pat
         title = "Primary test set" if i == 0 else f"Additional test set {i}"
         body = format_markdown(result, title=f"{title}: `{Path(path).name}`").replace("\n# ", "\n## ")
         parts.append("#" + body)
+        parts += verdict_markdown(judge(record.product, result, record.acceptance_criteria), where="this test set")
         parts.append(
             f"- independence: {proof['test_images']} test images, {proof['overlap']} shared with the "
             f"{len(proof['checked'])} training data sets checked"

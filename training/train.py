@@ -45,6 +45,7 @@ from training.nets import InspectorNet, NetConfig, float_to_uint8, uint8_to_floa
 from training.prefetch import BatchRecipe, batches
 from training.results import RESULTS_PNG, ResultsLog, write_curves
 from training.thresholds import ANOMALY_FRR, check_anomaly_frr, select_thresholds
+from training.verdict import format_verdict, judge
 
 #: ``progress(phase, step, steps, loss)``: after every optimiser step of a phase.
 Progress = Callable[[str, int, int, float], None]
@@ -616,6 +617,7 @@ def train(
     conf, anom = thresholds["confidence"], thresholds["anomaly"]
     log(f"thresholds: confidence {conf}, anomaly {anom:.4f}, criteria met on val: {thresholds['criteria_met_on_val']}")
     val_metrics = summarize(prod, classes, val_out, confidence_threshold=conf, anomaly_threshold=anom)
+    log(format_verdict(judge(prod, val_metrics, criteria)))
     train_seconds = time.perf_counter() - t_start
     cpu_seconds = time.process_time() - cpu_start
 

@@ -328,7 +328,13 @@ def test_anomaly_false_reject_share_sets_the_threshold_and_is_kept(
     assert again["state_dict"]["ad_norm"].tolist() == ckpt["state_dict"]["ad_norm"].tolist()
     # Re-chosen again without the option: the checkpoint's own share is kept.
     kept = tmp_path / "k.pt"
-    assert train_main(["thresholds", "--checkpoint", str(out), "--out", str(kept)]) == 0
+    capsys.readouterr()
+    assert train_main(["thresholds", "--checkpoint", str(out), "--out", str(kept), "--json"]) == 0
+    said = capsys.readouterr()  # not only a path: the per-class table, and what failed
+    verdict = json.loads(said.out)
+    assert "per class on validation:" in said.err and "right reason" in said.err
+    assert ("NOT met on validation" in said.err) == (not verdict["criteria_met_on_val"])
+    assert ("suggestion: collect more" in said.err) == bool(verdict["missed_classes"])
     assert load_checkpoint(kept)[0]["thresholds"]["rule"]["anomaly_frr"] == 0.05
     assert load_checkpoint(kept)[0]["thresholds"]["anomaly"] == again["thresholds"]["anomaly"]
     for bad in ("0", "0.2"):
@@ -458,8 +464,13 @@ def package(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _with_criteria(checkpoint: Path, met: bool, path: Path) -> Path:
+    """The smoke checkpoint as one that met (or missed) every criterion on validation."""
     ckpt = torch.load(checkpoint, weights_only=False)
     ckpt["thresholds"] = {**ckpt["thresholds"], "criteria_met_on_val": met}
+    if met:  # every class as validation would show it for a model that learned them all
+        val = ckpt["metrics"]["val"]
+        val.update(per_class_recall=dict.fromkeys(val["per_class_recall"], 1.0), false_reject_rate=0.0,
+                   critical_escapes=0)  # fmt: skip
     torch.save(ckpt, path)
     return path
 
@@ -638,7 +649,11 @@ def test_export_package_and_evaluate(checkpoint: Path, tiny_sets: dict[str, Path
     results.write_text(json.dumps(result), encoding="utf-8")  # the report is plain JSON
     assert train_main(["report", "--package", str(folder), "--results", str(results)]) == 0
     # The package's report says where it was trained: a retrain bit for bit needs that kind of CPU.
-    assert f"{rec.training['cpu']}, {rec.training['cpu_capability']}" in (folder / "evaluation.md").read_text()
+    report = (folder / "evaluation.md").read_text()
+    assert f"{rec.training['cpu']}, {rec.training['cpu_capability']}" in report
+    # Per class, on validation and on the test set, with what to collect where a class misses.
+    assert report.count("| class | kind | n | recall | right reason | needs | verdict | taken for |") == 2
+    assert ("What to collect:" in report) == ("**missed**" in report)
 
 
 def test_three_stage_autoencoder_with_floored_contrast_exports_with_parity() -> None:
