@@ -9,11 +9,19 @@ from typing import Any
 import pytest
 
 from inspector.taxonomy import Product
-from training.train import ACCEPTANCE_CRITERIA
 from training.verdict import format_verdict, judge
 
 _ROWS = ["ok", "broken", "chip", "crack", "foreign_spot", "wrong_tablet"]
 _COLUMNS = ["ok", "broken", "chip", "crack", "foreign_spot", "wrong_tablet", "anomaly"]
+# The tablet record's criteria (training.train.ACCEPTANCE_CRITERIA), written out: this test needs no torch.
+CRITERIA = {
+    "critical_escapes_max": 0,
+    "critical_recall_min": 0.999,
+    "rejectable_recall_min": 0.99,
+    "false_reject_rate_max": 0.005,
+    "anomaly_auroc_withheld_min": 0.98,
+    "infer_ms_p50_max": 2.0,
+}
 
 
 def _metrics(counts: list[list[int]]) -> dict[str, Any]:
@@ -42,7 +50,7 @@ def test_a_checkpoint_that_missed_thin_classes_is_named_class_by_class() -> None
         [40, 0, 0, 0, 60, 0, 0],  # foreign_spot (critical): 40 % accepted
         [0, 0, 0, 0, 0, 998, 2],  # wrong_tablet: all rejected, 2 by the anomaly check
     ])  # fmt: skip
-    v = judge(Product.TABLET, metrics, ACCEPTANCE_CRITERIA[Product.TABLET])
+    v = judge(Product.TABLET, metrics, CRITERIA)
     assert not v.met and v.missed_classes == ["chip", "crack", "foreign_spot"]
     rows = {r.label: r for r in v.rows}
     assert (
@@ -63,11 +71,11 @@ def test_a_checkpoint_that_meets_every_criterion_says_so() -> None:
     learned = [[0] * len(_COLUMNS) for _ in _ROWS[1:]]
     for row, lab in zip(learned, _ROWS[1:], strict=True):
         row[_COLUMNS.index(lab)] = 500
-    v = judge(Product.TABLET, _metrics([[998, 0, 0, 0, 0, 0, 2], *learned]), ACCEPTANCE_CRITERIA[Product.TABLET])
+    v = judge(Product.TABLET, _metrics([[998, 0, 0, 0, 0, 0, 2], *learned]), CRITERIA)
     assert v.met and v.missed_classes == [] and v.suggestions == []
     assert format_verdict(v).endswith("acceptance criteria met on validation")
     worse = _metrics([[990, 0, 0, 0, 0, 0, 10], *learned])  # 1 % of good items rejected
-    v = judge(Product.TABLET, worse, ACCEPTANCE_CRITERIA[Product.TABLET])
+    v = judge(Product.TABLET, worse, CRITERIA)
     assert v.missed_classes == ["ok"] and v.rows[0].confused_with == [("anomaly", 10)]
     assert v.suggestions == ["collect more good items of the conditions rejected as 'anomaly' (10):"
                              " validation has 1000 good items"]  # fmt: skip
