@@ -81,7 +81,8 @@ def test_camera_fault_shows_alarm_and_fault_state_and_ack_is_stored(qtbot: Any, 
     qtbot.waitUntil(lambda: not w.controller.alarms.unacknowledged(), timeout=10_000)
     assert not w.banner.isVisible()
     entry = next(e for e in w.controller.alarms.entries if e.alarm.code == "CAMERA_FAULT")
-    assert entry.acknowledged_by == OPERATOR and entry.acknowledged_utc and entry.db_id is not None
+    assert entry.acknowledged_by == OPERATOR and entry.acknowledged_utc
+    qtbot.waitUntil(lambda: entry.db_id is not None, timeout=10_000)  # stored by the record writer, in its time
     assert session.recorder is not None
     with RecordStore(session.recorder.database) as store:
         row = next(a for a in store.alarms() if a.id == entry.db_id)
