@@ -337,8 +337,7 @@ def register(sub: Subparsers) -> None:
     _url(pu)
     pu.add_argument("--station-id", required=True, help="the station's id (its station file's station_id)")
     pu.add_argument("--max-rows", type=bounded(int, low=1, high=100_000), default=5000, help="rows per transaction")
-    pu.add_argument("--db", default=None, help="station record database (default: the station file's)")
-    pu.add_argument("--station", default=None, help="station file whose database is meant (default: the demo)")
+    add_database_argument(pu)
     add_json_option(pu, "what was pushed")
     pu.set_defaults(func=cmd_push)
     re_ = add_command(ssub, "resume", help="resume a station's forwarding after its chain break was looked into",
