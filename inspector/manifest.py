@@ -17,6 +17,8 @@ rejects all use it. Keys:
 ``item_key``     optional: identity of the physical item when a set presents items repeatedly
                  (qualification): every presentation of one item has the same key
 ``presentation`` optional: which presentation of the item this image is (0, 1, ...)
+``look``         optional: the renderer's look the image was drawn in (``inspector.synth.looks``);
+                 absent for the renderer's own
 
 Unknown keys are refused so that a typo cannot silently drop information.
 """
@@ -80,6 +82,7 @@ class ManifestEntry(BaseModel):
     line: dict[str, float] | None = None  # the line's presentation drawn on top (inspector.synth.line)
     # A random foreign tablet drawn in place of the product's (inspector.synth.foreign): evaluation only.
     foreign: dict[str, Any] | None = None
+    look: str | None = Field(default=None, min_length=1, max_length=64)
 
     @field_validator("file")
     @classmethod

@@ -41,7 +41,7 @@ from inspector.cli.common import (
     emit_json,
     say,
 )
-from inspector.cli.samples import add_line_presentation
+from inspector.cli.samples import add_line_presentation, add_look_option
 from inspector.inference.package import ModelIntegrityError
 from inspector.synth import MAX_NUISANCE
 from inspector.taxonomy import Product
@@ -62,12 +62,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     line = line_presentation(args)
-    # A set with a line's presentation says so in its name (and each image in its manifest entry).
+    # A set with a line's presentation says so in its name (and each image in its manifest entry),
+    # as does a set of another line's look.
     suffix = "" if line is None else f"_s{line.shift_px:g}t{line.turn_deg:g}"
+    look = "" if args.look in (None, "nominal") else f"_{args.look}"
     made = []
     for i, nuisance in enumerate(args.nuisance):
         seed = args.seed + i
-        folder = out / f"{args.product}_seed{seed}_n{nuisance:.1f}{suffix}"
+        folder = out / f"{args.product}{look}_seed{seed}_n{nuisance:.1f}{suffix}"
         start = time.perf_counter()
         entries = generate(
             args.product,
@@ -79,6 +81,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             masks=False,
             workers=args.workers,
             line=line,
+            look=args.look,
         )
         made.append(
             {
@@ -366,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--defect-rate", type=bounded(float, low=0, high=1), default=0.5, help="share of defective items")
     pr.add_argument("--workers", type=bounded(int, low=1, high=256), default=None, help="processes; default: all cores")
     add_line_presentation(pr, "train on how a line presents items; the station's registration takes it out again")
+    add_look_option(pr)
     add_json_option(pr, "the sets made (a list)")
     pr.set_defaults(func=cmd_prepare, needs_torch=False)
 

@@ -174,6 +174,8 @@ def load_sets(
                 "labels": dict(sorted(counts.items())),
                 "sources": sorted({e.source for e in entries}),
                 "nuisance": nuisances,
+                # The renderer's looks (inspector.synth.looks) of a rendered set; camera sets have none.
+                "looks": sorted({e.look or "nominal" for e in entries if e.source == "synth"}),
             }
         )
     per_item = len(rois) if rois else 1

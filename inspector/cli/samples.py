@@ -52,6 +52,30 @@ def add_line_presentation(parser: argparse.ArgumentParser, note: str = "") -> No
         )
 
 
+def add_look_option(parser: argparse.ArgumentParser) -> None:
+    """``--look NAME``: another line's product, background and light (``inspector samples looks``)."""
+    parser.add_argument(
+        "--look",
+        default=None,
+        metavar="NAME",
+        help="render another line's look of the product (list: inspector samples looks); default: the renderer's own",
+    )
+
+
+def cmd_samples_looks(args: argparse.Namespace) -> int:
+    from inspector.synth import looks
+
+    rows = []
+    products = [Product(args.product)] if args.product else list(Product)
+    for prod in products:
+        for name in looks.names(prod):
+            look = looks.LOOKS[prod][name]
+            rows.append({"product": prod.value, "look": name, "role": look.role, "summary": look.summary})
+    say(*(f"{r['product']:8s} {r['look']:18s} {r['role']:9s} {r['summary']}" for r in rows))
+    emit_json(args, rows)
+    return 0
+
+
 def line_presentation(args: argparse.Namespace) -> LinePresentation | None:
     """The presentation the flags of :func:`add_line_presentation` ask for; None when they ask for none."""
     from inspector.synth.line import LinePresentation
@@ -85,6 +109,7 @@ def cmd_samples_generate(args: argparse.Namespace) -> int:
             presentations=args.presentations,
             line=line_presentation(args),
             foreign_tablets=args.foreign,
+            look=args.look,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -94,6 +119,7 @@ def cmd_samples_generate(args: argparse.Namespace) -> int:
         counts[e.label] = counts.get(e.label, 0) + 1
     summary = {
         "product": args.product,
+        "look": args.look or "nominal",
         "images": len(entries),
         "seconds": round(elapsed, 3),
         "images_per_s": round(len(entries) / elapsed, 1),
@@ -180,9 +206,20 @@ def register(sub: Subparsers) -> None:
         help="tablet, blister: every item a random foreign tablet (any colour, size, shape; margins in the"
         " manifest); for evaluating the identity check, never for training",
     )
+    add_look_option(g)
     g.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_json_option(g, "the summary (images, seconds, labels)")
     g.set_defaults(func=cmd_samples_generate)
+
+    lk = add_command(
+        ssub,
+        "looks",
+        help="list the renderer's looks: other lines' product, background and light (tuning or held out)",
+        example="inspector samples looks --product tablet",
+    )
+    lk.add_argument("--product", choices=[p.value for p in Product], default=None, help="one product (default: all)")
+    add_json_option(lk, "the looks (a list)")
+    lk.set_defaults(func=cmd_samples_looks)
 
     s = add_command(
         ssub,

@@ -32,12 +32,15 @@ def render(
     nuisance: float = 1.0,
     presentation: int | None = None,
     foreign: ForeignTablet | None = None,
+    look: str | None = None,
 ) -> Rendered:
     """Render one item of ``product`` with ground-truth ``label`` (``ok`` or a defect code).
 
     ``presentation`` (0, 1, ...): the same item presented again, with its own pose jitter,
     lighting, blur and noise (see :func:`inspector.synth.base.presenting`); ``None`` as always.
     ``foreign``: a random foreign tablet (tablet and blister, their foreign label; evaluation only).
+    ``look``: another line's presentation of the product (:mod:`inspector.synth.looks`); ``None`` or
+    ``nominal``: the renderer's own.
     """
     try:
         prod = Product(product)
@@ -50,7 +53,12 @@ def render(
         raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
     if not 0.0 <= float(nuisance) <= MAX_NUISANCE:
         raise ValueError(f"nuisance must be in 0..{MAX_NUISANCE}, got {nuisance}")
-    extra = {} if foreign is None else {"foreign": foreign}
+    from inspector.synth import looks  # the product renderers load only when one is used
+
+    chosen = looks.get(prod, look)
+    extra: dict[str, object] = {} if foreign is None else {"foreign": foreign}
+    if chosen is not None:
+        extra["look"] = chosen.scene
     if presentation is None:
         return _renderer(prod)(label, int(seed), float(nuisance), **extra)
     with presenting(int(seed), presentation):

@@ -75,6 +75,27 @@ _SUBPX_SHIFT = 4
 _SUBPX = float(1 << _SUBPX_SHIFT)
 _SPRITE_PAD = math.ceil(_TABLET_SHIFT_MAX) + 1  # integer shifts of a cached tablet sprite
 
+
+@dataclass(frozen=True)
+class BlisterLook:
+    """How one line presents its blister cards: the tablet, the lidding foil and print, the nest.
+
+    The default is the renderer's own look (``nominal``), byte for byte as before looks existed.
+    """
+
+    name: str = "nominal"
+    tablet_bgr: tuple[float, float, float] = (104.0, 175.0, 244.0)
+    core_bgr: tuple[float, float, float] = (206.0, 220.0, 229.0)
+    foil_bgr: tuple[float, float, float] = (176.0, 177.0, 175.0)
+    nest_bgr: tuple[float, float, float] = (34.0, 33.0, 31.0)
+    ink_bgr: tuple[float, float, float] = (0.80, 0.86, 0.90)
+    # The foreign round tablet of the same size: white, unless the product is itself white.
+    foreign_round_bgr: tuple[float, float, float] = (228.0, 232.0, 232.0)
+    foreign_oblong_bgr: tuple[float, float, float] = (226.0, 230.0, 231.0)
+
+
+NOMINAL_LOOK = BlisterLook()
+
 FOREIGN_KINDS = ("white_round", "blue_round", "small_orange", "white_oblong", "capsule")
 DAMAGE_KINDS = ("tear", "puncture", "wrinkle")
 
@@ -131,7 +152,14 @@ class _Content:
 # --------------------------------------------------------------------------- public API
 
 
-def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTablet | None = None) -> Rendered:
+def render(
+    label: str,
+    seed: int,
+    nuisance: float = 1.0,
+    *,
+    foreign: ForeignTablet | None = None,
+    look: BlisterLook = NOMINAL_LOOK,
+) -> Rendered:
     """Render a card whose worst pocket is ``label`` (one pocket, sometimes two; others ok).
 
     ``foreign`` (label ``foreign_tablet`` only): this tablet in the foreign pockets instead of one of
@@ -146,7 +174,7 @@ def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTabl
     if label != OK:
         for idx in order[:count]:
             pockets[int(idx)] = label
-    return _render_card(tuple(pockets), rng, int(seed), float(nuisance), DEFAULT_BLISTER_GRID, foreign)
+    return _render_card(tuple(pockets), rng, int(seed), float(nuisance), DEFAULT_BLISTER_GRID, foreign, look)
 
 
 def render_card(
@@ -192,6 +220,7 @@ def _render_card(
     nuisance: float,
     grid: PocketGrid,
     foreign: ForeignTablet | None = None,
+    look: BlisterLook = NOMINAL_LOOK,
 ) -> Rendered:
     if not 0.0 <= nuisance <= MAX_NUISANCE:
         raise ValueError(f"nuisance must be in 0..{MAX_NUISANCE}, got {nuisance}")
@@ -199,7 +228,7 @@ def _render_card(
     height, width = grid.image_size[1], grid.image_size[0]
 
     registration = int(rng.integers(len(_PRINT_REGISTRATIONS)))
-    canvas = _background(grid, registration if nuisance > 0 else 0).copy()
+    canvas = _background(grid, registration if nuisance > 0 else 0, look).copy()
     # Window reflection on the domes: brightness and position drift with the lamp/card.
     refl_gain = float(np.clip(1.0 + rng.normal(0.0, 0.25) * nuisance, 0.4, 1.7))
     refl_dx, refl_dy = np.clip(np.round(rng.normal(0.0, 1.3, 2) * nuisance), -4, 4).astype(int)
@@ -216,7 +245,7 @@ def _render_card(
     for i, ((cx, cy), label, pseed) in enumerate(zip(grid.centers(), pockets, pocket_seeds, strict=True)):
         prng = np.random.Generator(np.random.PCG64(int(pseed)))
         full_mask = np.zeros((height, width), np.uint8) if label != OK else None
-        content = _pocket_content(label, prng, nuisance, scene, foreign)
+        content = _pocket_content(label, prng, nuisance, scene, foreign, look)
         if label == "foil_damage":
             assert full_mask is not None
             tablet_alpha = content.layers[-1].alpha if content.layers else None
@@ -323,7 +352,12 @@ def _composite_pocket(
 
 
 def _pocket_content(
-    label: str, prng: np.random.Generator, nuisance: float, scene: _Scene, foreign: ForeignTablet | None = None
+    label: str,
+    prng: np.random.Generator,
+    nuisance: float,
+    scene: _Scene,
+    foreign: ForeignTablet | None = None,
+    look: BlisterLook = NOMINAL_LOOK,
 ) -> _Content:
     """What lies in one pocket. The nominal spread is drawn first, for every label alike."""
     n = nuisance
@@ -345,7 +379,8 @@ def _pocket_content(
     tx, ty = h - 0.5 + float(qx), h - 0.5 + float(qy)
     radius_q = round(scene.tablet_radius * size * 4.0)
     radius = radius_q / 4.0
-    colour = (_TABLET_BGR * gain * np.array(tint)).astype(np.float32)
+    product_bgr = _TABLET_BGR if look is NOMINAL_LOOK else np.array(look.tablet_bgr, np.float32)
+    colour = (product_bgr * gain * np.array(tint)).astype(np.float32)
     sprite = _tablet_sprite(h, radius_q, phase_x, phase_y)
     rows = slice(_SPRITE_PAD - iy, _SPRITE_PAD - iy + 2 * h)
     cols = slice(_SPRITE_PAD - ix, _SPRITE_PAD - ix + 2 * h)
@@ -364,11 +399,12 @@ def _pocket_content(
         sdf = _sdf_ellipse(scene, tx, ty, radius, radius, 0.0)
         return _Content([], sdf < 0.0, None, "empty")
     if label == "broken_tablet":
-        return _broken_tablet(prng, scene, nominal(), (tx, ty), radius, colour)
+        core = _CORE_BGR if look is NOMINAL_LOOK else np.array(look.core_bgr, np.float32)
+        return _broken_tablet(prng, scene, nominal(), (tx, ty), radius, colour, core)
     if label == "foreign_tablet" and foreign is not None:
         return _random_foreign(prng, scene, (tx, ty), radius, foreign)
     if label == "foreign_tablet":
-        return _foreign_tablet(prng, scene, (tx, ty), radius)
+        return _foreign_tablet(prng, scene, (tx, ty), radius, look)
     if label == "double_tablet":
         return _double_tablet(prng, scene, radius, colour, score_angle)
     if label == "foil_damage":
@@ -383,6 +419,7 @@ def _broken_tablet(
     centre: tuple[float, float],
     radius: float,
     colour: np.ndarray,
+    core_bgr: np.ndarray = _CORE_BGR,
 ) -> _Content:
     """A tablet with 25-50 % broken off along a jagged line, sometimes with a loose fragment."""
     sdf = _sdf_ellipse(scene, *centre, radius, radius, 0.0)
@@ -407,7 +444,7 @@ def _broken_tablet(
     dist = cv2.distanceTransform(keep, cv2.DIST_L2, 3)
     band = np.clip(4.0 - dist, 0.0, 1.0) * (alpha > 0.0)
     grain = 1.0 + prng.normal(0.0, 0.05, band.shape).astype(np.float32)
-    core = _CORE_BGR * (0.78 + 0.14 * np.clip(dist / 3.0, 0.0, 1.0))[:, :, None] * grain[:, :, None]
+    core = core_bgr * (0.78 + 0.14 * np.clip(dist / 3.0, 0.0, 1.0))[:, :, None] * grain[:, :, None]
     rgb = layer.rgb + (core - layer.rgb) * band[:, :, None]
     layers = [_Layer(rgb.astype(np.float32), alpha.astype(np.float32))]
     defect = (inside & (removed > 0.5)) | ((band > 0.3) & (alpha > 0.5))
@@ -428,14 +465,20 @@ def _broken_tablet(
             frag_keep = (frag_alpha > 0.5).astype(np.uint8)
             frag_dist = cv2.distanceTransform(frag_keep, cv2.DIST_L2, 3)
             edge = np.clip(2.2 - frag_dist, 0.0, 1.0)[:, :, None]
-            frag_rgb = colour * 0.93 * (1.0 - edge) + _CORE_BGR * 0.85 * edge
+            frag_rgb = colour * 0.93 * (1.0 - edge) + core_bgr * 0.85 * edge
             layers.append(_Layer(frag_rgb.astype(np.float32), frag_alpha))
             defect |= frag_alpha > 0.5
             description = "broken+fragment"
     return _Content(layers, defect, centre, description)
 
 
-def _foreign_tablet(prng: np.random.Generator, scene: _Scene, centre: tuple[float, float], radius: float) -> _Content:
+def _foreign_tablet(
+    prng: np.random.Generator,
+    scene: _Scene,
+    centre: tuple[float, float],
+    radius: float,
+    look: BlisterLook = NOMINAL_LOOK,
+) -> _Content:
     """A tablet of another product: other colour, shape or size."""
     kind = FOREIGN_KINDS[int(prng.integers(len(FOREIGN_KINDS)))]
     nominal_sdf = _sdf_ellipse(scene, *centre, radius, radius, 0.0)
@@ -444,7 +487,7 @@ def _foreign_tablet(prng: np.random.Generator, scene: _Scene, centre: tuple[floa
     if kind == "white_round":
         r = base_r * prng.uniform(0.9, 1.07)
         sdf = _sdf_ellipse(scene, *centre, r, r, angle)
-        layer = _shade_tablet(sdf, np.array([228.0, 232.0, 232.0], np.float32), r, score=(*centre, angle))
+        layer = _shade_tablet(sdf, np.array(look.foreign_round_bgr, np.float32), r, score=(*centre, angle))
     elif kind == "blue_round":
         r = base_r * prng.uniform(0.82, 1.03)
         sdf = _sdf_ellipse(scene, *centre, r, r, angle)
@@ -453,12 +496,13 @@ def _foreign_tablet(prng: np.random.Generator, scene: _Scene, centre: tuple[floa
         # Same coating, but a lower strength: visibly smaller (<= 71 % of the diameter).
         r = base_r * prng.uniform(0.6, 0.71)
         sdf = _sdf_ellipse(scene, *centre, r, r, angle)
-        layer = _shade_tablet(sdf, _TABLET_BGR.copy(), r, score=(*centre, angle))
+        own = _TABLET_BGR.copy() if look is NOMINAL_LOOK else np.array(look.tablet_bgr, np.float32)
+        layer = _shade_tablet(sdf, own, r, score=(*centre, angle))
     elif kind == "white_oblong":
         length = scene.radius * prng.uniform(1.6, 1.8)
         wid = base_r * prng.uniform(0.95, 1.1)
         sdf = _sdf_stadium(scene, *centre, length / 2, wid / 2, angle)
-        white = np.array([226.0, 230.0, 231.0], np.float32)
+        white = np.array(look.foreign_oblong_bgr, np.float32)
         layer = _shade_tablet(sdf, white, wid / 2, score=(*centre, angle + math.pi / 2))
     else:  # capsule: hard gelatine, two colours
         length = scene.radius * prng.uniform(1.5, 1.7)
@@ -897,7 +941,7 @@ def _scene(grid: PocketGrid) -> _Scene:
 
 
 @functools.lru_cache(maxsize=16)
-def _background(grid: PocketGrid, registration: int) -> np.ndarray:
+def _background(grid: PocketGrid, registration: int, look: BlisterLook = NOMINAL_LOOK) -> np.ndarray:
     """The empty card on its nest (BGR8), read-only: copy before drawing."""
     width, height = grid.image_size
     radius = grid.pocket_diameter / 2.0
@@ -907,7 +951,8 @@ def _background(grid: PocketGrid, registration: int) -> np.ndarray:
     # Nest: dark anodised plate with a soft light fall-off and fine grain.
     grain = cv2.GaussianBlur(tex.normal(0.0, 1.0, (height, width)).astype(np.float32), (0, 0), 1.2) * 4.0
     falloff = 1.0 - 0.18 * (((xx - width / 2) / width) ** 2 + ((yy - height / 2) / height) ** 2) * 2
-    nest = (_NEST_BGR[None, None, :] * falloff[:, :, None]) + grain[:, :, None]
+    nest_bgr = _NEST_BGR if look is NOMINAL_LOOK else np.array(look.nest_bgr, np.float32)
+    nest = (nest_bgr[None, None, :] * falloff[:, :, None]) + grain[:, :, None]
 
     # Card outline: the pockets plus a margin, with rounded corners.
     centers = np.array(grid.centers(), np.float64)
@@ -936,7 +981,8 @@ def _background(grid: PocketGrid, registration: int) -> np.ndarray:
     floor = np.clip(radius - 1.0 - r_min, 0.0, 1.0)  # unsealed foil under the dome: smooth, brighter
     seal_edge = np.exp(-(((r_min - (radius + 1.5)) / 1.5) ** 2))
     foil_level = streaks + sheen + knurl * (1.0 - floor) + 7.0 * floor - 8.0 * seal_edge
-    foil = _FOIL_BGR[None, None, :] + foil_level[:, :, None]
+    foil_bgr = _FOIL_BGR if look is NOMINAL_LOOK else np.array(look.foil_bgr, np.float32)
+    foil = foil_bgr[None, None, :] + foil_level[:, :, None]
 
     # Print: faint repeated product text, registered differently card to card, plus the
     # brand line in the top margin and the batch line in the bottom margin.
@@ -953,7 +999,8 @@ def _background(grid: PocketGrid, registration: int) -> np.ndarray:
                 cv2.FONT_HERSHEY_SIMPLEX, 0.36, 255, 1, cv2.LINE_AA)  # fmt: skip
     strong = top.astype(np.float32) / 255.0 * 0.30
     printed = np.clip(faint + strong, 0.0, 1.0)[:, :, None]
-    foil *= 1.0 - printed * (1.0 - _INK_BGR[None, None, :])
+    ink_bgr = _INK_BGR if look is NOMINAL_LOOK else np.array(look.ink_bgr, np.float32)
+    foil *= 1.0 - printed * (1.0 - ink_bgr[None, None, :])
 
     # Cut edge of the card: a bright line on the lit side, a dark one on the other.
     edge = np.exp(-((card_sdf + 1.0) ** 2) / 0.8)

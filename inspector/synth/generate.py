@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from inspector.manifest import MANIFEST_NAME, ManifestEntry, sha256_bytes, write_manifest
-from inspector.synth import MAX_NUISANCE, derive_seed, foreign, render
+from inspector.synth import MAX_NUISANCE, derive_seed, foreign, looks, render
 from inspector.synth.base import MAX_SEED
 from inspector.synth.line import LinePresentation, present_on_line
 from inspector.taxonomy import OK, Product, defects
@@ -49,6 +49,7 @@ class Job:
     item: int | None = None
     line: LinePresentation | None = None
     foreign: bool = False  # a random foreign tablet in place of the product's (evaluation sets)
+    look: str | None = None  # another line's look (inspector.synth.looks); None: the renderer's own
 
 
 def choose_label(product: Product, base_seed: int, index: int, defect_rate: float) -> str:
@@ -71,7 +72,7 @@ def _run_job(job: Job) -> str:
     tablet = None
     if job.foreign:
         tablet = foreign.draw(np.random.default_rng([job.seed, FOREIGN_STREAM]), Product(job.product))
-    r = render(job.product, job.label, job.seed, job.nuisance, job.presentation, tablet)
+    r = render(job.product, job.label, job.seed, job.nuisance, job.presentation, tablet, job.look)
     if job.presentation is None:
         name = f"{job.product}_{job.index:06d}.png"
     else:
@@ -102,6 +103,7 @@ def _run_job(job: Job) -> str:
         presentation=job.presentation,
         line=drawn,
         foreign=None if tablet is None else tablet.as_dict(),
+        look=job.look,
     )
     return entry.to_json()
 
@@ -152,6 +154,7 @@ def generate(
     presentations: int | None = None,
     line: LinePresentation | None = None,
     foreign_tablets: bool = False,
+    look: str | None = None,
 ) -> list[ManifestEntry]:
     """Render ``count`` images (``count`` items x ``presentations`` with that option) into ``out``.
 
@@ -164,8 +167,11 @@ def generate(
     vignetting, defocus; see :mod:`inspector.synth.line`), recorded per image in the manifest.
     ``foreign_tablets``: every item holds a random foreign tablet (tablet, blister; see
     :mod:`inspector.synth.foreign`), its margins from the product in the manifest. Evaluation only.
+    ``look``: another line's product, background and light (:mod:`inspector.synth.looks`), named in
+    every manifest line; ``None`` or ``nominal``: the renderer's own.
     """
     prod = validate_args(product, count, seed, defect_rate, nuisance)
+    look = None if looks.get(prod, look) is None else look
     if foreign_tablets:
         if prod not in foreign.LABEL:
             raise ValueError(f"foreign tablets are drawn for tablets and blister cards, not {prod.value}")
@@ -197,6 +203,7 @@ def generate(
             item=None if p is None else i,
             line=line,
             foreign=foreign_tablets,
+            look=look,
         )
         for k, p in enumerate(reps)
         for i in range(count)

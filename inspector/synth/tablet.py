@@ -45,8 +45,6 @@ _SUBPX = float(1 << _SUBPX_SHIFT)
 _TEXTURE_SIZE = 512
 _TEXTURE_SEED = 0x7AB1E7  # fixed: a library of surface textures; each image picks its own crop
 _BELT_BGR = (50.0, 49.0, 46.0)
-# Light slightly from the upper left, mostly from above (diffuse dome / ring light).
-_LIGHT = np.array([-0.22, -0.30, 1.0]) / np.linalg.norm([-0.22, -0.30, 1.0])
 
 
 @dataclass(frozen=True)
@@ -81,6 +79,37 @@ WRONG_COLORS: dict[str, tuple[float, float, float]] = {
     "blue": (222.0, 182.0, 136.0),
     "green": (150.0, 204.0, 158.0),
 }
+# A wrong tablet's colour is at least this far (BGR distance) from the product's: a look whose
+# own tablet is one of the colours above draws white in its place.
+_WRONG_COLOR_MIN_DISTANCE = 60.0
+
+
+@dataclass(frozen=True)
+class TabletLook:
+    """How one line presents its tablets: the product, the belt and the light.
+
+    The default is the renderer's own look (``nominal``), byte for byte as before looks existed.
+    Other looks (:mod:`inspector.synth.looks`) stand for other customers' lines.
+    """
+
+    name: str = "nominal"
+    style: TabletStyle = NOMINAL
+    belt_bgr: tuple[float, float, float] = _BELT_BGR
+    # A woven belt: the amplitude (share of the belt's level) and period of its weave; 0 = matte rubber.
+    weave: float = 0.0
+    weave_period_px: float = 7.0
+    light: tuple[float, float, float] = (-0.22, -0.30, 1.0)  # direction towards the lamp
+    ambient: float = 0.16  # light that reaches every facet (a dome raises it, a low spot lowers it)
+    diffuse: float = 0.9
+
+    @property
+    def light_unit(self) -> np.ndarray:
+        v = np.array(self.light)
+        unit: np.ndarray = v / np.linalg.norm(v)
+        return unit
+
+
+NOMINAL_LOOK = TabletLook()
 
 
 @dataclass
@@ -125,15 +154,45 @@ def _textures() -> dict[str, np.ndarray]:
     fibre = cv2.GaussianBlur(rng.standard_normal((n, n)).astype(np.float32), (0, 0), sigmaX=3.0, sigmaY=0.6)
     fibre = (fibre - fibre.mean()) / fibre.std()
     belt_lum = 1.0 + 0.035 * smooth_noise(10) + 0.045 * grain(0.9) + 0.03 * fibre
-    belt = np.dstack([belt_lum * c for c in _BELT_BGR])
     library: dict[str, np.ndarray] = {
         "mottle": mottle.astype(np.float32),
         "grain": tablet_grain.astype(np.float32),
-        "belt": np.clip(belt + 0.5, 0, 255).astype(np.uint8),
+        "belt_lum": belt_lum,
+        "belt": _colour_belt(belt_lum, _BELT_BGR),
     }
     for texture in library.values():
         texture.setflags(write=False)  # shared by every render: guard against in-place edits
     return library
+
+
+def _colour_belt(lum: np.ndarray, bgr: tuple[float, float, float]) -> np.ndarray:
+    belt = np.dstack([lum * c for c in bgr])
+    out: np.ndarray = np.clip(belt + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+@functools.cache
+def _belt(look: TabletLook) -> np.ndarray:
+    """The look's belt texture (BGR uint8, the library's size), built once per look."""
+    tex = _textures()
+    if look.belt_bgr == _BELT_BGR and look.weave == 0.0:
+        return tex["belt"]
+    lum = tex["belt_lum"]
+    if look.weave > 0.0:
+        # Plain weave: warp and weft threads crossing over and under, each thread's brightness
+        # rising to its crown; slightly uneven threads (the fibre grain modulates the crowns).
+        n = lum.shape[0]
+        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+        period = np.float32(look.weave_period_px)
+        u, v = xx / period, yy / period
+        over = ((np.floor(u) + np.floor(v)) % 2).astype(np.float32)
+        crown_x = np.sin(np.pi * (u % 1.0)) ** 2
+        crown_y = np.sin(np.pi * (v % 1.0)) ** 2
+        thread = over * crown_y + (1.0 - over) * crown_x
+        lum = lum * (1.0 - np.float32(look.weave) + np.float32(2.0 * look.weave) * thread)
+    belt = _colour_belt(lum, look.belt_bgr)
+    belt.setflags(write=False)
+    return belt
 
 
 # --------------------------------------------------------------------------- geometry
@@ -335,17 +394,32 @@ def _paint_broken(
     return _remove_material(surface, missing, grain)
 
 
+def _edge_radius(style: TabletStyle, center: tuple[float, float], angle_deg: float, alpha: float) -> float:
+    """Distance from the centre to the outline in direction ``alpha`` (radians; any shape)."""
+    if style.shape == "round":
+        return style.length_px / 2.0
+    lo, hi = 0.0, style.length_px / 2.0 + 2.0
+    for _ in range(24):
+        mid = 0.5 * (lo + hi)
+        x, y = center[0] + mid * math.cos(alpha), center[1] + mid * math.sin(alpha)
+        at = _Canvas(0, 0, np.array([[x]], np.float32), np.array([[y]], np.float32))
+        inside = float(_edge_distance(style, at, center, angle_deg)[0, 0]) > 0.0
+        lo, hi = (mid, hi) if inside else (lo, mid)
+    return lo
+
+
 def _paint_chip(
     surface: _Surface,
     rng: np.random.Generator,
     style: TabletStyle,
     center: tuple[float, float],
     canvas: _Canvas,
+    angle_deg: float,
     grain: np.ndarray,
     truth: dict[str, Any],
 ) -> np.ndarray:
-    radius = style.length_px / 2.0
     alpha = rng.uniform(0.0, 2.0 * math.pi)
+    radius = _edge_radius(style, center, angle_deg, alpha)
     depth = rng.uniform(8.0, 16.0)
     half_width = depth * rng.uniform(1.1, 1.7)
     radial = np.array([math.cos(alpha), math.sin(alpha)])
@@ -484,14 +558,29 @@ def _foreign_style(f: ForeignTablet) -> TabletStyle:
     )  # fmt: skip
 
 
+def _wrong_colors(product: TabletStyle) -> dict[str, tuple[float, float, float]]:
+    """Colours a wrong tablet may have: the other products', never near the product's own."""
+    if product.color_bgr == _WHITE:
+        return WRONG_COLORS
+    pool = {"white": _WHITE, **WRONG_COLORS}
+    own = np.array(product.color_bgr)
+    return {k: c for k, c in pool.items() if float(np.linalg.norm(np.array(c) - own)) >= _WRONG_COLOR_MIN_DISTANCE}
+
+
 def _wrong_style(rng: np.random.Generator, nominal: TabletStyle) -> tuple[TabletStyle, str]:
     kind = str(rng.choice(["oblong", "small", "large", "colour"]))
-    color = _WHITE
+    color = nominal.color_bgr
+    colors = _wrong_colors(nominal)
     if kind == "colour" or rng.random() < 0.3:
-        color = WRONG_COLORS[str(rng.choice(list(WRONG_COLORS)))]
+        color = colors[str(rng.choice(list(colors)))]
     texts = [("AB", "12"), ("K", "2"), ("IN", "10"), ("", "")]
     text_a, text_b = texts[int(rng.integers(0, len(texts)))]
-    if kind == "oblong":
+    if kind == "oblong" and nominal.shape != "round":
+        # The product is itself elongated: the other shape is a round tablet.
+        kind = "round"
+        d = nominal.width_px * rng.uniform(1.3, 1.6)
+        style = TabletStyle("round", "round", d, d, color, text_a, text_b)
+    elif kind == "oblong":
         length = nominal.width_px * rng.uniform(1.05, 1.2)
         style = TabletStyle("oblong", "oblong", length, length * rng.uniform(0.42, 0.52), color, text_a, text_b)
     elif kind in ("small", "large"):
@@ -506,11 +595,19 @@ def _wrong_style(rng: np.random.Generator, nominal: TabletStyle) -> tuple[Tablet
 # --------------------------------------------------------------------------- render
 
 
-def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTablet | None = None) -> Rendered:
+def render(
+    label: str,
+    seed: int,
+    nuisance: float = 1.0,
+    *,
+    foreign: ForeignTablet | None = None,
+    look: TabletLook = NOMINAL_LOOK,
+) -> Rendered:
     """Render one tablet with ground-truth ``label`` (``ok`` or a tablet defect code).
 
     ``foreign`` (label ``wrong_tablet`` only): this tablet instead of one of the renderer's own wrong
-    tablets (:mod:`inspector.synth.foreign`, evaluation sets only).
+    tablets (:mod:`inspector.synth.foreign`, evaluation sets only). ``look``: the line's product,
+    belt and light (:mod:`inspector.synth.looks`).
     """
     if foreign is not None and label != "wrong_tablet":
         raise ValueError("a foreign tablet is drawn for the label wrong_tablet only")
@@ -528,7 +625,7 @@ def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTabl
     defect_rng = make_rng(int(rng.integers(0, 2**32 - 1)))
 
     # 2. Which tablet: the product, or another one for wrong_tablet.
-    style = NOMINAL
+    style = look.style
     wrong_kind = ""
     if foreign is not None:
         style = _foreign_style(foreign)
@@ -536,7 +633,7 @@ def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTabl
         if style.shape != "round":
             emboss_angle = float(defect_rng.uniform(-90.0, 90.0))
     elif label == "wrong_tablet":
-        style, wrong_kind = _wrong_style(defect_rng, NOMINAL)
+        style, wrong_kind = _wrong_style(defect_rng, look.style)
         if style.shape == "oblong":
             emboss_angle = float(defect_rng.uniform(-90.0, 90.0))
     base_style, style = style, style.scaled(size_factor)
@@ -555,9 +652,9 @@ def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTabl
     )
     gx = cv2.Sobel(height_map, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(height_map, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    lx, ly, lz = (np.float32(v) for v in _LIGHT)
+    lx, ly, lz = (np.float32(v) for v in look.light_unit)
     lambert = np.maximum((lz - gx * lx - gy * ly) / np.sqrt(1.0 + gx * gx + gy * gy), 0.0)
-    lambert = 0.16 + 0.9 * lambert
+    lambert = look.ambient + look.diffuse * lambert
     ys, xs = slice(canvas.y0, canvas.y0 + h), slice(canvas.x0, canvas.x0 + w)
     mottle = tex["mottle"][my : my + HEIGHT, mx : mx + WIDTH][ys, xs]
     grain = tex["grain"][my : my + HEIGHT, mx : mx + WIDTH][ys, xs]
@@ -571,7 +668,7 @@ def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTabl
     if label == "broken":
         defect_roi = _paint_broken(surface, defect_rng, style, CENTER, canvas, grain, truth)
     elif label == "chip":
-        defect_roi = _paint_chip(surface, defect_rng, style, CENTER, canvas, grain, truth)
+        defect_roi = _paint_chip(surface, defect_rng, style, CENTER, canvas, emboss_angle, grain, truth)
     elif label == "crack":
         defect_roi = _paint_crack(surface, defect_rng, style, CENTER, canvas, emboss_angle, grain, truth)
     elif label == "foreign_spot":
@@ -583,7 +680,7 @@ def render(label: str, seed: int, nuisance: float = 1.0, *, foreign: ForeignTabl
         truth["wrong_kind"] = wrong_kind
 
     # 5. Composite on the belt, with a soft contact shadow around the tablet.
-    image = tex["belt"][by : by + HEIGHT, bx : bx + WIDTH].copy()
+    image = _belt(look)[by : by + HEIGHT, bx : bx + WIDTH].copy()
     belt_roi = image[ys, xs].astype(np.float32)
     cover = surface.coverage
     shadow = 1.0 - 0.38 * cv2.GaussianBlur(cover, (0, 0), 2.2)

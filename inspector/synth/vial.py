@@ -221,6 +221,26 @@ def _cylinder(dx: np.ndarray, radius: float) -> np.ndarray:
     return np.sqrt(1.0 - u * u)
 
 
+@dataclass(frozen=True)
+class VialLook:
+    """How one line presents its vials: the container, its contents and the backlight.
+
+    The default is the renderer's own look (``nominal``), byte for byte as before looks existed.
+    """
+
+    name: str = "nominal"
+    scale: float = 1.0  # vial size against the 10R vial (a 6R vial is smaller in the same field)
+    background: float = 215.0  # backlight level seen through nothing
+    glass_transmission: float = 1.0  # below 1: tinted (amber) glass darkens all seen through it
+    liquid_transmission: float = 1.0  # below 1: a coloured or turbid solution darkens the column
+    cap_tone: float = 54.0  # aluminium cap and flip-off button (dark anodised ... bright)
+    stopper_tone: float = 112.0  # rubber stopper grey level
+    vignette: float = 0.0  # extra corner darkening of a smaller or older backlight
+
+
+NOMINAL_LOOK = VialLook()
+
+
 @dataclass
 class _Item:
     """All parameters of one rendered vial."""
@@ -235,12 +255,16 @@ class _Item:
     cap_present: bool = True
     stopper_present: bool = True
     crimp: tuple[CrimpSide, CrimpSide] = (CrimpSide(), CrimpSide())
+    look: VialLook = NOMINAL_LOOK
 
 
 def _draw_vial(item: _Item) -> tuple[np.ndarray, np.ndarray]:
     """Float image of the vial in its canonical pose, plus the cap silhouette (uint8, 0 if absent)."""
     g = item.g
+    look = item.look
     img = _VIGNETTE * np.float32(item.background)
+    if look.vignette:
+        img *= _VIGNETTE ** np.float32(1.0 + 8.0 * look.vignette)
     y0 = int(g.y_glass_top) - 2
     y1 = int(np.ceil(g.y_bottom)) + 2
     x0 = int(g.cx - g.r_body) - 3
@@ -275,9 +299,13 @@ def _draw_vial(item: _Item) -> tuple[np.ndarray, np.ndarray]:
     sigma = 1.5 + 2.2 * np.exp(-np.maximum(r_liq - dxl, 0.0) / 6.0)
     band = np.exp(-(((liq_rows[band_rows] - surface[None, :]) / sigma[None, :]) ** 2))
     inner_l = inner[top:]
+    if look.liquid_transmission != 1.0:
+        lens = lens * np.float32(look.liquid_transmission)
     factor[top:] += inner_l * liquid * (lens - interior[top:])
     factor[top : top + band.shape[0]] *= 1.0 - 0.62 * band * inner_l[band_rows]
     factor *= 1.0 - row_dark[:, None] * outer
+    if look.glass_transmission != 1.0:
+        factor *= 1.0 - outer * np.float32(1.0 - look.glass_transmission)
     img[y0:y1, x0:x1] *= factor
     # The heel: the inner bottom edge seen slightly from above is a dark curve.
     dark = np.zeros((HEIGHT, WIDTH), np.uint8)
@@ -341,16 +369,18 @@ def _add_blob(img: np.ndarray, x: float, y: float, sigma: float, amp: float) -> 
     img[ya:yb, xa:xb] += np.float32(amp) * gy[:, None] * gx[None, :]
 
 
-def _ok_item(rng: np.random.Generator, nuisance: float) -> _Item:
+def _ok_item(rng: np.random.Generator, nuisance: float, look: VialLook = NOMINAL_LOOK) -> _Item:
     """Draw the acceptable item: glass tolerance, lighting, fill jitter, harmless smudges."""
     scale = 1.0 + float(np.clip(rng.normal(0.0, 0.005) * nuisance, -0.015, 0.015))
     wall_delta = float(np.clip(rng.normal(0.0, 0.25) * nuisance, -0.6, 0.6))
-    g = Geometry().scaled(scale, wall_delta)
-    background = float(np.clip(215.0 + rng.normal(0.0, 4.0) * nuisance, 203.0, 228.0))
+    g = Geometry().scaled(scale * look.scale, wall_delta)
+    bg = look.background
+    background = float(np.clip(bg + rng.normal(0.0, 4.0) * nuisance, bg - 12.0, bg + 13.0))
     fill = float(np.clip(rng.uniform(-1.0, 1.0) * OK_FILL_PX * nuisance, -OK_FILL_MAX_PX, OK_FILL_MAX_PX))
     rise = float(7.0 + rng.uniform(-1.0, 1.0) * 0.8 * min(nuisance, 2.0))
-    cap_tone = float(np.clip(54.0 + rng.normal(0.0, 4.0) * nuisance, 44.0, 64.0))
-    stopper_tone = float(np.clip(112.0 + rng.normal(0.0, 5.0) * nuisance, 100.0, 124.0))
+    ct, st = look.cap_tone, look.stopper_tone
+    cap_tone = float(np.clip(ct + rng.normal(0.0, 4.0) * nuisance, ct - 10.0, ct + 10.0))
+    stopper_tone = float(np.clip(st + rng.normal(0.0, 5.0) * nuisance, st - 12.0, st + 12.0))
     # Faint, wide smudges (fingerprints, diffuser dust): acceptable and never sharp like a particle.
     n_smudges = int(rng.integers(0, 3))
     smudges = []
@@ -360,7 +390,7 @@ def _ok_item(rng: np.random.Generator, nuisance: float) -> _Item:
         sigma = float(rng.uniform(7.0, 13.0))
         amp = float(rng.uniform(-5.0, 3.0)) * min(nuisance, 1.5)
         smudges.append((sx, sy, sigma, amp))
-    return _Item(g, background, g.nominal_meniscus_y + fill * scale, rise, cap_tone, stopper_tone, smudges)
+    return _Item(g, background, g.nominal_meniscus_y + fill * scale, rise, cap_tone, stopper_tone, smudges, look=look)
 
 
 def _line_layer(polylines: list[np.ndarray], tone: int, thickness: int) -> np.ndarray:
@@ -479,12 +509,12 @@ def _crimp_sides(rng: np.random.Generator) -> tuple[CrimpSide, CrimpSide]:
     return sides
 
 
-def render(label: str, seed: int, nuisance: float = 1.0) -> base.Rendered:
-    """Render one vial with ground truth ``label`` (``ok`` or a vial defect code)."""
+def render(label: str, seed: int, nuisance: float = 1.0, *, look: VialLook = NOMINAL_LOOK) -> base.Rendered:
+    """Render one vial with ground truth ``label`` (``ok`` or a vial defect code) in ``look``."""
     if label not in labels(PRODUCT):
         raise ValueError(f"unknown vial label {label!r}; known: {', '.join(labels(PRODUCT))}")
     rng = base.make_rng(seed)
-    item = _ok_item(rng, nuisance)
+    item = _ok_item(rng, nuisance, look)
     # Every label draws this seed, so pose and camera effects match the ok item of the same seed.
     defect_rng = np.random.Generator(np.random.PCG64(int(rng.integers(0, 2**63 - 1))))
     g = item.g
