@@ -140,6 +140,8 @@ class TrainingReport:
                 f"epoch {row['epoch']}{f'/{self.epochs}' if self.epochs else ''}: loss {row['loss']},"
                 f" train acc {row['train_acc']}, val acc {row['val_acc']}, {row['seconds']} s"
             )
+            if "val_loss" in row:
+                text += f"; balanced val loss {row['val_loss']} ({row['event']})"
         elif isinstance(row, dict) and "ae_step" in row:
             text = f"autoencoder step {row['ae_step']}: loss {row['loss']}, {row['seconds']} s"
         elif isinstance(row, dict) and "averaged_steps" in row:
@@ -155,7 +157,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.train import PLANS, train
 
     report = TrainingReport()
-    report.epochs = args.epochs or PLANS[Product(args.product)].epochs
+    # Epochs shown as "n/N": the fixed count, or the most the convergence rule may run.
+    report.epochs = args.epochs or args.max_epochs or PLANS[Product(args.product)].convergence.max_epochs
     try:
         path = train(
             args.product,
@@ -164,6 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             withheld=args.withhold,
             epochs=args.epochs,
+            max_epochs=args.max_epochs,
             batch_size=args.batch_size,
             width_mult=args.width_mult,
             ae_steps=args.ae_steps,
@@ -387,7 +391,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--withhold", nargs="*", default=None, help="defect classes kept from the classifier; default: per product"
     )
     t.add_argument(
-        "--epochs", type=bounded(int, low=1, high=1000), default=None, help="classifier epochs; default: per product"
+        "--epochs",
+        type=bounded(int, low=1, high=1000),
+        default=None,
+        help="a fixed number of classifier epochs on one one-cycle schedule (how the shipped packages were "
+        "trained); default: until validation converges",
+    )
+    t.add_argument(
+        "--max-epochs",
+        type=bounded(int, low=1, high=1000),
+        default=None,
+        help="the most epochs the convergence rule may run; default: per product",
     )
     t.add_argument(
         "--batch-size", type=bounded(int, low=2, high=4096), default=None, help="units per step; default: per product"

@@ -1,8 +1,9 @@
 """Train one product's model: classifier, anomaly head (ok only), thresholds from validation.
 
-Deterministic: fixed seeds, a fixed number of epochs (never a time budget, which would
-make the result depend on the machine's speed), two CPU threads and torch's deterministic
-algorithms. The checkpoint carries everything the exporter needs to write the record.
+Deterministic: fixed seeds, training until validation converges or for a fixed number of
+epochs (never a time budget, which would make the result depend on the machine's speed; see
+:mod:`training.stopping`), two CPU threads and torch's deterministic algorithms. The checkpoint
+carries everything the exporter needs to write the record.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from training.data import (
 from training.nets import InspectorNet, NetConfig, float_to_uint8, uint8_to_float
 from training.prefetch import BatchRecipe, batches
 from training.results import RESULTS_PNG, ResultsLog, write_curves
+from training.stopping import VAL_WATCH_PER_CLASS, Convergence, ConvergenceRule, balanced_loss, balanced_subset
 from training.thresholds import ANOMALY_FRR, check_anomaly_frr, select_thresholds
 from training.verdict import format_verdict, judge
 
@@ -55,6 +57,9 @@ SYNTHETIC_SHARE = 0.5  # of ok units per batch that get a synthetic change for t
 SEG_POS_WEIGHT = 5.0  # changed cells are rare; weigh them up in the map's loss
 AD_NORM_QUANTILE = 0.999  # each anomaly part over this ok-train quantile: equal tails before the max
 CHECKPOINT = "checkpoint.pt"
+
+
+DEFAULT_CONVERGENCE = ConvergenceRule()
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,9 @@ class ProductPlan:
     # Defect classes whose training units appear this many times per classifier epoch (rare or
     # small defects the network would otherwise learn last).
     repeat: tuple[tuple[str, int], ...] = ()
+    # Without --epochs: train until validation converges (training.stopping). With --epochs N the
+    # classifier runs N epochs of one one-cycle schedule, as every shipped package was trained.
+    convergence: ConvergenceRule = DEFAULT_CONVERGENCE
 
 
 PLANS: dict[Product, ProductPlan] = {
@@ -408,6 +416,7 @@ def train(
     seed: int = 0,
     withheld: Sequence[str] | None = None,
     epochs: int | None = None,
+    max_epochs: int | None = None,
     batch_size: int | None = None,
     width_mult: float | None = None,
     ae_steps: int | None = None,
@@ -434,7 +443,14 @@ def train(
     prod = Product(product)
     plan = PLANS[prod]
     withheld = tuple(plan.withheld if withheld is None else withheld)
-    epochs = plan.epochs if epochs is None else epochs
+    # No epoch count given: until validation converges (at most max_epochs); else that many, one-cycle.
+    if epochs is not None and max_epochs is not None:
+        raise ValueError("give either a fixed number of epochs or the most the convergence rule may run, not both")
+    converge: Convergence | None = None
+    if epochs is None:
+        rule = plan.convergence if max_epochs is None else replace(plan.convergence, max_epochs=max_epochs)
+        converge = Convergence(rule)
+        epochs = rule.max_epochs
     batch_size = plan.batch_size if batch_size is None else batch_size
     width_mult = plan.width_mult if width_mult is None else width_mult
     ae_contrast = plan.ae_contrast if ae_contrast is None else ae_contrast
@@ -508,16 +524,31 @@ def train(
     steps_per_epoch = (len(defect_train) + n_ok_epoch) // batch_size
     total_steps = steps_per_epoch * epochs
     opt = torch.optim.AdamW(net.parameters(), lr=plan.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=plan.lr, total_steps=total_steps, pct_start=0.15)
+    sched: torch.optim.lr_scheduler.LRScheduler
+    if converge is None:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=plan.lr, total_steps=total_steps, pct_start=0.15)
+    else:
+        # Linear warm-up to the peak, then the peak times the rule's current scale (see training.stopping).
+        warm, rule_state = max(1, converge.rule.warmup_steps), converge
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm) * rule_state.lr_scale)
     # Steps after this one are averaged (none when the share is 0).
+    if converge is not None and plan.average_last > 0:
+        raise ValueError("weight averaging over the last steps needs a fixed number of epochs (--epochs)")
     average_from = total_steps - round(total_steps * plan.average_last)
     averaged = WeightAverage()
     val_log = val_idx[:: max(1, len(val_idx) // 1000)]
+    val_watch = balanced_subset(val_idx, y_all, per_class=VAL_WATCH_PER_CLASS, seed=seed)
+    best_state: dict[str, torch.Tensor] | None = None
 
     def val_accuracy() -> float:
         """On a fixed val subset: keeps the per-epoch log cheap (thresholds use all of val)."""
         vs, _ = predict(net, data.units[val_log])
         return float((vs.argmax(1) == y_all[val_log]).mean())
+
+    def val_balanced_loss() -> float:
+        """Each class's mean cross-entropy on its validation units, averaged over the classes."""
+        vs, _ = predict(net, data.units[val_watch])
+        return balanced_loss(vs, y_all[val_watch])
 
     # Every epoch's batches, drawn up front (the same draws, in the same order, as epoch by epoch).
     jobs = []
@@ -580,6 +611,10 @@ def train(
                 "step_s": round(t_step, 1),
             }
         )
+        if converge is not None:
+            if converge.after_epoch(val_balanced_loss()):
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            history[-1].update(val_loss=converge.log[-1]["val_loss"], event=converge.log[-1]["event"])
         log(json.dumps(history[-1]))
         row = history[-1]
         results.add(
@@ -591,7 +626,17 @@ def train(
             val_acc=row["val_acc"],
             seconds=row["seconds"],
         )
+        if converge is not None and converge.done:
+            break
     batch_iter.close()  # stops the worker, if any
+    if converge is not None:
+        assert best_state is not None  # the first epoch is always the best so far
+        net.load_state_dict(best_state)
+        epochs, total_steps = converge.epochs, converge.epochs * steps_per_epoch
+        log(
+            f"classifier {converge.stopped}; epoch {converge.best_epoch} of {converge.epochs} kept "
+            f"(balanced validation loss {converge.best:.4f})"
+        )
     torch.set_num_threads(THREADS)
     if averaged.count:
         averaged.load_into(net)
@@ -662,8 +707,13 @@ def train(
             "withheld_classes": list(withheld),
             "epochs": epochs,
             "batch_size": batch_size,
-            "optimizer": f"AdamW lr {plan.lr} one-cycle, weight decay 1e-4"
+            "optimizer": (
+                f"AdamW lr {plan.lr} one-cycle, weight decay 1e-4"
+                if converge is None
+                else f"AdamW lr {plan.lr}, weight decay 1e-4, {converge.rule.words()}"
+            )
             + (f"; weights averaged over the last {averaged.count} of {total_steps} steps" if averaged.count else ""),
+            "convergence": None if converge is None else converge.summary(),
             "averaged_steps": averaged.count,
             "augmentations": "torchvision.transforms.v2: RandomAffine (shift "
             f"{plan.max_shift_px} px, rotation {plan.max_rot_deg} deg), ColorJitter(0.12, 0.12), "
