@@ -177,6 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             repeat=None if args.repeat is None else dict(args.repeat),
             **_reconstruction_scoring(args),
             prep_workers=args.prep_workers,
+            recipe=args.recipe,
             command=args.command_line,
             log=report.log,
             progress=report.progress,
@@ -439,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="1: prepare classifier batches in a worker process beside training (faster on 2 cores; "
         "other weights than 0 for the same seed, as every shipped package was trained)",
+    )
+    t.add_argument(
+        "--recipe",
+        default=None,
+        metavar="NAME_OR_FILE",
+        help="the station recipe whose registration cuts the units (your line's, its reference measured with "
+        "inspector registration-reference on your good items); default: the product's shipped recipe",
     )
     _add_threshold_range(t)
     _add_reconstruction_options(t, "default: the product's plan")

@@ -45,9 +45,17 @@ def unit_rois(product: Product) -> list[Roi] | None:
     return DEFAULT_BLISTER_GRID.rois() if product is Product.BLISTER else None
 
 
-def recipe_registration(product: Product) -> RegistrationSpec | None:
-    """The registration of the product's shipped recipe: training cuts its units as the station does."""
-    return load_recipe(product.value).recipe.registration
+def recipe_registration(product: Product, recipe: str | None = None) -> RegistrationSpec | None:
+    """The registration of the station's recipe: training cuts its units as the station does.
+
+    ``recipe``: a recipe name or file (a line of another product look has its own, its reference
+    measured on its own good items by ``inspector registration-reference``); default: the
+    product's shipped recipe.
+    """
+    loaded = load_recipe(recipe or product.value).recipe
+    if loaded.product is not product:
+        raise ValueError(f"recipe {recipe!r} is for {loaded.product.value}, not {product.value}")
+    return loaded.registration
 
 
 def split_of(sha256: str) -> str:

@@ -429,6 +429,7 @@ def train(
     ae_pool_stride: int | None = None,
     norm_quantile: float | None = None,
     prep_workers: int = 0,
+    recipe: str | None = None,
     command: str | None = None,
     log: Callable[[str], None] = print,
     progress: Progress | None = None,
@@ -477,7 +478,7 @@ def train(
     t_start = time.perf_counter()
     cpu_start = time.process_time()
 
-    registration = recipe_registration(prod)
+    registration = recipe_registration(prod, recipe)
     data = load_sets(prod, folders, workers=THREADS, registration=registration)
     if data.pose_refused:
         log(f"{len(data.pose_refused)} items refused by the recipe's pose guard, left out: {data.pose_refused[:3]} ...")

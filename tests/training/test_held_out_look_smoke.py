@@ -68,3 +68,8 @@ def test_a_held_out_look_retrains_with_the_default_recipe_until_convergence(
          "--max-epochs", "3"]
     )  # fmt: skip
     assert code == 2 and "either a fixed number of epochs" in capsys.readouterr().err
+    # Units are cut by the registration of the line's own recipe; another product's is refused.
+    code = train_main(
+        ["train", "--product", "tablet", "--data", str(folder), "--out", str(tmp_path / "y"), "--recipe", "vial"]
+    )  # fmt: skip
+    assert code == 2 and "recipe 'vial' is for vial, not tablet" in capsys.readouterr().err
