@@ -348,9 +348,32 @@ def specify(
         search_radius_px=search_radius_px,
         measured=note,
     )
+    _refuse_wild_outlines(
+        "from each other",
+        {
+            k: t.tolerance / t.mean
+            for k, t in (("area", spec.area_px), ("length", spec.length_px), ("width", spec.width_px))
+        },
+        segment_delta_e,
+    )
     if cards is None:
         return spec
     return spec.model_copy(update={"card": _card_tolerances(cards, spec, sigmas, margin, card_min_tablets)})
+
+
+WILD_SHARE = 0.5  # a size tolerance of half the tablet or more: good tablets' outlines are not theirs
+
+
+def _refuse_wild_outlines(against: str, shares: dict[str, float], segment_delta_e: float) -> None:
+    """Refuse a reference whose good tablets vary in size by half a tablet: the segmentation failed."""
+    wild = [f"{k} {v:.0%}" for k, v in shares.items() if v >= WILD_SHARE]
+    if wild:
+        raise ValueError(
+            f"good tablets differ {against} by {WILD_SHARE:.0%} of a tablet or more ({', '.join(wild)}): the "
+            f"outline found is not the tablet's. Its colour lies too near the background's at segment_delta_e "
+            f"{segment_delta_e:g}; measure again with another --segment-delta-e (lower for a tablet close "
+            "to its foil, nest or belt in colour)"
+        )
 
 
 def _card_tolerances(
@@ -363,6 +386,11 @@ def _card_tolerances(
     rms = np.sqrt((arr**2).mean(axis=0))
     rms[1] /= math.sqrt(2.0)  # the colour's distance spans two axes: its per-axis spread
     limits = np.maximum(sigmas * rms, margin * arr.max(axis=0))
+    _refuse_wild_outlines(
+        "from their own card's median",
+        {k: float(v) for k, v in zip(CARD_MEASURES, limits, strict=True) if k in ("area", "length", "width")},
+        spec.segment_delta_e,
+    )
     return CardTolerances(
         **{k: round(float(v), 4) for k, v in zip(CARD_MEASURES, limits, strict=True)}, min_tablets=min_tablets
     )

@@ -228,3 +228,23 @@ def check_units_measured(card: list[Measurement], spec: IdentitySpec) -> list[Ch
     """``check_units`` on tablets already measured."""
     assert spec.card is not None
     return [check(m, spec, d) for m, d in zip(card, card_deviations(card, spec, spec.card.min_tablets), strict=True)]
+
+
+def test_a_reference_whose_outlines_are_not_the_tablets_is_refused_with_what_to_change() -> None:
+    """Light blue tablets under dark foil on a black nest (a held-out look) at nuisance 2.5: at the shipped
+    colour distance some outlines run into the pocket, and the reference would let a tablet half the
+    size pass; at a lower distance every outline is the tablet's."""
+    images = [render("blister", OK, s, nuisance=2.5, look="blue-dark-nest").image for s in (919, 922, 942, 945)]
+    units = [u for image in images for u in _units("blister", image)]
+    cards = [units[i : i + 10] for i in range(0, len(units), 10)]
+    for delta_e, refused in ((18.0, True), (10.0, False)):
+        measured = [[measure(u, segment_delta_e=delta_e, search_radius_px=34.0) for u in c] for c in cards]
+        flat = [m for c in measured for m in c]
+        kwargs = {"sigmas": 4.0, "segment_delta_e": delta_e, "search_radius_px": 34.0, "cards": measured}
+        if refused:
+            with pytest.raises(ValueError, match="outline found is not the tablet's.*--segment-delta-e"):
+                specify(flat, **kwargs)  # type: ignore[arg-type]
+        else:
+            spec = specify(flat, **kwargs)  # type: ignore[arg-type]
+            assert spec.area_px.tolerance / spec.area_px.mean < 0.2 and spec.card is not None
+            assert spec.card.area < 0.2
