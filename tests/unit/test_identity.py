@@ -242,7 +242,7 @@ def test_a_reference_whose_outlines_are_not_the_tablets_is_refused_with_what_to_
         flat = [m for c in measured for m in c]
         kwargs = {"sigmas": 4.0, "segment_delta_e": delta_e, "search_radius_px": 34.0, "cards": measured}
         if refused:
-            with pytest.raises(ValueError, match="outline found is not the tablet's.*--segment-delta-e"):
+            with pytest.raises(ValueError, match=r"outline found is not the tablet's.*--segment-delta-e"):
                 specify(flat, **kwargs)  # type: ignore[arg-type]
         else:
             spec = specify(flat, **kwargs)  # type: ignore[arg-type]
