@@ -70,7 +70,8 @@ def test_a_batch_through_the_client(tmp_path: Path) -> None:
         with lock:
             decided = [e for e in events if isinstance(e, ItemDecided)]
             ended = [e for e in events if isinstance(e, BatchEnded)]
-        assert [e.decision.item_id for e in decided] == list(range(1, 26))
+        # Each item once; keyed, not ordered (a frame gap is decided beside an earlier item's inference).
+        assert sorted(e.decision.item_id for e in decided) == list(range(1, 26))
         assert len(ended) == 1 and ended[0].result == report.result
         # Every event the client delivered can cross a process boundary.
         from inspector.events import event_from_dict, event_to_dict

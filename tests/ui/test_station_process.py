@@ -42,6 +42,13 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def _kill(client: RemoteClient) -> None:
+    """A test's cleanup: the station it started is killed and reaped (never left to warn at collection)."""
+    if client.pid is not None and process_alive(client.pid):
+        os.kill(client.pid, signal.SIGKILL)
+    client._wait(10)
+
+
 def _records(db: Path) -> dict[int, str]:
     with sqlite3.connect(db) as conn:
         return {int(i): str(d) for i, d in conn.execute("SELECT item_id, decision FROM items")}
@@ -86,15 +93,16 @@ def test_the_station_serves_its_client_from_its_own_process(ui_project: Path, ru
         assert report.result.items == 120 and report.records is not None and report.records["inspected"] == 120
         _wait(lambda: sum(isinstance(e, ItemDecided) for e in events) == 120, 10, "every decision event")
         decided = [e.decision.item_id for e in events if isinstance(e, ItemDecided)]
-        assert decided == list(range(1, 121))
+        # Keyed by item, not by order: the acquisition thread decides a frame gap while the
+        # inference thread is still on an earlier item.
+        assert sorted(decided) == list(range(1, 121))
         pid = client.pid
         assert client.close() == "closing"  # no batch runs and nobody else is attached: the station ends
         _wait(lambda: not process_alive(pid), 30, "the station process to end")
         assert not address_file(run_dir, "demo").exists()
         assert len(_records(db)) == 120
     finally:
-        if client.pid is not None and process_alive(client.pid):
-            os.kill(client.pid, signal.SIGKILL)
+        _kill(client)
 
 
 def test_a_killed_hmi_leaves_the_batch_running_and_a_reopened_one_finishes_it(
@@ -148,7 +156,8 @@ def test_a_killed_hmi_leaves_the_batch_running_and_a_reopened_one_finishes_it(
 
 
 def test_a_reattaching_client_gets_the_batch_where_it_stands(ui_project: Path, run_dir: Path) -> None:
-    config = station_config("tablet", items=400, line_rate=6000, db=ui_project / "var" / "db.sqlite")
+    db = ui_project / "var" / "db.sqlite"
+    config = station_config("tablet", items=400, line_rate=6000, db=db)
     first = open_remote(config, ui_project, run_dir)
     try:
         actor = first.login("operator", "operator-demo")
@@ -165,15 +174,17 @@ def test_a_reattaching_client_gets_the_batch_where_it_stands(ui_project: Path, r
         head = events[0]
         assert isinstance(head, BatchInProgress) and head.batch_id == "LOT-R1" and head.inspected >= 100
         later = [e.decision.item_id for e in events if isinstance(e, ItemDecided)]
-        # The catch-up and the stream meet exactly: none counted twice, none missed.
+        # The catch-up and the stream meet exactly: none counted twice, none missed. Decisions are
+        # keyed by item, not ordered (a frame gap is decided beside the inference of an earlier item).
+        assert len(set(later)) == len(later) and set(later) <= set(range(1, 401))
+        assert set(later).isdisjoint(d.item_id for d in head.recent)
         assert head.inspected + len(later) == 400
-        assert later == list(range(head.inspected + 1, 401))
+        assert sorted(_records(db)) == list(range(1, 401))
         assert second.shutdown() == "closing"
         first._wait(30)  # the process this test started: ended and reaped
         assert first.pid is not None and not process_alive(first.pid)
     finally:
-        if first.pid is not None and process_alive(first.pid):
-            os.kill(first.pid, signal.SIGKILL)
+        _kill(first)
 
 
 def test_a_killed_station_shows_within_a_second_and_the_line_rejects_what_follows(
