@@ -276,6 +276,17 @@ class NuisanceAugment:
         self.blur = v2.GaussianBlur(kernel_size=5, sigma=(0.2, 1.0))
         self.noise = v2.GaussianNoise(mean=0.0, sigma=0.01, clip=True)
 
+    def describe(self) -> str:
+        """What the training record states: the parameters this object applies, never a copy of them."""
+        (b0, b1), (c0, c1) = self.light.brightness, self.light.contrast
+        jitter = f"ColorJitter(brightness {b0:g}-{b1:g}, contrast {c0:g}-{c1:g})"
+        return (
+            f"torchvision.transforms.v2, per chunk of {self.chunk}: RandomAffine (shift {self.max_shift_px:g} px, "
+            f"rotation {self.max_rot_deg:g} deg) p={self.p_affine:g}, {jitter}, GaussianBlur("
+            f"{self.blur.kernel_size[0]}, {self.blur.sigma[0]:g}-{self.blur.sigma[1]:g}) p={self.p_blur:g}, "
+            f"GaussianNoise({self.noise.sigma:g}) p={self.p_noise:g}"
+        )
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         translate = (self.max_shift_px / w, self.max_shift_px / h)

@@ -716,9 +716,7 @@ def train(
             + (f"; weights averaged over the last {averaged.count} of {total_steps} steps" if averaged.count else ""),
             "convergence": None if converge is None else converge.summary(),
             "averaged_steps": averaged.count,
-            "augmentations": "torchvision.transforms.v2: RandomAffine (shift "
-            f"{plan.max_shift_px} px, rotation {plan.max_rot_deg} deg), ColorJitter(0.12, 0.12), "
-            "GaussianBlur(5, 0.2-1.0) p=0.3, GaussianNoise(0.012), per chunk of 8",
+            "augmentations": augment.describe(),
             "train_seconds": round(train_seconds, 1),
             # CPU time of this process over its threads: unlike wall time, not inflated by other load.
             "train_cpu_seconds": round(cpu_seconds, 1),

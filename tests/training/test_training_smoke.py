@@ -25,6 +25,7 @@ from inspector.evaluation import evaluate  # noqa: E402
 from inspector.inference.package import load_package  # noqa: E402
 from inspector.station.bench import torch_eager  # noqa: E402
 from inspector.synth.generate import generate  # noqa: E402
+from inspector.taxonomy import Product  # noqa: E402
 from training.cli import main as train_main  # noqa: E402
 from training.data import (  # noqa: E402
     NuisanceAugment,
@@ -40,6 +41,7 @@ from training.export import ExportCheckError, check_determinism, check_parity, t
 from training.nets import AutoEncoder, InspectorNet, NetConfig, uint8_to_float  # noqa: E402
 from training.prefetch import Batch, BatchRecipe, batches  # noqa: E402
 from training.train import (  # noqa: E402
+    PLANS,
     WeightAverage,
     cpu_model,
     fit_anomaly,
@@ -88,6 +90,10 @@ def test_augmentations_keep_shape_and_range() -> None:
     y = NuisanceAugment(max_shift_px=3, max_rot_deg=2, p_affine=1.0, p_blur=1.0)(x)
     assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
     assert not torch.equal(x, y)
+    assert (
+        "RandomAffine (shift 3 px, rotation 2 deg) p=1,"
+        in NuisanceAugment(max_shift_px=3, max_rot_deg=2, p_affine=1.0, p_blur=0.0).describe()
+    )
     units = np.full((4, 64, 48, 3), 120, np.uint8)
     units[:, 20:40, 10:30] = 40
     fake, masks = SyntheticAnomaly()(units, np.random.default_rng(1))
@@ -138,6 +144,11 @@ def test_checkpoint_holds_thresholds_splits_and_provenance(checkpoint: Path) -> 
     # Retraining bit for bit needs the same kind of CPU: the record names it and torch's kernel set.
     assert t["cpu"] == cpu_model() and t["cpu"]  # "unknown" where the platform does not say
     assert t["cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
+    # The record states the augmentation the classifier was trained with, as applied, not as once written.
+    plan = PLANS[Product.VIAL]
+    applied = NuisanceAugment(max_shift_px=plan.max_shift_px, max_rot_deg=plan.max_rot_deg)
+    assert t["augmentations"] == applied.describe()
+    assert "GaussianBlur(5, 0.2-1) p=0.15" in t["augmentations"]
     assert ckpt["acceptance_criteria"]["critical_escapes_max"] == 0
 
 
