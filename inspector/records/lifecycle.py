@@ -15,7 +15,6 @@ import enum
 from dataclasses import dataclass
 
 from inspector.records import audit
-from inspector.records.qualification import qualified
 from inspector.records.signatures import Signature, sign_as, signing_action
 from inspector.records.store import RecordError, RecordStore
 from inspector.records.users import authenticate, require
@@ -170,3 +169,17 @@ def retire(
             old=ReleaseState.APPROVED.value, new=ReleaseState.RETIRED.value, reason=reason,
         )  # fmt: skip
         return _step(store, object_type, object_id, sha256, ReleaseState.RETIRED, username, None, entry.seq)
+
+
+def qualified(store: RecordStore, object_type: str, sha256: str) -> list[str]:
+    """Runs that qualify this model (package digest) or recipe (file hash): formal, passing, approved.
+
+    The release gate's own query of the qualification records (:mod:`inspector.records.qualification`
+    writes them and depends on this module for a suite's release state, never the other way)."""
+    column = {"model": "model_digest", "recipe": "recipe_sha256"}[object_type]
+    rows = store.execute(
+        f"SELECT run_id FROM qualification_runs WHERE {column} = ? AND formal = 1 AND passed = 1"
+        " AND state = 'approved' ORDER BY rowid",
+        (sha256,),
+    )
+    return [str(r[0]) for r in rows]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inspector.events import utc_now
-from inspector.records import audit
+from inspector.records import audit, lifecycle
 from inspector.records.audit import Actor
 from inspector.records.signatures import Signature, sign_as
 from inspector.records.store import RecordConstraintError, RecordError, RecordStore
@@ -87,8 +87,6 @@ def create(
     model_digest: str,
 ) -> QualificationRun:
     """Register a run before it starts; formal when the suite with this hash is approved now."""
-    from inspector.records import lifecycle
-
     with store.transaction():
         suite_state = lifecycle.current(store, "suite", suite_id, suite_sha256)
         formal = suite_state is not None and suite_state.state is lifecycle.ReleaseState.APPROVED
@@ -167,14 +165,3 @@ def sign(
         )  # fmt: skip
         _move(store, actor, run_id, to, reason)
     return signature
-
-
-def qualified(store: RecordStore, object_type: str, sha256: str) -> list[str]:
-    """Runs that qualify this model (package digest) or recipe (file hash): formal, passing, approved."""
-    column = {"model": "model_digest", "recipe": "recipe_sha256"}[object_type]
-    rows = store.execute(
-        f"SELECT run_id FROM qualification_runs WHERE {column} = ? AND formal = 1 AND passed = 1"
-        " AND state = 'approved' ORDER BY rowid",
-        (sha256,),
-    )
-    return [str(r[0]) for r in rows]
