@@ -189,6 +189,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qualifications(args: argparse.Namespace) -> int:
+    from inspector.site.qualifications import runs
+
+    engine = _engine(args)
+    try:
+        found = runs(engine, station_id=args.station_id, model_digest=args.model_digest)
+    except _site_errors() as exc:
+        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    if args.qualifying:
+        found = [r for r in found if r["qualifies"]]
+    for r in found:
+        verdict = "-" if r["passed"] is None else "passed" if r["passed"] else "FAILED"
+        kind = "formal" if r["formal"] else "informal"
+        say(
+            f"{r['station_id']} {r['run_id']}: {r['state']}, {verdict}, {kind}; suite {r['suite']['id']}, recipe"
+            f" {r['recipe']['id']} ({r['recipe']['sha256'][:12]}), model {r['model']['id']}"
+            f" ({r['model']['digest'][:12]})" + ("; QUALIFIES" if r["qualifies"] else "")
+        )
+        for g in r["signatures"]:
+            held = "" if g["holds"] else " (NOT the report's hash)"
+            say(f"  {g['meaning']} by {g['full_name']} ({g['username']}, {g['role']}) {g['signed_utc']}{held}")
+    if not found:
+        say("no qualification run at the site matches")
+    emit_json(args, found)
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from inspector.site.forwarder import ChainBreak, Forwarder, Halted
 
@@ -331,6 +360,15 @@ def register(sub: Subparsers) -> None:
     r.add_argument("--out", default=None, help="folder (default: reports/STATION/BATCH here)")
     add_json_option(r, "where it was written")
     r.set_defaults(func=cmd_report)
+    qu = add_command(ssub, "qualifications", help="every station's qualification runs and their report signatures",
+                     example="inspector site qualifications --url postgresql://inspector@qa-db:5432/site"
+                             " --qualifying")  # fmt: skip
+    _url(qu)
+    qu.add_argument("--station-id", default=None, help="one station's runs (default: every station's)")
+    qu.add_argument("--model-digest", default=None, help="the runs of one model package (its digest)")
+    qu.add_argument("--qualifying", action="store_true", help="only runs that qualify: formal, passed, approved")
+    add_json_option(qu, "the runs")
+    qu.set_defaults(func=cmd_qualifications)
     pu = add_command(ssub, "push", help="push a station database's rows the site does not have yet, now",
                      example="inspector site push --url postgresql://inspector@qa-db:5432/site"
                              " --db var/inspector.sqlite --station-id line1")  # fmt: skip
