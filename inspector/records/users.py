@@ -210,11 +210,18 @@ def authenticate(store: RecordStore, username: str, password: str, *, purpose: s
             f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username,)
         ).fetchone()
         if row is None:
+            # No account at all says nothing about anyone's: the answer can say what to do.
+            empty = store.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None
             audit.append(
                 store, Actor(username or "?", "unknown"), "login_failed", object_type="user", object_id=username,
-                new={"purpose": purpose, "why": "unknown user"},
+                new={"purpose": purpose, "why": "no accounts" if empty else "unknown user"},
             )  # fmt: skip
-            failure = "wrong user name or password"
+            failure = (
+                "this station's records have no user accounts yet: add its first, an admin"
+                " (inspector users add --role admin)"
+                if empty
+                else "wrong user name or password"
+            )
         else:
             u, stored = _user(tuple(row)[:9]), str(row[9])
             actor = u.actor()

@@ -55,6 +55,11 @@ def test_admin_makes_no_gmp_decision() -> None:
 def test_the_first_account_is_an_admin_with_its_own_password(tmp_path: Path) -> None:
     with RecordStore(tmp_path / "s.sqlite") as store:
         assert users(store) == [], "no default account, no default password"
+        # Nobody can sign into a station without accounts: the answer says what to do (and is audited).
+        with pytest.raises(AuthenticationError, match=r"no user accounts yet: add its first, an admin"):
+            authenticate(store, "qa", "qa-demo-pass", purpose="reauthenticate")
+        (entry,) = audit.entries(store, object_id="qa")
+        assert entry.action == "login_failed" and entry.new_value["why"] == "no accounts"
         with pytest.raises(PermissionDenied, match="first account"):
             add_user(store, None, "op", "An Operator", "operator", "long-enough-pw", reason="x")
         admin = add_user(store, None, "boss", "The Admin", "admin", "long-enough-pw", reason="commissioning")
