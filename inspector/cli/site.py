@@ -218,6 +218,28 @@ def cmd_qualifications(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_releases(args: argparse.Namespace) -> int:
+    from inspector.site.releases import releases
+
+    engine = _engine(args)
+    try:
+        found = releases(engine, station_id=args.station_id, object_type=args.type)
+    except _site_errors() as exc:
+        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    for r in found:
+        runs = f"; qualified by {', '.join(r['qualified_by'])}" if r["qualified_by"] else ""
+        say(
+            f"{r['station_id']} {r['object_type']} {r['object_id']} ({r['sha256'][:12]}): {r['state']} since"
+            f" {r['since_utc']} by {r['by']} ({r['steps']} steps){runs}"
+        )
+    if not found:
+        say("no released object at the site matches")
+    emit_json(args, found)
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from inspector.site.forwarder import ChainBreak, Forwarder, Halted
 
@@ -369,6 +391,14 @@ def register(sub: Subparsers) -> None:
     qu.add_argument("--qualifying", action="store_true", help="only runs that qualify: formal, passed, approved")
     add_json_option(qu, "the runs")
     qu.set_defaults(func=cmd_qualifications)
+    rl = add_command(ssub, "releases", help="every station's models, recipes and suites: state and qualification",
+                     example="inspector site releases --url postgresql://inspector@qa-db:5432/site"
+                             " --type model")  # fmt: skip
+    _url(rl)
+    rl.add_argument("--station-id", default=None, help="one station's objects (default: every station's)")
+    rl.add_argument("--type", choices=("model", "recipe", "suite"), default=None, help="one kind of object")
+    add_json_option(rl, "the objects")
+    rl.set_defaults(func=cmd_releases)
     pu = add_command(ssub, "push", help="push a station database's rows the site does not have yet, now",
                      example="inspector site push --url postgresql://inspector@qa-db:5432/site"
                              " --db var/inspector.sqlite --station-id line1")  # fmt: skip
