@@ -49,6 +49,17 @@ def _site_errors() -> tuple[type[BaseException], ...]:
     return (SiteError, OperationalError)
 
 
+def _query(args: argparse.Namespace, query: Any, **kwargs: Any) -> Any:
+    """``query(engine, **kwargs)`` on the site database named by ``args``; its errors as one line."""
+    engine = _engine(args)
+    try:
+        return query(engine, **kwargs)
+    except _site_errors() as exc:
+        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from inspector.site.db import upgrade
 
@@ -105,13 +116,7 @@ def site_status(engine: Any) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    try:
-        status = site_status(engine)
-    except _site_errors() as exc:
-        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
-    finally:
-        engine.dispose()
+    status = _query(args, site_status)
     for s in status["stations"]:
         last = "never" if s["last_push_s_ago"] is None else f"{s['last_push_s_ago']:.1f} s ago"
         say(
@@ -192,13 +197,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_qualifications(args: argparse.Namespace) -> int:
     from inspector.site.qualifications import runs
 
-    engine = _engine(args)
-    try:
-        found = runs(engine, station_id=args.station_id, model_digest=args.model_digest)
-    except _site_errors() as exc:
-        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
-    finally:
-        engine.dispose()
+    found = _query(args, runs, station_id=args.station_id, model_digest=args.model_digest)
     if args.qualifying:
         found = [r for r in found if r["qualifies"]]
     for r in found:
@@ -221,13 +220,7 @@ def cmd_qualifications(args: argparse.Namespace) -> int:
 def cmd_releases(args: argparse.Namespace) -> int:
     from inspector.site.releases import releases
 
-    engine = _engine(args)
-    try:
-        found = releases(engine, station_id=args.station_id, object_type=args.type)
-    except _site_errors() as exc:
-        raise CliError(f"site database: {str(exc).splitlines()[0]}") from None
-    finally:
-        engine.dispose()
+    found = _query(args, releases, station_id=args.station_id, object_type=args.type)
     for r in found:
         runs = f"; qualified by {', '.join(r['qualified_by'])}" if r["qualified_by"] else ""
         say(
