@@ -286,7 +286,8 @@ def _site_user(args: argparse.Namespace, doing: str):  # type: ignore[no-untyped
         with RecordStore(database(args)) as store:
             actor = authenticate(store, args.as_user, password, purpose="reauthenticate")
             require(actor, Action.SITE_INTERVENE)
-            return site_user(actor, user(store, args.as_user).full_name, account_station)
+            account = user(store, args.as_user)
+            return site_user(actor, account.full_name, account_station, account.created_utc)
     except gxp_errors() as exc:
         raise CliError(str(exc)) from None
 

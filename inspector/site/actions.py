@@ -3,7 +3,10 @@
 A chain break halts a station's forwarding and raises a ``CHAIN_BREAK`` site alarm; nothing moves
 again until someone with the right (:attr:`~inspector.roles.Action.SITE_INTERVENE`, QA) has looked,
 named the reason and resumed it. The person is authenticated by a station's own accounts (the site
-keeps no passwords) before anything is asked of the site. Each change is one transaction with its
+keeps no passwords) before anything is asked of the site, and that account must be the one the
+station forwarded (same creation time, active at the site, same role). This binds the account, not
+its password: the site's rows can be read, so it stops a wrong or stale database, not a forger
+with read access to the site (that needs the site's own accounts). Each change is one transaction with its
 entry in the site's audit trail (``site_audit``): who, from which station's accounts, when, the
 value before and after, and why; the entries are hash-chained and append-only (the schema's
 triggers), and :func:`verify_trail` recomputes them.
@@ -40,6 +43,7 @@ class SiteUser:
     full_name: str
     role: str
     account_station: str
+    created_utc: str  # the account's creation at its station: the site's row must be the same account
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,35 @@ class TrailVerification:
         return asdict(self)
 
 
-def site_user(actor: Actor, full_name: str, account_station: str) -> SiteUser:
-    return SiteUser(actor.username, full_name, actor.role, account_station)
+def site_user(actor: Actor, full_name: str, account_station: str, created_utc: str) -> SiteUser:
+    return SiteUser(actor.username, full_name, actor.role, account_station, created_utc)
+
+
+def _known_account(conn: Connection, who: SiteUser) -> None:
+    """The account that authenticated the person is the one its station forwarded, active there, in the
+    same role: a database that is not the station's (a copy, another station's, one made for the
+    purpose) holds other accounts, and a deactivation the site already holds counts."""
+    u = S.users
+    row = conn.execute(
+        select(u.c.role, u.c.active, u.c.created_utc).where(
+            u.c.station_id == who.account_station, u.c.username == who.username
+        )
+    ).one_or_none()
+    station = f"station {who.account_station}"
+    if row is None:
+        raise SiteError(
+            f"{who.username} is no account of {station} at the site: act with an account its station has"
+            " forwarded, from that station's database (--account-station names the station whose database it is)"
+        )
+    if row.created_utc != who.created_utc:
+        raise SiteError(
+            f"the database named holds another account {who.username} than {station}'s at the site (created"
+            f" {who.created_utc}, the site's {row.created_utc}): is that database the station's?"
+        )
+    if not row.active:
+        raise SiteError(f"account {who.username} of {station} is deactivated (as the site holds it)")
+    if row.role != who.role:
+        raise SiteError(f"account {who.username} of {station} is {row.role} at the site, {who.role} in the database")
 
 
 def entry_hash(row: Mapping[str, Any]) -> str:
@@ -69,6 +100,7 @@ def _json(value: Any) -> str | None:
 def _append(
     conn: Connection, who: SiteUser, action: str, station_id: str, object_id: str, old: Any, new: Any, reason: str
 ) -> dict[str, Any]:
+    _known_account(conn, who)  # in the transaction of the change: refused, nothing changes
     conn.execute(text("LOCK TABLE site_audit IN EXCLUSIVE MODE"))  # one writer of the chain at a time
     last = conn.execute(select(S.site_audit.c.seq, S.site_audit.c.hash).order_by(S.site_audit.c.seq.desc()).limit(1))
     seq, prev = last.one_or_none() or (0, GENESIS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from inspector.cli import main
-from inspector.records import RecordStore, audit
+from inspector.records import RecordStore, audit, users
 from inspector.site import schema as S
 from inspector.site.actions import verify_trail
 from inspector.site.forwarder import ChainBreak, Forwarder, Halted
@@ -88,6 +90,7 @@ def test_the_site_audit_trail_is_append_only_chained_and_verified(
 ) -> None:
     db = tmp_path / "station.sqlite"
     run_station(db, items=10, sign=True)
+    Forwarder(db, site.url, "line-1", engine=site.engine).push_once()  # its accounts reach the site
     with site.engine.begin() as c:
         c.execute(text("INSERT INTO stations (station_id, registered_utc, halted) VALUES ('s1', 'now', 'a break')"))
     assert _act(monkeypatch, "qa-demo-pass", "site", "resume", "--url", site.url, "--station-id", "s1", "--db",
@@ -112,3 +115,36 @@ def test_the_site_audit_trail_is_append_only_chained_and_verified(
     assert not result.ok and result.problem == "site audit entry 1 does not match its hash"
     assert main(["site", "verify", "--url", site.url, "--no-alarms"]) == 1
     assert "site audit trail: BROKEN" in capsys.readouterr().err
+
+
+def test_the_person_acting_must_hold_an_account_the_station_forwarded(
+    tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The site keeps no passwords: a database made for the purpose, or another station's, holds accounts
+    of the same names but not the station's own, and an account the station deactivated is refused."""
+    real, other = tmp_path / "line3.sqlite", tmp_path / "made-up.sqlite"
+    run_station(real, items=4, sign=True)  # demo accounts
+    run_station(other, items=4, seed=5, sign=True)  # the same names, other accounts
+    Forwarder(real, site.url, "line-3", engine=site.engine).push_once()
+    with site.engine.begin() as c:
+        c.execute(text("INSERT INTO stations (station_id, registered_utc, halted) VALUES ('s3', 'now', 'a break')"))
+    base = ["site", "resume", "--url", site.url, "--station-id", "s3", "--reason", "checked", "--as", "qa"]
+
+    assert _act(monkeypatch, "qa-demo-pass", *base, "--db", str(other), "--account-station", "line-3") == 2
+    assert "holds another account qa than station line-3's at the site" in capsys.readouterr().err
+    assert _act(monkeypatch, "qa-demo-pass", *base, "--db", str(real), "--account-station", "line-9") == 2
+    assert "qa is no account of station line-9 at the site" in capsys.readouterr().err
+    assert _halted(site, "s3") == "a break", "nothing changed by a refused request"
+
+    stale = tmp_path / "line3-copy.sqlite"  # a copy from before the deactivation still has the account active
+    with closing(sqlite3.connect(real)) as src, closing(sqlite3.connect(stale)) as dst:
+        src.backup(dst)
+    with RecordStore(real) as store:  # deactivated at the station and forwarded
+        admin = users.authenticate(store, "admin", "admin-demo")
+        users.deactivate(store, admin, "qa", reason="left the company")
+    Forwarder(real, site.url, "line-3", engine=site.engine).push_once()
+    assert _act(monkeypatch, "qa-demo-pass", *base, "--db", str(stale), "--account-station", "line-3") == 2
+    assert "account qa of station line-3 is deactivated (as the site holds it)" in capsys.readouterr().err
+    assert _halted(site, "s3") == "a break"
+    with site.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(S.site_audit)).scalar_one() == 0
