@@ -197,9 +197,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_qualifications(args: argparse.Namespace) -> int:
     from inspector.site.qualifications import runs
 
-    found = _query(args, runs, station_id=args.station_id, model_digest=args.model_digest)
-    if args.qualifying:
-        found = [r for r in found if r["qualifies"]]
+    found = _query(args, runs, station_id=args.station_id, model_digest=args.model_digest, qualifying=args.qualifying)
     for r in found:
         verdict = "-" if r["passed"] is None else "passed" if r["passed"] else "FAILED"
         kind = "formal" if r["formal"] else "informal"

@@ -45,6 +45,7 @@ SCALE = 2  # measured at half resolution: a tenth of a tablet's size is still 7 
 BORDER_PX = 2  # at half resolution
 FACE_ERODE_PX = 2
 MIN_AREA_SHARE = 0.05  # an outline below 5 % of the product's area is no tablet (dust, a reflection)
+WILD_SHARE = 0.5  # a size tolerance of half the tablet or more: good tablets' outlines are not theirs
 _OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _FACE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * FACE_ERODE_PX + 1, 2 * FACE_ERODE_PX + 1))
 
@@ -359,9 +360,6 @@ def specify(
     if cards is None:
         return spec
     return spec.model_copy(update={"card": _card_tolerances(cards, spec, sigmas, margin, card_min_tablets)})
-
-
-WILD_SHARE = 0.5  # a size tolerance of half the tablet or more: good tablets' outlines are not theirs
 
 
 def _refuse_wild_outlines(against: str, shares: dict[str, float], segment_delta_e: float) -> None:

@@ -19,8 +19,11 @@ from inspector.site.db import require_current
 SIGNATURE_FIELDS = ("meaning", "username", "full_name", "role", "signed_utc", "reason")
 
 
-def runs(engine: Engine, *, station_id: str | None = None, model_digest: str | None = None) -> list[dict[str, Any]]:
-    """The site's runs (a station's, or those of one model package), oldest first per station."""
+def runs(
+    engine: Engine, *, station_id: str | None = None, model_digest: str | None = None, qualifying: bool = False
+) -> list[dict[str, Any]]:
+    """The site's runs (a station's, those of one model package, only those that qualify), oldest first
+    per station."""
     require_current(engine)
     q = S.qualification_runs
     query = select(q).order_by(q.c.station_id, q.c.created_utc, q.c.run_id)
@@ -56,8 +59,8 @@ def runs(engine: Engine, *, station_id: str | None = None, model_digest: str | N
                 "created_by": r["created_by"],
                 "ended_utc": r["ended_utc"],
                 "report_sha256": r["report_sha256"],
-                "qualifies": bool(r["formal"]) and r["passed"] == 1 and r["state"] == "approved",
+                "qualifies": bool(r["formal"]) and bool(r["passed"]) and r["state"] == "approved",
                 "signatures": signatures,
             }
         )
-    return out
+    return [r for r in out if r["qualifies"]] if qualifying else out

@@ -37,10 +37,9 @@ def releases(engine: Engine, *, station_id: str | None = None, object_type: str 
     with engine.connect() as c:
         rows = [dict(r) for r in c.execute(query).mappings()]
     qualifying: dict[tuple[str, str, str], list[str]] = {}
-    for run in runs(engine, station_id=station_id):
-        if run["qualifies"]:
-            for kind, sha in (("model", run["model"]["digest"]), ("recipe", run["recipe"]["sha256"])):
-                qualifying.setdefault((run["station_id"], kind, sha), []).append(run["run_id"])
+    for run in runs(engine, station_id=station_id, qualifying=True):
+        for kind, sha in (("model", run["model"]["digest"]), ("recipe", run["recipe"]["sha256"])):
+            qualifying.setdefault((run["station_id"], kind, sha), []).append(run["run_id"])
     return [
         {
             "station_id": r["station_id"],
